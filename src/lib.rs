@@ -1,0 +1,22 @@
+//! drover: disaster-recovery orchestration for Open Telekom Cloud storage
+//! replication (EVS replication consistency groups and SDRS protection groups).
+//!
+//! drover loads YAML runbooks (pre-checks, the switchover or failover call,
+//! post-verification polling), executes them step by step with safe retries and
+//! exactly-once mutating calls, and keeps a tamper-evident audit trail.
+//!
+//! # Layout
+//! - [`cli`]: command-line surface (`drover validate`, `drover schema`, ...).
+//! - [`config`]: `config/drover.yaml` plus `DROVER_*` environment overrides.
+//! - [`runbook`]: runbook files -> validated [`runbook::Runbook`] values.
+//! - [`engine`]: run execution; today the [`engine::retry::RetryPolicy`] value.
+//! - [`telemetry`]: tracing setup.
+//! - [`yaml`]: located YAML and the error-collecting deserializer under both
+//!   runbooks and config.
+
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod runbook;
+pub mod telemetry;
+pub mod yaml;

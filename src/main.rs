@@ -1,0 +1,21 @@
+//! The `drover` binary: parse arguments, start tracing, dispatch, exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use drover::cli::{self, Cli, Outcome};
+use drover::config::LogFormat;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    drover::telemetry::init(LogFormat::Text);
+    let mut stdout = std::io::stdout().lock();
+    match cli::run(cli, &mut stdout) {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Failure) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

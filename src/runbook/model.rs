@@ -1,0 +1,888 @@
+//! The runbook file as written: serde types read from the located YAML tree.
+//!
+//! These types are the single description of the format: they drive parsing
+//! (unknown keys and wrong types become located errors) and `drover schema`.
+//! Cross-field rules (unique ids, references, cron, time zones) live in
+//! `validate`; this module only says what shape each part has.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+use crate::yaml::{Checked, Located, Node, Sink, from_node};
+
+/// A whole runbook file.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "drover runbook")]
+pub struct RawRunbook {
+    /// Unique name, lowercase letters, digits and `-`.
+    pub name: Located<String>,
+    /// What the runbook is for, shown in listings and reports.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// What kind of operation this is; drives permissions and reports.
+    pub kind: Checked<Kind>,
+    /// Parameters a run is started with.
+    #[serde(default)]
+    pub params: Checked<BTreeMap<String, Checked<Located<RawParam>>>>,
+    /// Retry policy for every step that does not set its own.
+    #[serde(default)]
+    pub retry: Checked<RawRetry>,
+    /// The steps, in order.
+    pub steps: Located<Vec<Checked<RawStep>>>,
+    /// Steps that always run after the others, whatever the outcome.
+    #[serde(default)]
+    pub finally: Option<Vec<Checked<RawStep>>>,
+    /// When the daemon runs this runbook by itself (DR drills).
+    #[serde(default)]
+    pub schedules: Option<Vec<Checked<RawSchedule>>>,
+}
+
+/// What kind of operation a runbook performs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A planned move of production to the other site.
+    Switchover,
+    /// An unplanned move after the production site failed.
+    Failover,
+    /// A rehearsal; the `drill` role may start these.
+    Drill,
+    /// Anything else (sync, reprotect, housekeeping).
+    Maintenance,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Switchover => "switchover",
+            Kind::Failover => "failover",
+            Kind::Drill => "drill",
+            Kind::Maintenance => "maintenance",
+        })
+    }
+}
+
+/// A declared parameter.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawParam {
+    /// A run must give a value.
+    #[serde(default)]
+    pub required: Option<bool>,
+    /// The value when a run gives none.
+    #[serde(default)]
+    pub default: Option<Located<String>>,
+    /// What the parameter means.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The type values are checked against (default `string`).
+    #[serde(default, rename = "type")]
+    pub kind: Checked<ParamType>,
+}
+
+/// The type of a parameter value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamType {
+    /// Any text.
+    #[default]
+    String,
+    /// A whole number.
+    Integer,
+    /// `true` or `false`.
+    Boolean,
+    /// A duration such as `30m`.
+    Duration,
+}
+
+impl ParamType {
+    /// Checks a value given for a parameter of this type.
+    pub fn check(self, value: &str) -> Result<(), String> {
+        let ok = match self {
+            ParamType::String => true,
+            ParamType::Integer => value.trim().parse::<i64>().is_ok(),
+            ParamType::Boolean => matches!(value.trim(), "true" | "false"),
+            ParamType::Duration => return parse_duration(value).map(|_| ()),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("expected {}, found `{value}`", self.describe()))
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            ParamType::String => "a string",
+            ParamType::Integer => "an integer",
+            ParamType::Boolean => "`true` or `false`",
+            ParamType::Duration => "a duration such as `30s` or `5m`",
+        }
+    }
+}
+
+/// A retry policy as written; every field is optional and falls back to the
+/// enclosing policy.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    /// HTTP statuses that are retried (transport errors always are).
+    #[serde(default)]
+    pub on: Checked<Located<Vec<u16>>>,
+    /// Attempts in all, the first included.
+    #[serde(default)]
+    pub max_attempts: Checked<Located<u32>>,
+    /// Delay between attempts.
+    #[serde(default)]
+    pub backoff: Checked<RawBackoff>,
+}
+
+/// Backoff between attempts as written.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackoff {
+    /// The first delay.
+    #[serde(default)]
+    pub initial: Checked<Located<FixedDuration>>,
+    /// The largest delay.
+    #[serde(default)]
+    pub max: Checked<Located<FixedDuration>>,
+    /// Growth factor per attempt (at least 1).
+    #[serde(default)]
+    pub multiplier: Checked<Located<f64>>,
+    /// How delays are randomised.
+    #[serde(default)]
+    pub jitter: Checked<Jitter>,
+}
+
+/// How a backoff delay is randomised.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Jitter {
+    /// A uniform delay between zero and the computed delay (AWS "full jitter").
+    #[default]
+    Full,
+    /// Half the computed delay plus a uniform share of the other half.
+    Equal,
+    /// Exactly the computed delay.
+    None,
+}
+
+/// One step as written.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    /// Unique id, used in `steps.<id>.output`.
+    pub id: Located<String>,
+    /// What the step does, from the action catalog.
+    pub action: Located<String>,
+    /// Short human description for progress output and reports.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The action's input; its fields depend on the action.
+    #[serde(default)]
+    pub with: Option<ActionInput>,
+    /// Longest time the step may take, retries and polling included.
+    #[serde(default)]
+    pub timeout: Checked<Option<Located<DurationSpec>>>,
+    /// Retry policy for this step, over the runbook's.
+    #[serde(default)]
+    pub retry: Checked<RawRetry>,
+    /// Run the step only when this template renders `true`.
+    #[serde(default)]
+    pub when: Option<Located<String>>,
+    /// What a failure of this step does to the run.
+    #[serde(default)]
+    pub on_failure: Checked<OnFailure>,
+}
+
+/// What a failed step does to the run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Stop the run (the `finally` steps still run).
+    #[default]
+    Abort,
+    /// Record the failure and go on with the next step.
+    Continue,
+}
+
+/// A step's `with` block. It is read separately, once the action is known.
+#[derive(Debug, Clone, Copy)]
+pub struct ActionInput;
+
+impl<'de> Deserialize<'de> for ActionInput {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        de::IgnoredAny::deserialize(d).map(|_| ActionInput)
+    }
+}
+
+impl JsonSchema for ActionInput {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ActionInput".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "object",
+            "description": "The action's input; its fields depend on `action`."
+        })
+    }
+}
+
+/// A schedule as written.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchedule {
+    /// Unique within the runbook.
+    pub name: Located<String>,
+    /// Cron expression, 5 fields (minute hour day month weekday) or 6 with seconds first.
+    pub cron: Located<String>,
+    /// IANA time zone the expression is read in (default `UTC`).
+    #[serde(default)]
+    pub timezone: Option<Located<String>>,
+    /// Parameters of the scheduled runs.
+    #[serde(default)]
+    pub params: Checked<BTreeMap<String, Located<String>>>,
+    /// Set to `false` to keep the schedule without firing it.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+/// A duration written without templates: `500ms`, `10s`, `5m`, `2h`, `1h30m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[schemars(with = "String")]
+pub struct FixedDuration(#[serde(with = "duration_text")] pub Duration);
+
+impl<'de> Deserialize<'de> for FixedDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.contains("{{") {
+            return Err(de::Error::custom(format!(
+                "templates are not allowed here, found `{text}`; write a fixed duration such as `10s`"
+            )));
+        }
+        parse_duration(&text).map(FixedDuration).map_err(de::Error::custom)
+    }
+}
+
+mod duration_text {
+    use std::time::Duration;
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_duration(*d))
+    }
+}
+
+/// A duration that may instead be a template rendered when the step runs.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[schemars(with = "String")]
+pub enum DurationSpec {
+    /// Known at load time.
+    Fixed(Duration),
+    /// A template, e.g. `{{ params.verify_timeout }}`; rendered, then parsed.
+    Template(String),
+}
+
+impl<'de> Deserialize<'de> for DurationSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.contains("{{") {
+            return Ok(DurationSpec::Template(text));
+        }
+        parse_duration(&text)
+            .map(DurationSpec::Fixed)
+            .map_err(de::Error::custom)
+    }
+}
+
+/// Parses `500ms`, `10s`, `5m`, `2h`, or a sequence such as `1h30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || {
+        format!(
+            "invalid duration `{text}`: expected a number and a unit (ms, s, m, h), such as `500ms`, `10s`, `5m` or `2h`"
+        )
+    };
+    let s = text.trim();
+    if s.is_empty() {
+        return Err(bad());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(bad());
+        }
+        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let part = match unit {
+            "ms" => Duration::from_millis(number),
+            "s" => Duration::from_secs(number),
+            "m" => Duration::from_secs(number.saturating_mul(60)),
+            "h" => Duration::from_secs(number.saturating_mul(3600)),
+            _ => return Err(bad()),
+        };
+        total = total.saturating_add(part);
+    }
+    Ok(total)
+}
+
+/// Formats a duration the way runbooks write it (`1h30m`, `500ms`).
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".into();
+    }
+    if ms % 1000 != 0 {
+        return format!("{ms}ms");
+    }
+    let mut secs = ms / 1000;
+    let mut out = String::new();
+    for (unit, size) in [("h", 3600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            out.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    out
+}
+
+/// One value or a list of values (`status: available` or `status: [a, b]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneOrMany<T>(pub Vec<T>);
+
+impl<T> OneOrMany<T> {
+    /// True when `value` is one of the listed values.
+    pub fn contains(&self, value: &T) -> bool
+    where
+        T: PartialEq,
+    {
+        self.0.contains(value)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = OneOrMany<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a value or a list of values")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    out.push(item);
+                }
+                if out.is_empty() {
+                    return Err(de::Error::custom("expected at least one value, found an empty list"));
+                }
+                Ok(OneOrMany(out))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                T::deserialize(de::value::StrDeserializer::<E>::new(v)).map(|t| OneOrMany(vec![t]))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                self.visit_str(&v.to_string())
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for OneOrMany<T> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        format!("OneOrMany_{}", T::schema_name()).into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let one = generator.subschema_for::<T>();
+        schemars::json_schema!({
+            "anyOf": [one, { "type": "array", "items": one, "minItems": 1 }]
+        })
+    }
+}
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
+        }
+        impl $name {
+            /// The value as the API spells it.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+            /// Reads the API spelling.
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) }
+        }
+    };
+}
+
+string_enum! {
+    /// `status` of an EVS replication consistency group.
+    EvsStatus {
+        /// Being created.
+        Creating = "creating",
+        /// Usable.
+        Available = "available",
+        /// Creation failed.
+        Error = "error",
+        /// Being deleted.
+        Deleting = "deleting",
+        /// Deletion failed.
+        ErrorDeleting = "error_deleting",
+        /// Pairs being added or removed.
+        Updating = "updating",
+        /// Switchover running.
+        Reversing = "reversing",
+        /// Switchover failed.
+        ErrorReversing = "error_reversing",
+        /// Failover running.
+        Failovering = "failovering",
+        /// Failover done.
+        Failovered = "failovered",
+        /// Failover failed.
+        ErrorFailovering = "error_failovering",
+    }
+}
+
+string_enum! {
+    /// `replication_status` of an EVS group or an SDRS protection group.
+    ReplicationStatus {
+        /// Replicating; both sides consistent.
+        Active = "active",
+        /// Replication stopped (after failover or pause).
+        ActiveStopped = "active-stopped",
+        /// Synchronising.
+        Copying = "copying",
+        /// Paused or link broken.
+        Inactive = "inactive",
+        /// Replication error.
+        Error = "error",
+    }
+}
+
+string_enum! {
+    /// `fault_level` of an EVS group or pair.
+    FaultLevel {
+        /// No fault.
+        None = "0",
+        /// A production disk lost access: failover advised.
+        FailoverAdvised = "2",
+        /// The replication link is down: failover impossible.
+        LinkDown = "5",
+    }
+}
+
+string_enum! {
+    /// `status` of an SDRS protection group.
+    SdrsStatus {
+        /// Being created.
+        Creating = "creating",
+        /// Creation failed.
+        Error = "error",
+        /// Exists, protection disabled.
+        Available = "available",
+        /// Protection enabled.
+        Protected = "protected",
+        /// Being deleted.
+        Deleting = "deleting",
+        /// Deletion failed.
+        ErrorDeleting = "error-deleting",
+        /// Enabling protection.
+        Starting = "starting",
+        /// Enabling failed.
+        ErrorStarting = "error-starting",
+        /// Re-enabling after failover.
+        Reprotecting = "reprotecting",
+        /// Re-enabling failed.
+        ErrorReprotecting = "error-reprotecting",
+        /// Disabling protection.
+        Stopping = "stopping",
+        /// Disabling failed.
+        ErrorStopping = "error-stopping",
+        /// Planned failover running.
+        Reversing = "reversing",
+        /// Planned failover failed.
+        ErrorReversing = "error-reversing",
+        /// Failover running.
+        FailingOver = "failing-over",
+        /// Failover done.
+        FailedOver = "failed-over",
+        /// Failover failed.
+        ErrorFailingOver = "error-failing-over",
+    }
+}
+
+string_enum! {
+    /// Which of an SDRS protection group's two AZs is production.
+    PriorityStation {
+        /// The source AZ chosen at creation.
+        Source = "source",
+        /// The target (DR) AZ chosen at creation.
+        Target = "target",
+    }
+}
+
+string_enum! {
+    /// HTTP method of an `http.request` step.
+    HttpMethod {
+        /// GET.
+        Get = "GET",
+        /// HEAD.
+        Head = "HEAD",
+        /// POST.
+        Post = "POST",
+        /// PUT.
+        Put = "PUT",
+        /// PATCH.
+        Patch = "PATCH",
+        /// DELETE.
+        Delete = "DELETE",
+    }
+}
+
+/// Expected fields of an EVS group (each a value or a list of accepted values).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvsExpect {
+    /// Accepted `status` values.
+    #[serde(default)]
+    pub status: Option<OneOrMany<EvsStatus>>,
+    /// Accepted `replication_status` values.
+    #[serde(default)]
+    pub replication_status: Option<OneOrMany<ReplicationStatus>>,
+    /// Accepted `fault_level` values (`"0"`, `"2"`, `"5"`).
+    #[serde(default)]
+    pub fault_level: Option<OneOrMany<FaultLevel>>,
+    /// Accepted `priority_station` values (AZ names; templates allowed).
+    #[serde(default)]
+    pub priority_station: Option<OneOrMany<String>>,
+}
+
+/// Expected fields of an SDRS protection group.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SdrsExpect {
+    /// Accepted `status` values.
+    #[serde(default)]
+    pub status: Option<OneOrMany<SdrsStatus>>,
+    /// Accepted `priority_station` values.
+    #[serde(default)]
+    pub priority_station: Option<OneOrMany<PriorityStation>>,
+    /// Accepted `replication_status` values (null on newer groups: then never matches).
+    #[serde(default)]
+    pub replication_status: Option<OneOrMany<ReplicationStatus>>,
+}
+
+/// `with` of the EVS group actions (switchover, failover, sync, stop, reprotect).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvsGroupInput {
+    /// Replication consistency group id.
+    pub group: Located<String>,
+}
+
+/// `with` of `evs.check_group`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvsCheckInput {
+    /// Replication consistency group id.
+    pub group: Located<String>,
+    /// Fields that must match; the step fails listing every mismatch.
+    #[serde(default)]
+    pub expect: EvsExpect,
+}
+
+/// `with` of `evs.wait_group`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvsWaitInput {
+    /// Replication consistency group id.
+    pub group: Located<String>,
+    /// The state to wait for.
+    pub until: EvsExpect,
+    /// States that fail the step at once.
+    #[serde(default)]
+    pub fail_if: Option<EvsExpect>,
+    /// Time between polls (default 10s).
+    #[serde(default)]
+    pub interval: Option<Located<DurationSpec>>,
+}
+
+/// `with` of `sdrs.check_group`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SdrsCheckInput {
+    /// Protection group id.
+    pub group: Located<String>,
+    /// Fields that must match.
+    #[serde(default)]
+    pub expect: SdrsExpect,
+}
+
+/// `with` of `sdrs.wait_group`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SdrsWaitInput {
+    /// Protection group id.
+    pub group: Located<String>,
+    /// The state to wait for.
+    pub until: SdrsExpect,
+    /// States that fail the step at once.
+    #[serde(default)]
+    pub fail_if: Option<SdrsExpect>,
+    /// Time between polls (default 10s).
+    #[serde(default)]
+    pub interval: Option<Located<DurationSpec>>,
+}
+
+/// `with` of `sdrs.failover`, `sdrs.enable`, `sdrs.disable`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SdrsGroupInput {
+    /// Protection group id.
+    pub group: Located<String>,
+    /// Time between job polls (default 5s).
+    #[serde(default)]
+    pub interval: Option<Located<DurationSpec>>,
+}
+
+/// `with` of `sdrs.switchover` (planned failover, `reverse-server-group`).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SdrsSwitchoverInput {
+    /// Protection group id.
+    pub group: Located<String>,
+    /// The side that becomes production: `target` (the DR AZ) or `source` (back).
+    pub priority_station: PriorityStation,
+    /// Time between job polls (default 5s).
+    #[serde(default)]
+    pub interval: Option<Located<DurationSpec>>,
+}
+
+/// `with` of `sdrs.create_drill`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SdrsCreateDrillInput {
+    /// Protection group id.
+    pub group: Located<String>,
+    /// Drill name (up to 64 of `A-Za-z0-9._-`; templates allowed).
+    pub name: Located<String>,
+    /// VPC for the drill servers; SDRS creates one when omitted.
+    #[serde(default)]
+    pub drill_vpc_id: Option<Located<String>>,
+    /// Time between job polls (default 5s).
+    #[serde(default)]
+    pub interval: Option<Located<DurationSpec>>,
+}
+
+/// `with` of `sdrs.delete_drill`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SdrsDeleteDrillInput {
+    /// Drill id, usually `{{ steps.<create step>.output.id }}`.
+    pub drill: Located<String>,
+    /// Time between job polls (default 5s).
+    #[serde(default)]
+    pub interval: Option<Located<DurationSpec>>,
+}
+
+/// `with` of `http.request`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRequestInput {
+    /// Method (default GET).
+    #[serde(default)]
+    pub method: Option<HttpMethod>,
+    /// Absolute http(s) URL.
+    pub url: Located<String>,
+    /// Extra request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// JSON body (templates allowed in strings).
+    #[serde(default)]
+    pub json: Option<serde_json::Value>,
+    /// Raw text body.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Accepted statuses (default: any 2xx).
+    #[serde(default)]
+    pub expect_status: Option<Located<Vec<u16>>>,
+    /// JSON pointer (`/status`) to expected value in the response body.
+    #[serde(default)]
+    pub expect_json: BTreeMap<String, serde_json::Value>,
+}
+
+/// `with` of `approval`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalInput {
+    /// The question shown to approvers.
+    pub prompt: Located<String>,
+    /// Distinct approvers needed, none of them the requester (default 1).
+    #[serde(default)]
+    pub approvers: Option<Located<u32>>,
+}
+
+/// `with` of `sleep`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SleepInput {
+    /// How long to wait.
+    pub duration: Located<DurationSpec>,
+}
+
+macro_rules! actions {
+    ($($(#[$meta:meta])* $name:literal => $variant:ident($input:ty), mutating: $mutating:expr;)+) => {
+        /// A step's action with its typed input.
+        #[derive(Debug, Clone)]
+        pub enum Action {
+            $($(#[$meta])* $variant($input)),+
+        }
+
+        /// Every action name, in catalog order.
+        pub const ACTION_NAMES: &[&str] = &[$($name),+];
+
+        impl Action {
+            /// The catalog name, e.g. `evs.switchover`.
+            pub fn name(&self) -> &'static str {
+                match self { $(Action::$variant(_) => $name),+ }
+            }
+
+            /// True when the action changes cloud state (and so goes through the
+            /// intent / reconcile path and is suppressed in dry runs).
+            pub fn is_mutating(&self) -> bool {
+                match self {
+                    $(#[allow(unused_variables)] Action::$variant(input) => { let f: fn(&$input) -> bool = $mutating; f(input) }),+
+                }
+            }
+
+            /// Reads the `with` block of action `name`; `None` for an unknown name.
+            pub(crate) fn read(name: &str, with: &Node, sink: &Sink) -> Option<Option<Action>> {
+                match name {
+                    $($name => Some(from_node::<$input>(with, sink).map(Action::$variant)),)+
+                    _ => None,
+                }
+            }
+
+            /// The JSON Schema of each action's `with` block.
+            pub(crate) fn input_schemas(generator: &mut schemars::SchemaGenerator) -> Vec<(&'static str, schemars::Schema)> {
+                vec![$(($name, generator.subschema_for::<$input>())),+]
+            }
+        }
+    };
+}
+
+actions! {
+    /// Reads an EVS group and checks fields.
+    "evs.check_group" => EvsCheckGroup(EvsCheckInput), mutating: |_| false;
+    /// Polls an EVS group until a state is reached.
+    "evs.wait_group" => EvsWaitGroup(EvsWaitInput), mutating: |_| false;
+    /// Primary/secondary switchover (`os-reverse-replication-consistency-group`).
+    "evs.switchover" => EvsSwitchover(EvsGroupInput), mutating: |_| true;
+    /// Failover (`os-failover-replication-consistency-group`).
+    "evs.failover" => EvsFailover(EvsGroupInput), mutating: |_| true;
+    /// Synchronise (`os-sync-replication-consistency-group`).
+    "evs.sync" => EvsSync(EvsGroupInput), mutating: |_| true;
+    /// Pause replication (`os-stop-replication-consistency-group`).
+    "evs.stop" => EvsStop(EvsGroupInput), mutating: |_| true;
+    /// Reprotect after failover (`os-reprotect-replication-consistency-group`).
+    "evs.reprotect" => EvsReprotect(EvsGroupInput), mutating: |_| true;
+    /// Reads an SDRS protection group and checks fields.
+    "sdrs.check_group" => SdrsCheckGroup(SdrsCheckInput), mutating: |_| false;
+    /// Polls an SDRS protection group until a state is reached.
+    "sdrs.wait_group" => SdrsWaitGroup(SdrsWaitInput), mutating: |_| false;
+    /// Planned failover (`reverse-server-group`), then waits for the job.
+    "sdrs.switchover" => SdrsSwitchover(SdrsSwitchoverInput), mutating: |_| true;
+    /// Failover (`failover-server-group`), then waits for the job.
+    "sdrs.failover" => SdrsFailover(SdrsGroupInput), mutating: |_| true;
+    /// Enable or re-enable protection (`start-server-group`).
+    "sdrs.enable" => SdrsEnable(SdrsGroupInput), mutating: |_| true;
+    /// Disable protection (`stop-server-group`).
+    "sdrs.disable" => SdrsDisable(SdrsGroupInput), mutating: |_| true;
+    /// Creates a DR drill and waits for its job.
+    "sdrs.create_drill" => SdrsCreateDrill(SdrsCreateDrillInput), mutating: |_| true;
+    /// Deletes a DR drill and waits for its job.
+    "sdrs.delete_drill" => SdrsDeleteDrill(SdrsDeleteDrillInput), mutating: |_| true;
+    /// Any HTTP call.
+    "http.request" => HttpRequest(HttpRequestInput), mutating: |i| !matches!(i.method, None | Some(HttpMethod::Get) | Some(HttpMethod::Head));
+    /// Waits for approvals.
+    "approval" => Approval(ApprovalInput), mutating: |_| false;
+    /// Waits a duration.
+    "sleep" => Sleep(SleepInput), mutating: |_| false;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_and_format() {
+        let cases = [
+            ("500ms", Duration::from_millis(500)),
+            ("10s", Duration::from_secs(10)),
+            ("5m", Duration::from_secs(300)),
+            ("2h", Duration::from_secs(7200)),
+            ("1h30m", Duration::from_secs(5400)),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_duration(text), Ok(want), "parsing {text}");
+            assert_eq!(format_duration(want), text, "formatting {text}");
+        }
+    }
+
+    #[test]
+    fn bad_durations_are_rejected() {
+        for text in ["", "10", "s", "5 minutes", "10sec", "-5s", "1.5s", "m5"] {
+            let err = parse_duration(text).unwrap_err();
+            assert!(err.contains("invalid duration"), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn param_types_check_values() {
+        assert!(ParamType::Integer.check("42").is_ok());
+        assert!(ParamType::Integer.check("x").is_err());
+        assert!(ParamType::Boolean.check("yes").is_err());
+        assert!(ParamType::Duration.check("30m").is_ok());
+        assert!(ParamType::String.check("anything").is_ok());
+    }
+
+    #[test]
+    fn http_get_is_not_mutating_but_post_is() {
+        let input = |method| HttpRequestInput {
+            method,
+            url: Located::new("http://x".into(), crate::yaml::Loc::Unknown),
+            headers: BTreeMap::new(),
+            json: None,
+            body: None,
+            expect_status: None,
+            expect_json: BTreeMap::new(),
+        };
+        assert!(!Action::HttpRequest(input(None)).is_mutating());
+        assert!(Action::HttpRequest(input(Some(HttpMethod::Post))).is_mutating());
+        assert!(Action::EvsSwitchover(EvsGroupInput { group: Located::new("g".into(), crate::yaml::Loc::Unknown) }).is_mutating());
+    }
+}
