@@ -58,7 +58,9 @@ pub enum LogFormat {
 }
 
 /// What an API token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Read runs and runbooks.
@@ -347,7 +349,9 @@ impl Config {
 /// with `[` or `{` is read as YAML flow (for lists such as `api.tokens`).
 fn apply_env(root: &mut Node, env: &BTreeMap<String, String>, sink: &Sink) {
     for (name, value) in env {
-        let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
         // Only names with a level separator are overrides: `DROVER_WEBHOOK_URL`
         // belongs to runbook templates, `DROVER_TOKEN` to the CLI client.
         if !rest.contains("__") {
@@ -363,7 +367,10 @@ fn apply_env(root: &mut Node, env: &BTreeMap<String, String>, sink: &Sink) {
                     leaf = parsed;
                 }
                 Err(d) => {
-                    sink.error(&Loc::Env(name.clone()), format!("cannot read value: {}", d.message));
+                    sink.error(
+                        &Loc::Env(name.clone()),
+                        format!("cannot read value: {}", d.message),
+                    );
                     continue;
                 }
             }
@@ -392,7 +399,9 @@ fn set_path(node: &mut Node, path: &[String], leaf: Node, env_name: &str) {
     if !matches!(node.value, Value::Map(_)) {
         node.value = Value::Map(Vec::new());
     }
-    let Value::Map(entries) = &mut node.value else { return };
+    let Value::Map(entries) = &mut node.value else {
+        return;
+    };
     let index = match entries.iter().position(|(k, _)| k.as_str() == Some(first)) {
         Some(i) => i,
         None => {
@@ -412,10 +421,16 @@ fn build(raw: RawConfig, sink: &Sink) -> Config {
     let database = raw.database.0.unwrap_or_default();
     let database_url = match database.url {
         Some(url) => {
-            if !(url.value.starts_with("sqlite:") || url.value.starts_with("postgres://") || url.value.starts_with("postgresql://")) {
+            if !(url.value.starts_with("sqlite:")
+                || url.value.starts_with("postgres://")
+                || url.value.starts_with("postgresql://"))
+            {
                 sink.error(
                     &url.loc,
-                    format!("database.url: expected `sqlite://PATH` or `postgres://...`, found `{}`", redact_url(&url.value)),
+                    format!(
+                        "database.url: expected `sqlite://PATH` or `postgres://...`, found `{}`",
+                        redact_url(&url.value)
+                    ),
                 );
             }
             url.value
@@ -428,7 +443,10 @@ fn build(raw: RawConfig, sink: &Sink) -> Config {
         Some(l) => l.value.parse().unwrap_or_else(|_| {
             sink.error(
                 &l.loc,
-                format!("api.listen: expected an address such as `127.0.0.1:8080`, found `{}`", l.value),
+                format!(
+                    "api.listen: expected an address such as `127.0.0.1:8080`, found `{}`",
+                    l.value
+                ),
             );
             default_listen()
         }),
@@ -445,7 +463,10 @@ fn build(raw: RawConfig, sink: &Sink) -> Config {
     let mut api_tokens = Vec::new();
     for token in api.tokens.into_iter().filter_map(|t| t.0) {
         if !names.insert(token.name.value.clone()) {
-            sink.error(&token.name.loc, format!("duplicate token name `{}`", token.name.value));
+            sink.error(
+                &token.name.loc,
+                format!("duplicate token name `{}`", token.name.value),
+            );
         }
         let digest = token.sha256.value.to_ascii_lowercase();
         if digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -478,7 +499,12 @@ fn build(raw: RawConfig, sink: &Sink) -> Config {
 
     Config {
         database_url,
-        runbooks_dir: PathBuf::from(raw.runbooks.0.and_then(|r| r.dir).unwrap_or_else(|| "runbooks".into())),
+        runbooks_dir: PathBuf::from(
+            raw.runbooks
+                .0
+                .and_then(|r| r.dir)
+                .unwrap_or_else(|| "runbooks".into()),
+        ),
         api_listen,
         api_server,
         api_tokens,
@@ -496,7 +522,10 @@ fn check_url(url: &Located<String>, what: &str, sink: &Sink) {
     if !(url.value.starts_with("http://") || url.value.starts_with("https://")) {
         sink.error(
             &url.loc,
-            format!("{what}: expected an http:// or https:// URL, found `{}`", url.value),
+            format!(
+                "{what}: expected an http:// or https:// URL, found `{}`",
+                url.value
+            ),
         );
     }
 }
@@ -504,7 +533,9 @@ fn check_url(url: &Located<String>, what: &str, sink: &Sink) {
 /// Hides a password in a database URL before it is shown.
 fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://[REDACTED]@{}", &url[..scheme], &url[at + 1..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://[REDACTED]@{}", &url[..scheme], &url[at + 1..])
+        }
         _ => url.to_string(),
     }
 }
@@ -530,7 +561,10 @@ fn build_cloud(raw: RawCloud, sink: &Sink) -> CloudConfig {
         sdrs_endpoint,
         auth,
         timeout: raw.timeout.0.map_or(Duration::from_secs(30), |d| d.value.0),
-        connect_timeout: raw.connect_timeout.0.map_or(Duration::from_secs(10), |d| d.value.0),
+        connect_timeout: raw
+            .connect_timeout
+            .0
+            .map_or(Duration::from_secs(10), |d| d.value.0),
         tls_ca_file: raw.tls_ca_file.map(|f| PathBuf::from(f.value)),
     }
 }
@@ -561,12 +595,19 @@ fn build_auth(raw: RawAuth, sink: &Sink) -> CloudAuth {
     let missing = |what: &str| {
         sink.error(
             &method.loc,
-            format!("cloud.auth.method `{}` needs {what}", method_name(method.value)),
+            format!(
+                "cloud.auth.method `{}` needs {what}",
+                method_name(method.value)
+            ),
         );
     };
     match method.value {
         AuthMethod::Password => match (raw.user, raw.domain, password) {
-            (Some(user), Some(domain), Some(password)) => CloudAuth::Password { user, domain, password },
+            (Some(user), Some(domain), Some(password)) => CloudAuth::Password {
+                user,
+                domain,
+                password,
+            },
             (user, domain, password) => {
                 if user.is_none() {
                     missing("`user`");
@@ -581,9 +622,14 @@ fn build_auth(raw: RawAuth, sink: &Sink) -> CloudAuth {
             }
         },
         AuthMethod::Aksk => match (access_key, secret_key) {
-            (Some(access_key), Some(secret_key)) => CloudAuth::AkSk { access_key, secret_key },
+            (Some(access_key), Some(secret_key)) => CloudAuth::AkSk {
+                access_key,
+                secret_key,
+            },
             _ => {
-                missing("the environment variables DROVER_CLOUD__AUTH__ACCESS_KEY and DROVER_CLOUD__AUTH__SECRET_KEY");
+                missing(
+                    "the environment variables DROVER_CLOUD__AUTH__ACCESS_KEY and DROVER_CLOUD__AUTH__SECRET_KEY",
+                );
                 CloudAuth::None
             }
         },
@@ -611,7 +657,10 @@ mod tests {
     use secrecy::ExposeSecret;
 
     fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config, Vec<Diagnostic>> {
-        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::parse(text, Path::new("drover.yaml"), &env)
     }
 
@@ -650,7 +699,9 @@ mod tests {
         let m = messages(parse("", &[("DROVER_CLOUD__EVS_ENDPONT", "http://b")]));
         assert_eq!(
             m,
-            ["drover.yaml: environment variable DROVER_CLOUD__EVS_ENDPONT: unknown key `evs_endpont`, did you mean `evs_endpoint`?"]
+            [
+                "drover.yaml: environment variable DROVER_CLOUD__EVS_ENDPONT: unknown key `evs_endpont`, did you mean `evs_endpoint`?"
+            ]
         );
     }
 
@@ -671,9 +722,14 @@ mod tests {
             &[("DROVER_CLOUD__AUTH__PASSWORD", "s3cr3t")],
         )
         .unwrap();
-        let CloudAuth::Password { password, .. } = &c.cloud.auth else { panic!("password auth") };
+        let CloudAuth::Password { password, .. } = &c.cloud.auth else {
+            panic!("password auth")
+        };
         assert_eq!(password.expose_secret(), "s3cr3t");
-        assert!(!format!("{c:?}").contains("s3cr3t"), "Debug must not show the secret");
+        assert!(
+            !format!("{c:?}").contains("s3cr3t"),
+            "Debug must not show the secret"
+        );
     }
 
     #[test]
@@ -685,7 +741,7 @@ mod tests {
         let want = [
             "drover.yaml:2:11: api.listen: expected an address such as `127.0.0.1:8080`, found `nowhere`",
             "drover.yaml:4:24: unknown value `operatr`, did you mean `operator`?",
-            "drover.yaml:5:42: api.tokens `b`: sha256 must be 64 hex characters",
+            "drover.yaml:5:39: api.tokens `b`: sha256 must be 64 hex characters",
             "drover.yaml:7:12: invalid duration `soon`",
             "drover.yaml:8:1: unknown key `logs`, did you mean `log`?",
         ];
@@ -699,7 +755,13 @@ mod tests {
     fn token_lookup_uses_the_digest() {
         use sha2::{Digest, Sha256};
         let digest = hex::encode(Sha256::digest(b"tok"));
-        let c = parse(&format!("api:\n  tokens:\n    - {{ name: alice, role: operator, sha256: {digest} }}\n"), &[]).unwrap();
+        let c = parse(
+            &format!(
+                "api:\n  tokens:\n    - {{ name: alice, role: operator, sha256: {digest} }}\n"
+            ),
+            &[],
+        )
+        .unwrap();
         assert_eq!(c.find_token("tok").map(|t| t.name.as_str()), Some("alice"));
         assert!(c.find_token("other").is_none());
     }

@@ -174,6 +174,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Runbook, Vec<Diagnostic>> {
     let sink = Sink::new(path);
     let raw = yaml::from_node::<model::RawRunbook>(&root, &sink);
     let runbook = raw.and_then(|raw| validate::validate(raw, &root, &sink));
+    sink.attribute_steps(&sections(&root));
     match runbook {
         Some(mut runbook) if sink.is_clean() => {
             runbook.path = path.to_path_buf();
@@ -193,14 +194,33 @@ pub fn parse(text: &str, path: &Path) -> Result<Runbook, Vec<Diagnostic>> {
     }
 }
 
+/// Where each step starts, and where each top-level key starts (which ends the
+/// step before it), for naming the step of an error found while deserializing.
+fn sections(root: &yaml::Node) -> Vec<(u64, Option<String>)> {
+    let mut out = Vec::new();
+    for (key, value) in root.entries() {
+        out.extend(key.loc.line().map(|l| (l, None)));
+        if matches!(key.as_str(), Some("steps" | "finally")) {
+            for step in value.items() {
+                let id = step
+                    .get("id")
+                    .and_then(yaml::Node::as_str)
+                    .map(str::to_string);
+                out.extend(step.loc.line().map(|l| (l, id)));
+            }
+        }
+    }
+    out
+}
+
 /// The runbook files named by `paths`: files as given, folders searched for
 /// `*.yaml` / `*.yml` (not recursively), sorted.
 pub fn find_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostic> {
     let mut out = Vec::new();
     for path in paths {
         if path.is_dir() {
-            let entries =
-                std::fs::read_dir(path).map_err(|e| whole_file(path, format!("cannot read folder: {e}")))?;
+            let entries = std::fs::read_dir(path)
+                .map_err(|e| whole_file(path, format!("cannot read folder: {e}")))?;
             let mut found: Vec<PathBuf> = entries
                 .filter_map(Result::ok)
                 .map(|e| e.path())

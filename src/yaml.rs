@@ -288,6 +288,23 @@ impl Sink {
         out
     }
 
+    /// Attributes problems recorded without a step to the step whose lines
+    /// contain them. `sections` are the first lines of the step entries and of
+    /// everything else that can follow a step, with the step id for step entries.
+    pub fn attribute_steps(&self, sections: &[(u64, Option<String>)]) {
+        for d in self.diagnostics.borrow_mut().iter_mut() {
+            let Some(line) = d.loc.line() else { continue };
+            if d.step.is_some() {
+                continue;
+            }
+            d.step = sections
+                .iter()
+                .filter(|(start, _)| *start <= line)
+                .max_by_key(|(start, _)| *start)
+                .and_then(|(_, id)| id.clone());
+        }
+    }
+
     /// True when no problem was recorded.
     pub fn is_clean(&self) -> bool {
         self.diagnostics.borrow().is_empty()
@@ -334,7 +351,10 @@ fn yaml_message(err: &serde_saphyr::Error, loc: &Loc) -> String {
         }
     }
     if let Some(rest) = msg.strip_prefix("duplicate mapping key: ") {
-        let key = rest.split(", set DuplicateKeyPolicy").next().unwrap_or(rest);
+        let key = rest
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or(rest);
         return format!("duplicate key `{key}`: each key may appear once in a mapping");
     }
     format!("invalid YAML: {msg}")
@@ -508,7 +528,11 @@ mod tests {
     fn syntax_error_names_the_place() {
         let err = p("a: [1,\n").unwrap_err();
         assert_eq!(err.loc, Loc::at(1, 4));
-        assert!(err.message.starts_with("invalid YAML: unclosed bracket"), "{}", err.message);
+        assert!(
+            err.message.starts_with("invalid YAML: unclosed bracket"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -116,7 +116,10 @@ mod tests {
         let p = policy(Jitter::Full);
         assert_eq!(p.delay(3, 0.0), Duration::ZERO);
         assert_eq!(p.delay(3, 0.5), Duration::from_secs(2));
-        assert_eq!(p.delay(30, 0.999_999), Duration::from_secs_f64(30.0 * 0.999_999));
+        assert_eq!(
+            p.delay(30, 0.999_999),
+            Duration::from_secs_f64(30.0 * 0.999_999)
+        );
     }
 
     #[test]

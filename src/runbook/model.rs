@@ -267,7 +267,9 @@ impl<'de> Deserialize<'de> for FixedDuration {
                 "templates are not allowed here, found `{text}`; write a fixed duration such as `10s`"
             )));
         }
-        parse_duration(&text).map(FixedDuration).map_err(de::Error::custom)
+        parse_duration(&text)
+            .map(FixedDuration)
+            .map_err(de::Error::custom)
     }
 }
 
@@ -314,13 +316,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(bad());
         }
         let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let part = match unit {
@@ -341,7 +347,7 @@ pub fn format_duration(d: Duration) -> String {
     if ms == 0 {
         return "0s".into();
     }
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let mut secs = ms / 1000;
@@ -383,7 +389,9 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
                     out.push(item);
                 }
                 if out.is_empty() {
-                    return Err(de::Error::custom("expected at least one value, found an empty list"));
+                    return Err(de::Error::custom(
+                        "expected at least one value, found an empty list",
+                    ));
                 }
                 Ok(OneOrMany(out))
             }
@@ -883,6 +891,11 @@ mod tests {
         };
         assert!(!Action::HttpRequest(input(None)).is_mutating());
         assert!(Action::HttpRequest(input(Some(HttpMethod::Post))).is_mutating());
-        assert!(Action::EvsSwitchover(EvsGroupInput { group: Located::new("g".into(), crate::yaml::Loc::Unknown) }).is_mutating());
+        assert!(
+            Action::EvsSwitchover(EvsGroupInput {
+                group: Located::new("g".into(), crate::yaml::Loc::Unknown)
+            })
+            .is_mutating()
+        );
     }
 }

@@ -47,12 +47,29 @@ mod tests {
     #[test]
     fn schema_names_every_action_and_top_level_key() {
         let schema = runbook_schema();
-        let actions = schema.pointer("/$defs/RawStep/properties/action/enum").unwrap();
+        let actions = schema
+            .pointer("/$defs/RawStep/properties/action/enum")
+            .unwrap();
         assert_eq!(actions.as_array().unwrap().len(), ACTION_NAMES.len());
-        let rules = schema.pointer("/$defs/RawStep/allOf").unwrap().as_array().unwrap();
+        let rules = schema
+            .pointer("/$defs/RawStep/allOf")
+            .unwrap()
+            .as_array()
+            .unwrap();
         assert_eq!(rules.len(), ACTION_NAMES.len(), "one with-rule per action");
-        for key in ["name", "kind", "params", "retry", "steps", "finally", "schedules"] {
-            assert!(schema.pointer(&format!("/properties/{key}")).is_some(), "{key}");
+        for key in [
+            "name",
+            "kind",
+            "params",
+            "retry",
+            "steps",
+            "finally",
+            "schedules",
+        ] {
+            assert!(
+                schema.pointer(&format!("/properties/{key}")).is_some(),
+                "{key}"
+            );
         }
         assert_eq!(schema["additionalProperties"], json!(false));
     }

@@ -25,7 +25,15 @@ pub const RUN_FIELDS: &[&str] = &[
 pub const STEP_FIELDS: &[&str] = &["output", "status", "error"];
 
 /// Globals minijinja provides that a template may call.
-const BUILTIN_GLOBALS: &[&str] = &["range", "dict", "namespace", "loop", "true", "false", "none"];
+const BUILTIN_GLOBALS: &[&str] = &[
+    "range",
+    "dict",
+    "namespace",
+    "loop",
+    "true",
+    "false",
+    "none",
+];
 
 /// Runaway templates stop after this much work.
 const FUEL: u64 = 50_000;
@@ -170,13 +178,25 @@ mod tests {
     #[test]
     fn reports_each_bad_reference_with_a_reason() {
         let cases = [
-            ("{{ params.grp_id }}", "unknown parameter `grp_id` in template, did you mean `group_id`?"),
+            (
+                "{{ params.grp_id }}",
+                "unknown parameter `grp_id` in template, did you mean `group_id`?",
+            ),
             ("{{ steps.verify.output }}", "runs later"),
             ("{{ steps.prechek.output }}", "did you mean `precheck`?"),
-            ("{{ steps.precheck.outptu }}", "unknown field `outptu` of step `precheck`, did you mean `output`?"),
+            (
+                "{{ steps.precheck.outptu }}",
+                "unknown field `outptu` of step `precheck`, did you mean `output`?",
+            ),
             ("{{ run.outcom }}", "did you mean `outcome`?"),
-            ("{{ env.HOME }}", "only variables whose names start with `DROVER_`"),
-            ("{{ parms.group_id }}", "unknown variable `parms` in template, did you mean `params`?"),
+            (
+                "{{ env.HOME }}",
+                "only variables whose names start with `DROVER_`",
+            ),
+            (
+                "{{ parms.group_id }}",
+                "unknown variable `parms` in template, did you mean `params`?",
+            ),
             ("{{ params.group_id ", "template syntax error"),
         ];
         for (source, want) in cases {

@@ -7,8 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
 
 use super::model::{
-    self, ACTION_NAMES, Action, DurationSpec, OneOrMany, RawBackoff, RawRetry, RawSchedule,
-    RawStep,
+    self, ACTION_NAMES, Action, DurationSpec, OneOrMany, RawBackoff, RawRetry, RawSchedule, RawStep,
 };
 use super::template::{self, Scope};
 use super::{Param, Runbook, Schedule, Step};
@@ -29,7 +28,10 @@ pub(super) fn validate(raw: model::RawRunbook, root: &Node, sink: &Sink) -> Opti
     let main_nodes = root.get("steps").map(Node::items).unwrap_or_default();
     let finally_nodes = root.get("finally").map(Node::items).unwrap_or_default();
     if raw.steps.value.is_empty() {
-        sink.error(&raw.steps.loc, "a runbook needs at least one step, found an empty list");
+        sink.error(
+            &raw.steps.loc,
+            "a runbook needs at least one step, found an empty list",
+        );
     }
     let finally_raw = raw.finally.unwrap_or_default();
 
@@ -52,7 +54,12 @@ pub(super) fn validate(raw: model::RawRunbook, root: &Node, sink: &Sink) -> Opti
         .into_iter()
         .zip(main_nodes)
         .map(|s| (s, false))
-        .chain(finally_raw.into_iter().zip(finally_nodes).map(|s| (s, true)));
+        .chain(
+            finally_raw
+                .into_iter()
+                .zip(finally_nodes)
+                .map(|s| (s, true)),
+        );
     for (index, ((step, node), in_finally)) in all.enumerate() {
         let Some(step) = step.0 else { continue };
         let scope = Scope {
@@ -61,7 +68,9 @@ pub(super) fn validate(raw: model::RawRunbook, root: &Node, sink: &Sink) -> Opti
             later_steps: &order[index..],
         };
         let id = step.id.value.clone();
-        let built = sink.in_step(Some(&id), || build_step(step, node, &retry, &scope, &env, sink));
+        let built = sink.in_step(Some(&id), || {
+            build_step(step, node, &retry, &scope, &env, sink)
+        });
         if let Some(built) = built {
             if in_finally {
                 finally.push(built);
@@ -130,21 +139,29 @@ fn build_params(
         let p = param.value;
         let kind = p.kind.0.unwrap_or_default();
         let required = p.required.unwrap_or(false);
-        if let Some(default) = &p.default {
-            if required {
-                sink.error(
-                    &default.loc,
-                    format!("parameter `{name}` is required and also has a default; remove one of them"),
-                );
-            }
-            if let Err(e) = kind.check(&default.value) {
-                sink.error(&default.loc, format!("default of parameter `{name}`: {e}"));
-            }
+        if let Some(default) = &p.default
+            && required
+        {
+            sink.error(
+                &default.loc,
+                format!(
+                    "parameter `{name}` is required and also has a default; remove one of them"
+                ),
+            );
         }
+        // An invalid default is reported once, here, and then dropped so that
+        // schedules relying on it do not report it again.
+        let default = p.default.filter(|d| match kind.check(&d.value) {
+            Ok(()) => true,
+            Err(e) => {
+                sink.error(&d.loc, format!("default of parameter `{name}`: {e}"));
+                false
+            }
+        });
         out.push(Param {
             name,
             required,
-            default: p.default.map(|d| d.value),
+            default: default.map(|d| d.value),
             description: p.description,
             kind,
         });
@@ -159,7 +176,9 @@ fn merge_retry(base: &RetryPolicy, raw: &RawRetry, sink: &Sink) -> RetryPolicy {
             if !(400..=599).contains(status) {
                 sink.error(
                     &on.loc,
-                    format!("retry.on: `{status}` is not an HTTP error status; expected 400 to 599"),
+                    format!(
+                        "retry.on: `{status}` is not an HTTP error status; expected 400 to 599"
+                    ),
                 );
             }
         }
@@ -169,7 +188,10 @@ fn merge_retry(base: &RetryPolicy, raw: &RawRetry, sink: &Sink) -> RetryPolicy {
         if !(1..=100).contains(&max.value) {
             sink.error(
                 &max.loc,
-                format!("retry.max_attempts: expected 1 to 100, found `{}`", max.value),
+                format!(
+                    "retry.max_attempts: expected 1 to 100, found `{}`",
+                    max.value
+                ),
             );
         }
         policy.max_attempts = max.value.clamp(1, 100);
@@ -192,7 +214,10 @@ fn merge_backoff(policy: &mut RetryPolicy, raw: &RawBackoff, sink: &Sink) {
         if !(1.0..=10.0).contains(&m.value) {
             sink.error(
                 &m.loc,
-                format!("retry.backoff.multiplier: expected 1 to 10, found `{}`", m.value),
+                format!(
+                    "retry.backoff.multiplier: expected 1 to 10, found `{}`",
+                    m.value
+                ),
             );
         }
         b.multiplier = m.value;
@@ -235,7 +260,10 @@ fn check_unique_ids<'a>(
             );
         }
         if !seen.insert(id) {
-            sink.error(&step.id.loc, format!("duplicate step id `{id}`: step ids must be unique"));
+            sink.error(
+                &step.id.loc,
+                format!("duplicate step id `{id}`: step ids must be unique"),
+            );
         }
     }
 }
@@ -259,10 +287,7 @@ fn build_step(
         None => {
             sink.error(
                 &step.action.loc,
-                format!(
-                    "unknown action `{name}`{}",
-                    suggestion_or_list(name)
-                ),
+                format!("unknown action `{name}`{}", suggestion_or_list(name)),
             );
             None
         }
@@ -350,7 +375,12 @@ fn check_action(action: &Action, sink: &Sink) {
         Action::EvsWaitGroup(i) => {
             not_empty(&i.group, "group");
             positive(&i.interval, "interval");
-            check_expect_overlap(&i.until.status, i.fail_if.as_ref().and_then(|f| f.status.as_ref()), &i.group.loc, sink);
+            check_expect_overlap(
+                &i.until.status,
+                i.fail_if.as_ref().and_then(|f| f.status.as_ref()),
+                &i.group.loc,
+                sink,
+            );
         }
         Action::EvsSwitchover(i)
         | Action::EvsFailover(i)
@@ -361,7 +391,12 @@ fn check_action(action: &Action, sink: &Sink) {
         Action::SdrsWaitGroup(i) => {
             not_empty(&i.group, "group");
             positive(&i.interval, "interval");
-            check_expect_overlap(&i.until.status, i.fail_if.as_ref().and_then(|f| f.status.as_ref()), &i.group.loc, sink);
+            check_expect_overlap(
+                &i.until.status,
+                i.fail_if.as_ref().and_then(|f| f.status.as_ref()),
+                &i.group.loc,
+                sink,
+            );
         }
         Action::SdrsSwitchover(i) => {
             not_empty(&i.group, "group");
@@ -378,7 +413,9 @@ fn check_action(action: &Action, sink: &Sink) {
             if !template::is_template(name)
                 && (name.is_empty()
                     || name.len() > 64
-                    || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)))
+                    || !name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)))
             {
                 sink.error(
                     &i.name.loc,
@@ -392,7 +429,10 @@ fn check_action(action: &Action, sink: &Sink) {
         }
         Action::HttpRequest(i) => {
             let url = &i.url.value;
-            if !template::is_template(url) && !(url.starts_with("http://") || url.starts_with("https://")) {
+            if !(template::is_template(url)
+                || url.starts_with("http://")
+                || url.starts_with("https://"))
+            {
                 sink.error(
                     &i.url.loc,
                     format!("invalid url `{url}`: expected an absolute http:// or https:// URL"),
@@ -406,7 +446,9 @@ fn check_action(action: &Action, sink: &Sink) {
                     if !(100..=599).contains(code) {
                         sink.error(
                             &codes.loc,
-                            format!("expect_status: `{code}` is not an HTTP status; expected 100 to 599"),
+                            format!(
+                                "expect_status: `{code}` is not an HTTP status; expected 100 to 599"
+                            ),
                         );
                     }
                 }
@@ -415,7 +457,9 @@ fn check_action(action: &Action, sink: &Sink) {
                 if !pointer.starts_with('/') {
                     sink.error(
                         &i.url.loc,
-                        format!("expect_json: key `{pointer}` must be a JSON pointer such as `/status`"),
+                        format!(
+                            "expect_json: key `{pointer}` must be a JSON pointer such as `/status`"
+                        ),
                     );
                 }
             }
@@ -425,7 +469,10 @@ fn check_action(action: &Action, sink: &Sink) {
             if let Some(n) = &i.approvers
                 && !(1..=10).contains(&n.value)
             {
-                sink.error(&n.loc, format!("approvers: expected 1 to 10, found `{}`", n.value));
+                sink.error(
+                    &n.loc,
+                    format!("approvers: expected 1 to 10, found `{}`", n.value),
+                );
             }
         }
         Action::Sleep(i) => {
@@ -465,7 +512,10 @@ fn build_schedules(
     for schedule in raw.into_iter().filter_map(|s| s.0) {
         let name = schedule.name.value.clone();
         if !names.insert(name.clone()) {
-            sink.error(&schedule.name.loc, format!("duplicate schedule name `{name}`"));
+            sink.error(
+                &schedule.name.loc,
+                format!("duplicate schedule name `{name}`"),
+            );
         }
         let cron = match croner::Cron::from_str(&schedule.cron.value) {
             Ok(c) => Some(c),
@@ -487,14 +537,13 @@ fn build_schedules(
                 Ok(t) => Some(t),
                 Err(_) => {
                     let names = chrono_tz::TZ_VARIANTS.iter().map(|t| t.name());
-                    sink.error(
-                        &tz.loc,
-                        format!(
-                            "unknown time zone `{}`{}; expected an IANA name such as `Europe/Berlin`",
-                            tz.value,
-                            suggestion(&tz.value, names)
-                        ),
-                    );
+                    let hint = suggestion(&tz.value, names);
+                    let tail = if hint.is_empty() {
+                        "; expected an IANA name such as `Europe/Berlin`".to_string()
+                    } else {
+                        hint
+                    };
+                    sink.error(&tz.loc, format!("unknown time zone `{}`{tail}", tz.value));
                     None
                 }
             },
@@ -503,7 +552,11 @@ fn build_schedules(
             .params
             .0
             .as_ref()
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.value.clone()))
+                    .collect()
+            })
             .unwrap_or_default();
         let resolved = match super::resolve_params(params, &given) {
             Ok(p) => Some(p),

@@ -9,8 +9,8 @@
 use std::fmt;
 
 use serde::de::{
-    self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess,
-    Unexpected, Visitor,
+    self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Unexpected,
+    Visitor,
 };
 
 use super::{Loc, Node, Sink, Value, suggestion};
@@ -76,19 +76,31 @@ impl de::Error for Error {
     }
 
     fn invalid_type(unexp: Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        Self::custom(format_args!("expected {exp}, found {}", describe(&unexp)))
+        Self::custom(format_args!(
+            "expected {}, found {}",
+            expected(exp),
+            describe(&unexp)
+        ))
     }
 
     fn invalid_value(unexp: Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        Self::custom(format_args!("invalid value {}, expected {exp}", describe(&unexp)))
+        Self::custom(format_args!(
+            "expected {}, found {}",
+            expected(exp),
+            describe(&unexp)
+        ))
     }
 
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
-        Self::custom(format_args!(
-            "unknown value `{variant}`{}; expected one of {}",
-            suggestion(variant, expected.iter().copied()),
-            quoted_list(expected)
-        ))
+        let hint = suggestion(variant, expected.iter().copied());
+        if hint.is_empty() {
+            Self::custom(format_args!(
+                "unknown value `{variant}`; expected one of {}",
+                quoted_list(expected)
+            ))
+        } else {
+            Self::custom(format_args!("unknown value `{variant}`{hint}"))
+        }
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
@@ -111,6 +123,20 @@ fn describe(unexp: &Unexpected<'_>) -> String {
         Unexpected::Float(f) => format!("number `{f}`"),
         Unexpected::Bool(b) => format!("boolean `{b}`"),
         other => other.to_string(),
+    }
+}
+
+/// serde names Rust types ("u32"); say what a runbook author would write.
+fn expected(exp: &dyn de::Expected) -> String {
+    let text = exp.to_string();
+    match text.as_str() {
+        "u8" | "u16" | "u32" | "u64" => "a whole number (0 or more)".into(),
+        "i8" | "i16" | "i32" | "i64" => "a whole number".into(),
+        "f32" | "f64" => "a number".into(),
+        "a string" | "a borrowed string" => "text".into(),
+        _ if text.starts_with("struct ") => "a mapping".into(),
+        _ if text.starts_with("a sequence") => "a list".into(),
+        _ => text,
     }
 }
 
@@ -391,10 +417,7 @@ impl<'a> Deserializer<'a> for NodeDeserializer<'a> {
         visitor: V,
     ) -> Result<V::Value, Error> {
         let result = if name == LOCATED {
-            visitor.visit_seq(LocatedParts {
-                de: self,
-                step: 0,
-            })
+            visitor.visit_seq(LocatedParts { de: self, step: 0 })
         } else {
             visitor.visit_newtype_struct(self)
         };
@@ -524,7 +547,10 @@ struct Entries<'a> {
 impl<'a> MapAccess<'a> for Entries<'a> {
     type Error = Error;
 
-    fn next_key_seed<K: DeserializeSeed<'a>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+    fn next_key_seed<K: DeserializeSeed<'a>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
         let Some((key, value)) = self.entries.next() else {
             return Ok(None);
         };
