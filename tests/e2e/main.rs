@@ -1,4 +1,5 @@
 //! Integration tests of drover, one binary. Each module covers one surface.
 
+mod config;
 mod helpers;
 mod runbooks;
