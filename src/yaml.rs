@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
+pub(crate) use de::quoted_list;
 pub use de::{Checked, Located, NodeDeserializer};
 
 /// Where a value came from.

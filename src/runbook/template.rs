@@ -7,7 +7,7 @@
 
 use minijinja::{Environment, UndefinedBehavior};
 
-use crate::yaml::suggestion;
+use crate::yaml::{quoted_list, suggestion};
 
 /// Fields of `run` a template may read.
 pub const RUN_FIELDS: &[&str] = &[
@@ -110,7 +110,7 @@ fn check_variable(var: &str, scope: &Scope<'_>) -> Option<String> {
                 Some(field) if !STEP_FIELDS.contains(&field) => Some(format!(
                     "unknown field `{field}` of step `{id}`{}; a step has {}",
                     suggestion(field, STEP_FIELDS.iter().copied()),
-                    list(STEP_FIELDS)
+                    quoted_list(STEP_FIELDS)
                 )),
                 _ => None,
             }
@@ -119,7 +119,7 @@ fn check_variable(var: &str, scope: &Scope<'_>) -> Option<String> {
             format!(
                 "unknown field `run.{field}`{}; `run` has {}",
                 suggestion(field, RUN_FIELDS.iter().copied()),
-                list(RUN_FIELDS)
+                quoted_list(RUN_FIELDS)
             )
         }),
         ("env", Some(name)) => (!name.starts_with("DROVER_")).then(|| {
@@ -134,14 +134,6 @@ fn check_variable(var: &str, scope: &Scope<'_>) -> Option<String> {
             suggestion(other, ["params", "steps", "run", "env"])
         )),
     }
-}
-
-fn list(items: &[&str]) -> String {
-    items
-        .iter()
-        .map(|i| format!("`{i}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[cfg(test)]

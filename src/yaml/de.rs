@@ -140,7 +140,8 @@ fn expected(exp: &dyn de::Expected) -> String {
     }
 }
 
-fn quoted_list(items: &[&str]) -> String {
+/// `` `a`, `b`, `c` ``
+pub(crate) fn quoted_list(items: &[&str]) -> String {
     items
         .iter()
         .map(|i| format!("`{i}`"))
@@ -177,17 +178,24 @@ impl<T> Located<T> {
     }
 }
 
-impl<T: schemars::JsonSchema> schemars::JsonSchema for Located<T> {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        T::schema_name()
-    }
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        T::json_schema(generator)
-    }
-    fn inline_schema() -> bool {
-        T::inline_schema()
-    }
+/// A wrapper whose JSON Schema is that of the value it wraps.
+macro_rules! transparent_schema {
+    ($wrapper:ident) => {
+        impl<T: schemars::JsonSchema> schemars::JsonSchema for $wrapper<T> {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                T::schema_name()
+            }
+            fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                T::json_schema(generator)
+            }
+            fn inline_schema() -> bool {
+                T::inline_schema()
+            }
+        }
+    };
 }
+
+transparent_schema!(Located);
 
 impl<'de, T: de::Deserialize<'de>> de::Deserialize<'de> for Located<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -264,17 +272,7 @@ impl<'de, T: de::Deserialize<'de>> de::Deserialize<'de> for Checked<T> {
     }
 }
 
-impl<T: schemars::JsonSchema> schemars::JsonSchema for Checked<T> {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        T::schema_name()
-    }
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        T::json_schema(generator)
-    }
-    fn inline_schema() -> bool {
-        T::inline_schema()
-    }
-}
+transparent_schema!(Checked);
 
 /// Deserializes from one [`Node`], recording errors in a [`Sink`].
 #[derive(Clone, Copy)]
