@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //! - [`cli`]: command-line surface (`drover validate`, `drover schema`, ...).
+//! - [`cloud`]: the only code that talks to OTC: errors, signing, resources.
 //! - [`config`]: `config/drover.yaml` plus `DROVER_*` environment overrides.
 //! - [`runbook`]: runbook files -> validated [`runbook::Runbook`] values.
 //! - [`engine`]: run execution; today the [`engine::retry::RetryPolicy`] value.
@@ -15,6 +16,7 @@
 //!   runbooks and config.
 
 pub mod cli;
+pub mod cloud;
 pub mod config;
 pub mod engine;
 pub mod runbook;
