@@ -11,6 +11,7 @@
 //! - [`config`]: `config/drover.yaml` plus `DROVER_*` environment overrides.
 //! - [`runbook`]: runbook files -> validated [`runbook::Runbook`] values.
 //! - [`engine`]: run execution; today the [`engine::retry::RetryPolicy`] value.
+//! - [`sim`]: the OTC simulator (today: the EVS group state machine).
 //! - [`telemetry`]: tracing setup.
 //! - [`yaml`]: located YAML and the error-collecting deserializer under both
 //!   runbooks and config.
@@ -20,5 +21,6 @@ pub mod cloud;
 pub mod config;
 pub mod engine;
 pub mod runbook;
+pub mod sim;
 pub mod telemetry;
 pub mod yaml;
