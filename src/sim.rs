@@ -7,3 +7,4 @@
 //! journal build on it.
 
 pub mod evs;
+pub mod sdrs;
