@@ -34,6 +34,38 @@ pub enum Command {
     },
     /// Print the JSON Schema of runbook files (for editors and linters).
     Schema,
+    /// Serve the OTC simulator (IAM, EVS consistency groups, SDRS) for rehearsals and tests.
+    Sim(SimArgs),
+}
+
+/// Options of `drover sim`.
+#[derive(Debug, clap::Args)]
+pub struct SimArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub listen: String,
+    /// Seed of the random fault draws.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// How long EVS transitions and SDRS jobs take (e.g. `3s`).
+    #[arg(long, default_value = "3s", value_parser = parse_duration_arg)]
+    pub transition: std::time::Duration,
+    /// Lifetime of issued tokens (e.g. `24h`).
+    #[arg(long, default_value = "24h", value_parser = parse_duration_arg)]
+    pub token_lifetime: std::time::Duration,
+    /// Create a healthy EVS consistency group with this id (repeatable).
+    #[arg(long = "evs-group")]
+    pub evs_groups: Vec<String>,
+    /// Create a protected SDRS protection group with this id (repeatable).
+    #[arg(long = "sdrs-group")]
+    pub sdrs_groups: Vec<String>,
+    /// Fault configuration as JSON, or `@FILE` (see the README).
+    #[arg(long)]
+    pub faults: Option<String>,
+}
+
+fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    crate::runbook::model::parse_duration(text)
 }
 
 /// What a command wants the process to exit with.
@@ -46,8 +78,9 @@ pub enum Outcome {
 }
 
 /// Runs a parsed command, writing its output to `out`.
-pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     match cli.command {
+        Command::Sim(args) => sim(args, out).await,
         Command::Validate { paths, json } => validate(&paths, json, out),
         Command::Schema => {
             let schema = runbook::schema::runbook_schema();
@@ -55,6 +88,50 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             Ok(Outcome::Success)
         }
     }
+}
+
+async fn sim(args: SimArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    use crate::sim::{SimConfig, Simulator, faults::Faults};
+    let faults: Faults = match &args.faults {
+        None => Faults::default(),
+        Some(text) => {
+            let json = match text.strip_prefix('@') {
+                Some(path) => std::fs::read_to_string(path)
+                    .with_context(|| format!("reading faults file {path}"))?,
+                None => text.clone(),
+            };
+            serde_json::from_str(&json).context("--faults: invalid fault configuration")?
+        }
+    };
+    let config = SimConfig {
+        seed: args.seed,
+        transition: args.transition,
+        token_lifetime: args.token_lifetime,
+        evs_groups: args.evs_groups,
+        sdrs_groups: args.sdrs_groups,
+        faults,
+        ..SimConfig::default()
+    };
+    let simulator = Simulator::new(config).map_err(|e| anyhow::anyhow!("--faults: {e}"))?;
+    let project = simulator.credentials().project_id;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        stop.cancel();
+    });
+    writeln!(
+        out,
+        "drover sim serving http://{addr} (project {project}); control under /_sim/"
+    )?;
+    out.flush()?;
+    tracing::info!(%addr, "Simulator ready.");
+    simulator.serve(listener, shutdown).await?;
+    Ok(Outcome::Success)
 }
 
 #[derive(Serialize)]

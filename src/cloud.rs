@@ -1,14 +1,18 @@
-//! The only code that talks to Open Telekom Cloud: request authentication,
-//! the error model with its retry decision, and the resources read back.
+//! The only code that talks to Open Telekom Cloud.
 //!
-//! Built so far: [`error`] (every documented error shape, retryable /
-//! ambiguous / fatal), [`auth`] (AK/SK signing proven against the published
-//! test vector, token refresh rule) and [`resource`] (tolerant typed reads of
-//! groups, protection groups, jobs and drills). The HTTP client and the typed
-//! operations build on these.
+//! - [`http`]: the client: TLS, timeouts, authentication (IAM token cached and
+//!   refreshed, AK/SK signing, static token), every failure as a [`CloudError`].
+//! - [`evs`], [`sdrs`]: typed operations of the two APIs.
+//! - [`resource`]: tolerant reads of groups, protection groups, jobs and drills.
+//! - [`error`]: every documented error shape and the retry decision.
+//! - [`auth`]: AK/SK signing and the token refresh rule.
 
 pub mod auth;
 pub mod error;
+pub mod evs;
+pub mod http;
 pub mod resource;
+pub mod sdrs;
 
 pub use error::{CloudError, ErrorClass};
+pub use http::CloudClient;

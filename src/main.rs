@@ -6,11 +6,12 @@ use clap::Parser;
 use drover::cli::{self, Cli, Outcome};
 use drover::config::LogFormat;
 
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     drover::telemetry::init(LogFormat::Text);
     let mut stdout = std::io::stdout().lock();
-    match cli::run(cli, &mut stdout) {
+    match cli::run(cli, &mut stdout).await {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Failure) => ExitCode::from(1),
         Err(e) => {

@@ -128,6 +128,8 @@ pub fn sdk_date(at: DateTime<Utc>) -> String {
 pub struct CachedToken {
     /// The token (`X-Subject-Token`).
     pub token: SecretString,
+    /// When it was obtained.
+    pub obtained_at: DateTime<Utc>,
     /// When IAM says it expires.
     pub expires_at: DateTime<Utc>,
 }
@@ -143,9 +145,13 @@ impl std::fmt::Debug for CachedToken {
 }
 
 impl CachedToken {
-    /// True when the token should be replaced before the next request.
+    /// True when the token should be replaced before the next request: within
+    /// the refresh margin of its expiry (a quarter of its lifetime for tokens
+    /// shorter than four margins, so a short-lived token is not refetched on
+    /// every call).
     pub fn needs_refresh(&self, now: DateTime<Utc>) -> bool {
         let margin = chrono::Duration::from_std(TOKEN_REFRESH_MARGIN).unwrap_or_default();
+        let margin = margin.min((self.expires_at - self.obtained_at) / 4);
         now + margin >= self.expires_at
     }
 }
@@ -239,11 +245,25 @@ mod tests {
         let now = Utc::now();
         let token = |mins: i64| CachedToken {
             token: SecretString::from("t"),
+            obtained_at: now - chrono::Duration::hours(1),
             expires_at: now + chrono::Duration::minutes(mins),
         };
         assert!(!token(60).needs_refresh(now));
         assert!(token(4).needs_refresh(now), "inside the margin");
         assert!(token(-1).needs_refresh(now), "expired");
+        let short = CachedToken {
+            token: SecretString::from("t"),
+            obtained_at: now,
+            expires_at: now + chrono::Duration::minutes(2),
+        };
+        assert!(
+            !short.needs_refresh(now),
+            "a 2-minute token is used, not refetched at once"
+        );
+        assert!(
+            short.needs_refresh(now + chrono::Duration::seconds(91)),
+            "and refreshed in its last quarter"
+        );
         assert!(format!("{:?}", token(60)).starts_with("CachedToken([REDACTED]"));
         assert_eq!(
             sdk_date(

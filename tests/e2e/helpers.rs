@@ -21,3 +21,73 @@ pub fn drover(args: &[&str]) -> Output {
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A simulator served on a free loopback port, stopped when dropped.
+pub struct Sim {
+    /// The simulator (state, journal, control).
+    pub sim: drover::sim::Simulator,
+    /// Its base URL.
+    pub url: String,
+    shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Starts a simulator with `config` on port 0.
+pub async fn start_sim(config: drover::sim::SimConfig) -> Sim {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let sim = drover::sim::Simulator::new(config).expect("valid simulator config");
+    let addr = sim
+        .clone()
+        .spawn("127.0.0.1:0", shutdown.clone())
+        .await
+        .expect("bind port 0");
+    Sim {
+        sim,
+        url: format!("http://{addr}"),
+        shutdown,
+    }
+}
+
+/// Cloud settings pointing every service at the simulator, with `auth`.
+pub fn cloud_config(sim: &Sim, auth: drover::config::CloudAuth) -> drover::config::CloudConfig {
+    drover::config::CloudConfig {
+        region: "eu-de".into(),
+        project_id: None,
+        iam_endpoint: sim.url.clone(),
+        evs_endpoint: sim.url.clone(),
+        sdrs_endpoint: sim.url.clone(),
+        auth,
+        timeout: std::time::Duration::from_secs(5),
+        connect_timeout: std::time::Duration::from_secs(2),
+        tls_ca_file: None,
+    }
+}
+
+/// Password auth with the simulator's credentials.
+pub fn password_auth(sim: &Sim) -> drover::config::CloudAuth {
+    let creds = sim.sim.credentials();
+    drover::config::CloudAuth::Password {
+        user: creds.user,
+        domain: creds.domain,
+        password: secrecy::SecretString::from(creds.password),
+    }
+}
+
+/// A client for the simulator with password auth.
+pub fn client(sim: &Sim) -> drover::cloud::CloudClient {
+    drover::cloud::CloudClient::new(&cloud_config(sim, password_auth(sim))).expect("client")
+}
+
+/// The journal's endpoint names with their answered statuses, in order.
+pub fn calls(sim: &Sim) -> Vec<(String, Option<u16>)> {
+    sim.sim
+        .journal()
+        .into_iter()
+        .map(|e| (e.endpoint, e.status))
+        .collect()
+}

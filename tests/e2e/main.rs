@@ -1,5 +1,6 @@
 //! Integration tests of drover, one binary. Each module covers one surface.
 
+mod cloud;
 mod config;
 mod helpers;
 mod runbooks;

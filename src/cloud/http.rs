@@ -1,0 +1,484 @@
+//! The HTTP client every cloud call goes through: one reqwest client (rustls,
+//! timeouts, `drover/<version>` user agent, optional extra CA), authentication
+//! (cached IAM token refreshed before expiry and once on 401, AK/SK signing, or
+//! a static token), and the mapping of every failure to a [`CloudError`].
+//!
+//! One call is one attempt (plus the single re-send after a token refresh,
+//! which is safe: a 401 means the request was not acted on). Retries belong to
+//! the engine, which knows the step's policy and reconciles ambiguous answers.
+
+use bytes::Bytes;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use reqwest::Method;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use super::auth::{self, CachedToken, SignInput};
+use super::error::{self, CloudError, ErrorClass, Transport};
+use crate::config::{CloudAuth, CloudConfig};
+use crate::engine::retry::DEFAULT_RETRY_STATUSES;
+
+/// The user agent sent with every request.
+pub const USER_AGENT: &str = concat!("drover/", env!("CARGO_PKG_VERSION"));
+
+/// Which service a request is for (selects endpoint and path prefix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// EVS, paths under `/v2/{project_id}`.
+    Evs,
+    /// SDRS, paths under `/v1/{project_id}`.
+    Sdrs,
+}
+
+/// One request to EVS or SDRS.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Method.
+    pub method: Method,
+    /// Service.
+    pub service: Service,
+    /// Path after the project id, e.g. `/server-groups/{id}/action`.
+    pub path: String,
+    /// Query parameters.
+    pub query: Vec<(String, String)>,
+    /// JSON body.
+    pub body: Option<Value>,
+}
+
+impl Request {
+    /// A GET.
+    pub fn get(service: Service, path: impl Into<String>) -> Self {
+        Request {
+            method: Method::GET,
+            service,
+            path: path.into(),
+            query: Vec::new(),
+            body: None,
+        }
+    }
+
+    /// A POST with a JSON body.
+    pub fn post(service: Service, path: impl Into<String>, body: Value) -> Self {
+        Request {
+            method: Method::POST,
+            service,
+            path: path.into(),
+            query: Vec::new(),
+            body: Some(body),
+        }
+    }
+
+    /// A DELETE.
+    pub fn delete(service: Service, path: impl Into<String>) -> Self {
+        Request {
+            method: Method::DELETE,
+            service,
+            path: path.into(),
+            query: Vec::new(),
+            body: None,
+        }
+    }
+
+    /// Adds a query parameter.
+    pub fn query(mut self, key: &str, value: &str) -> Self {
+        self.query.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// True for requests that may change cloud state.
+    pub fn is_mutating(&self) -> bool {
+        !matches!(self.method, Method::GET | Method::HEAD)
+    }
+}
+
+/// A successful answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// Body bytes.
+    pub body: Bytes,
+    /// Request id header, if any.
+    pub request_id: Option<String>,
+    /// `X-Subject-Token` of an IAM token answer (redacted in `Debug`).
+    pub subject_token: Option<SecretString>,
+}
+
+impl Answer {
+    /// The body as JSON of type `T`, or a fatal error naming the request.
+    pub fn json<T: serde::de::DeserializeOwned>(&self, request: &str) -> Result<T, CloudError> {
+        serde_json::from_slice(&self.body).map_err(|e| CloudError {
+            request: request.to_string(),
+            status: Some(self.status),
+            code: None,
+            message: format!("unexpected answer: {e}"),
+            request_id: self.request_id.clone(),
+            class: ErrorClass::Fatal,
+            retry_after: None,
+        })
+    }
+}
+
+enum Auth {
+    None,
+    Password {
+        user: String,
+        domain: String,
+        password: SecretString,
+        cache: Mutex<Option<CachedToken>>,
+    },
+    AkSk {
+        access_key: SecretString,
+        secret_key: SecretString,
+    },
+    Token(SecretString),
+}
+
+/// Where the client reads the time (token expiry, `X-Sdk-Date`); tests move it.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// The cloud client.
+pub struct CloudClient {
+    http: reqwest::Client,
+    clock: Clock,
+    config: CloudConfig,
+    auth: Auth,
+    /// Project from the token when the config names none.
+    project: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for CloudClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CloudClient")
+            .field("region", &self.config.region)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The extra CA file could not be read or parsed.
+    #[error("cloud.tls_ca_file {path}: {reason}")]
+    CaFile {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// reqwest refused the settings.
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+impl CloudClient {
+    /// Builds the client from the cloud config.
+    pub fn new(config: &CloudConfig) -> Result<Self, BuildError> {
+        let mut builder = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .timeout(config.timeout)
+            .connect_timeout(config.connect_timeout);
+        if let Some(path) = &config.tls_ca_file {
+            let ca_error = |reason: String| BuildError::CaFile {
+                path: path.display().to_string(),
+                reason,
+            };
+            let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| ca_error(e.to_string()))?;
+            builder = builder.tls_certs_merge([cert]);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| BuildError::Client(e.to_string()))?;
+        let auth = match &config.auth {
+            CloudAuth::None => Auth::None,
+            CloudAuth::Password {
+                user,
+                domain,
+                password,
+            } => Auth::Password {
+                user: user.clone(),
+                domain: domain.clone(),
+                password: password.clone(),
+                cache: Mutex::new(None),
+            },
+            CloudAuth::AkSk {
+                access_key,
+                secret_key,
+            } => Auth::AkSk {
+                access_key: access_key.clone(),
+                secret_key: secret_key.clone(),
+            },
+            CloudAuth::Token(t) => Auth::Token(t.clone()),
+        };
+        Ok(CloudClient {
+            http,
+            clock: Arc::new(Utc::now),
+            config: config.clone(),
+            auth,
+            project: Mutex::new(config.project_id.clone()),
+        })
+    }
+
+    /// Replaces the clock (for tests of token expiry).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The project id used in paths: configured, or learnt from the token.
+    pub async fn project_id(&self) -> Result<String, CloudError> {
+        if let Some(p) = self.project.lock().await.clone() {
+            return Ok(p);
+        }
+        if let Auth::Password { .. } = self.auth {
+            self.token(false).await?;
+            if let Some(p) = self.project.lock().await.clone() {
+                return Ok(p);
+            }
+        }
+        Err(local_error("cloud.project_id is not configured"))
+    }
+
+    /// Sends one request (one attempt; once more after a token refresh on 401).
+    pub async fn send(&self, req: &Request) -> Result<Answer, CloudError> {
+        let project = self.project_id().await?;
+        let (base, prefix) = match req.service {
+            Service::Evs => (&self.config.evs_endpoint, "v2"),
+            Service::Sdrs => (&self.config.sdrs_endpoint, "v1"),
+        };
+        let path = format!("/{prefix}/{project}{}", req.path);
+        let url = format!("{base}{path}");
+        let name = format!("{} {path}", req.method);
+        let first = self.attempt(req, &url, &path, &name, false).await;
+        match (&first, &self.auth) {
+            (Err(e), Auth::Password { .. }) if e.status == Some(401) => {
+                self.attempt(req, &url, &path, &name, true).await
+            }
+            _ => first,
+        }
+    }
+
+    async fn attempt(
+        &self,
+        req: &Request,
+        url: &str,
+        path: &str,
+        name: &str,
+        refresh: bool,
+    ) -> Result<Answer, CloudError> {
+        let body = req
+            .body
+            .as_ref()
+            .map(|b| b.to_string().into_bytes())
+            .unwrap_or_default();
+        let mut builder = self.http.request(req.method.clone(), url).query(&req.query);
+        if req.body.is_some() {
+            builder = builder
+                .header("content-type", "application/json")
+                .body(body.clone());
+        }
+        builder = match &self.auth {
+            Auth::None => {
+                return Err(local_error(
+                    "no cloud credentials configured (cloud.auth.method)",
+                ));
+            }
+            Auth::Token(t) => builder.header("x-auth-token", t.expose_secret()),
+            Auth::Password { .. } => {
+                let token = self.token(refresh).await?;
+                builder.header("x-auth-token", token.expose_secret())
+            }
+            Auth::AkSk {
+                access_key,
+                secret_key,
+            } => {
+                let date = auth::sdk_date((self.clock)());
+                let host = host_of(url);
+                let mut headers = vec![
+                    ("host".to_string(), host),
+                    ("x-sdk-date".to_string(), date.clone()),
+                ];
+                if req.body.is_some() {
+                    headers.push(("content-type".to_string(), "application/json".to_string()));
+                }
+                let input = SignInput {
+                    method: req.method.as_str(),
+                    path,
+                    query: &req.query,
+                    headers: &headers,
+                    body: &body,
+                };
+                let authorization = auth::authorization(access_key, secret_key, &date, &input);
+                builder
+                    .header("x-sdk-date", date)
+                    .header("authorization", authorization)
+            }
+        };
+        self.exchange(builder, name, req.is_mutating()).await
+    }
+
+    /// Sends a built request and reads the whole answer.
+    async fn exchange(
+        &self,
+        builder: reqwest::RequestBuilder,
+        name: &str,
+        mutating: bool,
+    ) -> Result<Answer, CloudError> {
+        let transport = |e: reqwest::Error| {
+            let kind = if e.is_connect() {
+                Transport::Connect
+            } else {
+                Transport::AfterSend
+            };
+            CloudError {
+                request: name.to_string(),
+                status: None,
+                code: None,
+                message: describe_transport(&e),
+                request_id: None,
+                class: error::classify_transport(kind, mutating),
+                retry_after: None,
+            }
+        };
+        let response = builder.send().await.map_err(transport)?;
+        let status = response.status().as_u16();
+        let header = |n: &str| {
+            response
+                .headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let request_id = header("x-request-id").or_else(|| header("x-openstack-request-id"));
+        let retry_after = header("retry-after").and_then(|v| error::parse_retry_after(&v));
+        let subject_token = header("x-subject-token");
+        // Reading the whole body first: a connection lost mid-answer is a transport failure.
+        let body = response.bytes().await.map_err(transport)?;
+        if status < 400 {
+            let subject_token = subject_token.map(SecretString::from);
+            return Ok(Answer {
+                status,
+                body,
+                request_id,
+                subject_token,
+            });
+        }
+        let parsed = error::parse_body(&body);
+        Err(CloudError {
+            request: name.to_string(),
+            status: Some(status),
+            code: parsed.code,
+            message: parsed.message.unwrap_or_else(|| format!("HTTP {status}")),
+            request_id: parsed.request_id.or(request_id),
+            class: error::classify_status(status, mutating, &DEFAULT_RETRY_STATUSES),
+            retry_after,
+        })
+    }
+
+    /// The current IAM token, fetching a new one when missing, near expiry, or `force`d.
+    async fn token(&self, force: bool) -> Result<SecretString, CloudError> {
+        let Auth::Password {
+            user,
+            domain,
+            password,
+            cache,
+        } = &self.auth
+        else {
+            return Err(local_error("token requested without password auth"));
+        };
+        let mut cache = cache.lock().await;
+        if let Some(t) = cache.as_ref()
+            && !force
+            && !t.needs_refresh((self.clock)())
+        {
+            return Ok(t.token.clone());
+        }
+        let scope = match &self.config.project_id {
+            Some(id) => json!({ "project": { "id": id } }),
+            None => json!({ "project": { "name": self.config.region } }),
+        };
+        let body = json!({ "auth": {
+            "identity": { "methods": ["password"], "password": { "user": {
+                "name": user, "password": password.expose_secret(), "domain": { "name": domain }
+            } } },
+            "scope": scope
+        } });
+        let url = format!("{}/v3/auth/tokens?nocatalog=true", self.config.iam_endpoint);
+        let builder = self
+            .http
+            .post(&url)
+            .header("content-type", "application/json;charset=utf8")
+            .body(body.to_string());
+        let answer = self
+            .exchange(builder, "POST /v3/auth/tokens", false)
+            .await?;
+        let envelope: Value = answer.json("POST /v3/auth/tokens")?;
+        let expires_at = envelope["token"]["expires_at"]
+            .as_str()
+            .and_then(super::resource::parse_time)
+            .unwrap_or_else(|| (self.clock)() + chrono::Duration::hours(1));
+        let Some(token) = answer.subject_token.filter(|_| answer.status == 201) else {
+            return Err(local_error("IAM answered without X-Subject-Token"));
+        };
+        if let Some(project) = envelope["token"]["project"]["id"].as_str() {
+            let mut p = self.project.lock().await;
+            if p.is_none() {
+                *p = Some(project.to_string());
+            }
+        }
+        *cache = Some(CachedToken {
+            token: token.clone(),
+            obtained_at: (self.clock)(),
+            expires_at,
+        });
+        Ok(token)
+    }
+}
+
+fn host_of(url: &str) -> String {
+    url.split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn describe_transport(e: &reqwest::Error) -> String {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_body() || e.is_decode() {
+        "connection lost while reading the answer"
+    } else {
+        "connection failed"
+    };
+    // The source chain names the cause (refused, reset, DNS); URLs carry no secrets.
+    let mut cause = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
+    }
+    if cause.is_empty() {
+        what.to_string()
+    } else {
+        format!("{what}: {cause}")
+    }
+}
+
+fn local_error(message: &str) -> CloudError {
+    CloudError {
+        request: "(not sent)".into(),
+        status: None,
+        code: None,
+        message: message.to_string(),
+        request_id: None,
+        class: ErrorClass::Fatal,
+        retry_after: None,
+    }
+}

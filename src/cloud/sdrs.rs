@@ -1,0 +1,191 @@
+//! SDRS operations: protection groups and their actions, jobs, DR drills
+//! (`/v1/{project_id}/...`). Every write answers `{"job_id"}` (HTTP 200); the
+//! job is followed with [`CloudClient::sdrs_get_job`].
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::CloudError;
+use super::http::{CloudClient, Request, Service};
+use super::resource::{Drill, Job, ProtectionGroup};
+use crate::runbook::model::PriorityStation;
+
+/// A protection-group action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SdrsAction {
+    /// `start-server-group`: enable, or re-enable after failover.
+    Enable,
+    /// `stop-server-group`.
+    Disable,
+    /// `reverse-server-group` with the side that becomes production.
+    Switchover(PriorityStation),
+    /// `failover-server-group`.
+    Failover,
+}
+
+impl SdrsAction {
+    /// The request body.
+    pub fn body(self) -> Value {
+        match self {
+            SdrsAction::Enable => json!({ "start-server-group": {} }),
+            SdrsAction::Disable => json!({ "stop-server-group": {} }),
+            SdrsAction::Switchover(to) => {
+                json!({ "reverse-server-group": { "priority_station": to.as_str() } })
+            }
+            SdrsAction::Failover => json!({ "failover-server-group": {} }),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct JobId {
+    job_id: String,
+}
+
+impl CloudClient {
+    /// Lists protection groups.
+    pub async fn sdrs_list_groups(&self) -> Result<Vec<ProtectionGroup>, CloudError> {
+        #[derive(Deserialize)]
+        struct List {
+            server_groups: Vec<ProtectionGroup>,
+        }
+        let answer = self
+            .send(&Request::get(Service::Sdrs, "/server-groups"))
+            .await?;
+        Ok(answer.json::<List>("GET server-groups")?.server_groups)
+    }
+
+    /// Reads one protection group.
+    pub async fn sdrs_get_group(&self, id: &str) -> Result<ProtectionGroup, CloudError> {
+        #[derive(Deserialize)]
+        struct One {
+            server_group: ProtectionGroup,
+        }
+        let answer = self
+            .send(&Request::get(Service::Sdrs, format!("/server-groups/{id}")))
+            .await?;
+        Ok(answer
+            .json::<One>(&format!("GET server-group {id}"))?
+            .server_group)
+    }
+
+    /// Sends a protection-group action; returns the job id.
+    pub async fn sdrs_action(&self, id: &str, action: SdrsAction) -> Result<String, CloudError> {
+        let request = Request::post(
+            Service::Sdrs,
+            format!("/server-groups/{id}/action"),
+            action.body(),
+        );
+        Ok(self
+            .send(&request)
+            .await?
+            .json::<JobId>("POST server-group action")?
+            .job_id)
+    }
+
+    /// Reads a job.
+    pub async fn sdrs_get_job(&self, job_id: &str) -> Result<Job, CloudError> {
+        let answer = self
+            .send(&Request::get(Service::Sdrs, format!("/jobs/{job_id}")))
+            .await?;
+        answer.json(&format!("GET job {job_id}"))
+    }
+
+    /// Starts a DR drill of a group; returns the job id.
+    pub async fn sdrs_create_drill(
+        &self,
+        group: &str,
+        name: &str,
+        drill_vpc_id: Option<&str>,
+    ) -> Result<String, CloudError> {
+        let mut spec = json!({ "server_group_id": group, "name": name });
+        if let Some(vpc) = drill_vpc_id.filter(|v| !v.is_empty()) {
+            spec["drill_vpc_id"] = json!(vpc);
+        }
+        let request = Request::post(
+            Service::Sdrs,
+            "/disaster-recovery-drills",
+            json!({ "disaster_recovery_drill": spec }),
+        );
+        Ok(self
+            .send(&request)
+            .await?
+            .json::<JobId>("POST disaster-recovery-drills")?
+            .job_id)
+    }
+
+    /// Lists drills, optionally of one group and by name (SDRS matches names fuzzily).
+    pub async fn sdrs_list_drills(
+        &self,
+        group: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<Vec<Drill>, CloudError> {
+        #[derive(Deserialize)]
+        struct List {
+            disaster_recovery_drills: Vec<Drill>,
+        }
+        let mut request = Request::get(Service::Sdrs, "/disaster-recovery-drills");
+        if let Some(g) = group {
+            request = request.query("server_group_id", g);
+        }
+        if let Some(n) = name {
+            request = request.query("name", n);
+        }
+        let list = self
+            .send(&request)
+            .await?
+            .json::<List>("GET disaster-recovery-drills")?;
+        // The name filter is fuzzy: keep exact matches only.
+        Ok(list
+            .disaster_recovery_drills
+            .into_iter()
+            .filter(|d| name.is_none_or(|n| d.name.as_deref() == Some(n)))
+            .collect())
+    }
+
+    /// Reads a drill.
+    pub async fn sdrs_get_drill(&self, id: &str) -> Result<Drill, CloudError> {
+        #[derive(Deserialize)]
+        struct One {
+            disaster_recovery_drill: Drill,
+        }
+        let answer = self
+            .send(&Request::get(
+                Service::Sdrs,
+                format!("/disaster-recovery-drills/{id}"),
+            ))
+            .await?;
+        Ok(answer
+            .json::<One>(&format!("GET disaster-recovery-drill {id}"))?
+            .disaster_recovery_drill)
+    }
+
+    /// Deletes a drill; returns the job id.
+    pub async fn sdrs_delete_drill(&self, id: &str) -> Result<String, CloudError> {
+        let request = Request::delete(Service::Sdrs, format!("/disaster-recovery-drills/{id}"));
+        Ok(self
+            .send(&request)
+            .await?
+            .json::<JobId>("DELETE disaster-recovery-drill")?
+            .job_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_bodies_match_the_reference() {
+        assert_eq!(SdrsAction::Enable.body(), json!({"start-server-group": {}}));
+        assert_eq!(SdrsAction::Disable.body(), json!({"stop-server-group": {}}));
+        assert_eq!(
+            SdrsAction::Failover.body(),
+            json!({"failover-server-group": {}})
+        );
+        assert_eq!(
+            SdrsAction::Switchover(PriorityStation::Target).body(),
+            json!({"reverse-server-group": {"priority_station": "target"}})
+        );
+    }
+}

@@ -1,0 +1,523 @@
+//! The cloud client against the simulator: every operation, token caching,
+//! expiry and refresh, AK/SK signing verified by the simulator, and each
+//! fault kind classified correctly. Assertions read the simulator's journal.
+
+use std::time::Duration;
+
+use drover::cloud::evs::EvsAction;
+use drover::cloud::resource::JobStatus;
+use drover::cloud::sdrs::SdrsAction;
+use drover::cloud::{CloudClient, ErrorClass};
+use drover::config::CloudAuth;
+use drover::runbook::model::{EvsStatus, FaultLevel, PriorityStation};
+use drover::sim::SimConfig;
+use drover::sim::faults::{Fault, Forced};
+use secrecy::SecretString;
+
+use crate::helpers::{calls, client, cloud_config, start_sim};
+
+fn config() -> SimConfig {
+    SimConfig {
+        evs_groups: vec!["g1".into()],
+        sdrs_groups: vec!["pg1".into()],
+        transition: Duration::from_secs(10),
+        ..SimConfig::default()
+    }
+}
+
+fn force(sim: &crate::helpers::Sim, endpoint: &str, fault: Fault) {
+    sim.sim.force(Forced {
+        endpoint: endpoint.into(),
+        fault,
+        count: 1,
+    });
+}
+
+#[tokio::test]
+async fn evs_operations_with_a_cached_password_token() {
+    let sim = start_sim(config()).await;
+    let c = client(&sim);
+    let groups = c.evs_list_groups().await.unwrap();
+    assert_eq!(groups.len(), 1);
+    let g = c.evs_get_group("g1").await.unwrap();
+    assert_eq!(
+        (g.status.as_str(), g.priority_station.as_deref()),
+        ("available", Some("eu-de-01"))
+    );
+    c.evs_action("g1", EvsAction::Switchover).await.unwrap();
+    assert_eq!(c.evs_get_group("g1").await.unwrap().status, "reversing");
+    sim.sim.advance_clock(Duration::from_secs(10));
+    let g = c.evs_get_group("g1").await.unwrap();
+    assert_eq!(
+        (g.status.as_str(), g.priority_station.as_deref()),
+        ("available", Some("eu-de-02"))
+    );
+
+    let journal = sim.sim.journal();
+    assert_eq!(
+        journal.iter().filter(|e| e.endpoint == "iam.token").count(),
+        1,
+        "one token for all calls"
+    );
+    assert!(journal.iter().skip(1).all(|e| e.auth == "token"));
+    let action = journal.iter().find(|e| e.endpoint == "evs.action").unwrap();
+    assert_eq!(
+        action.body,
+        serde_json::json!({"os-reverse-replication-consistency-group": null})
+    );
+    assert_eq!((action.status, action.changed), (Some(200), true));
+    let token_request = &journal[0];
+    assert_eq!(token_request.status, Some(201));
+    assert_eq!(
+        token_request.body["auth"]["identity"]["password"]["user"]["password"],
+        "[REDACTED]"
+    );
+    assert_eq!(token_request.query.as_deref(), Some("nocatalog=true"));
+}
+
+#[tokio::test]
+async fn every_evs_action_reaches_its_documented_state() {
+    let sim = start_sim(config()).await;
+    let c = client(&sim);
+    c.evs_action("g1", EvsAction::Stop).await.unwrap();
+    assert_eq!(
+        c.evs_get_group("g1")
+            .await
+            .unwrap()
+            .replication_status
+            .as_deref(),
+        Some("active-stopped")
+    );
+    c.evs_action("g1", EvsAction::Sync).await.unwrap();
+    sim.sim.advance_clock(Duration::from_secs(10));
+    assert_eq!(
+        c.evs_get_group("g1")
+            .await
+            .unwrap()
+            .replication_status
+            .as_deref(),
+        Some("active")
+    );
+    c.evs_action("g1", EvsAction::Failover).await.unwrap();
+    sim.sim.advance_clock(Duration::from_secs(10));
+    let g = c.evs_get_group("g1").await.unwrap();
+    assert_eq!(
+        (g.status.as_str(), g.replication_status.as_deref()),
+        ("failovered", Some("active-stopped"))
+    );
+    c.evs_action("g1", EvsAction::Reprotect).await.unwrap();
+    sim.sim.advance_clock(Duration::from_secs(10));
+    let g = c.evs_get_group("g1").await.unwrap();
+    assert_eq!(
+        (g.status.as_str(), g.replication_status.as_deref()),
+        ("available", Some("active"))
+    );
+}
+
+#[tokio::test]
+async fn tokens_are_refreshed_before_they_expire() {
+    let sim = start_sim(config()).await;
+    // The simulator's token lives 24 h; the client's clock jumps to 4 minutes before that.
+    let offset = std::sync::Arc::new(std::sync::Mutex::new(chrono::Duration::zero()));
+    let shift = offset.clone();
+    let c = client(&sim).with_clock(std::sync::Arc::new(move || {
+        chrono::Utc::now() + *shift.lock().unwrap()
+    }));
+    c.evs_get_group("g1").await.unwrap();
+    c.evs_get_group("g1").await.unwrap();
+    *offset.lock().unwrap() = chrono::Duration::hours(24) - chrono::Duration::minutes(4);
+    c.evs_get_group("g1").await.unwrap();
+    let endpoints: Vec<String> = calls(&sim).into_iter().map(|c| c.0).collect();
+    assert_eq!(
+        endpoints,
+        ["iam.token", "evs.get", "evs.get", "iam.token", "evs.get"],
+        "refreshed before use, no 401"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refreshed_once_on_401() {
+    let sim = start_sim(config()).await;
+    let c = client(&sim);
+    c.evs_get_group("g1").await.unwrap();
+    sim.sim.advance_clock(Duration::from_secs(25 * 3600)); // the simulator's tokens expired
+    c.evs_get_group("g1").await.unwrap();
+    assert_eq!(
+        calls(&sim),
+        [
+            ("iam.token".into(), Some(201)),
+            ("evs.get".into(), Some(200)),
+            ("evs.get".into(), Some(401)),
+            ("iam.token".into(), Some(201)),
+            ("evs.get".into(), Some(200)),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_401_is_resent_once_after_a_refresh_and_then_fails() {
+    // Tokens expire the moment they are issued: the re-send is refused too.
+    let sim = start_sim(SimConfig {
+        token_lifetime: Duration::ZERO,
+        ..config()
+    })
+    .await;
+    let err = client(&sim).evs_get_group("g1").await.unwrap_err();
+    assert_eq!(
+        (err.status, err.code.as_deref(), err.class),
+        (Some(401), Some("APIG.1002"), ErrorClass::Fatal)
+    );
+    let gets: Vec<_> = calls(&sim)
+        .into_iter()
+        .filter(|c| c.0 == "evs.get")
+        .collect();
+    assert_eq!(
+        gets,
+        [("evs.get".into(), Some(401)), ("evs.get".into(), Some(401))],
+        "one re-send, no loop"
+    );
+}
+
+#[tokio::test]
+async fn a_static_token_is_not_refreshed_and_never_shown() {
+    let sim = start_sim(config()).await;
+    let mut cfg = cloud_config(&sim, CloudAuth::Token(SecretString::from("MIIforged")));
+    cfg.project_id = Some(sim.sim.credentials().project_id);
+    let forged = CloudClient::new(&cfg).unwrap();
+    let err = forged.evs_get_group("g1").await.unwrap_err();
+    assert_eq!((err.status, err.class), (Some(401), ErrorClass::Fatal));
+    assert_eq!(
+        calls(&sim),
+        [("evs.get".into(), Some(401))],
+        "no token request, no re-send"
+    );
+    assert!(
+        !format!("{err}{err:?}{forged:?}").contains("MIIforged"),
+        "the token never appears"
+    );
+}
+
+#[tokio::test]
+async fn wrong_password_is_a_fatal_401_that_does_not_show_the_password() {
+    let sim = start_sim(config()).await;
+    let auth = CloudAuth::Password {
+        user: "drover".into(),
+        domain: "drover-sim".into(),
+        password: SecretString::from("not-the-password"),
+    };
+    let c = CloudClient::new(&cloud_config(&sim, auth)).unwrap();
+    let err = c.evs_get_group("g1").await.unwrap_err();
+    assert_eq!((err.status, err.class), (Some(401), ErrorClass::Fatal));
+    assert!(err.to_string().contains("requires authentication"), "{err}");
+    assert!(!err.to_string().contains("not-the-password"));
+    assert!(!format!("{err:?}{c:?}").contains("not-the-password"));
+}
+
+#[tokio::test]
+async fn aksk_signed_requests_are_verified_by_the_simulator() {
+    let sim = start_sim(config()).await;
+    let creds = sim.sim.credentials();
+    let mut cfg = cloud_config(
+        &sim,
+        CloudAuth::AkSk {
+            access_key: SecretString::from(creds.access_key.clone()),
+            secret_key: SecretString::from(creds.secret_key.clone()),
+        },
+    );
+    cfg.project_id = Some(creds.project_id.clone());
+    let c = CloudClient::new(&cfg).unwrap();
+    c.evs_get_group("g1").await.unwrap();
+    c.sdrs_action("pg1", SdrsAction::Switchover(PriorityStation::Target))
+        .await
+        .unwrap();
+    let drills = c.sdrs_list_drills(Some("pg1"), Some("a b")).await.unwrap();
+    assert!(drills.is_empty());
+    let journal = sim.sim.journal();
+    assert!(
+        journal
+            .iter()
+            .all(|e| e.auth == "aksk" && e.status == Some(200)),
+        "{journal:#?}"
+    );
+
+    cfg.auth = CloudAuth::AkSk {
+        access_key: SecretString::from(creds.access_key),
+        secret_key: SecretString::from("wrong-secret"),
+    };
+    let err = CloudClient::new(&cfg)
+        .unwrap()
+        .evs_get_group("g1")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.status, err.code.as_deref()),
+        (Some(401), Some("APIG.0301"))
+    );
+    assert!(err.message.contains("signature does not match"), "{err}");
+}
+
+#[tokio::test]
+async fn each_fault_kind_is_classified() {
+    let sim = start_sim(config()).await;
+    let c = client(&sim);
+    c.evs_get_group("g1").await.unwrap();
+
+    for (fault, status) in [
+        (Fault::Status408, 408),
+        (Fault::Status502, 502),
+        (Fault::Status503, 503),
+        (Fault::Status504, 504),
+    ] {
+        force(&sim, "evs.get", fault);
+        let e = c.evs_get_group("g1").await.unwrap_err();
+        assert_eq!(
+            (e.status, e.class),
+            (Some(status), ErrorClass::Retryable),
+            "{fault:?} on a read"
+        );
+        force(&sim, "evs.action", fault);
+        let e = c.evs_action("g1", EvsAction::Switchover).await.unwrap_err();
+        assert_eq!(
+            (e.status, e.class),
+            (Some(status), ErrorClass::Ambiguous),
+            "{fault:?} on a mutation"
+        );
+    }
+    assert_eq!(
+        c.evs_get_group("g1").await.unwrap().status,
+        "available",
+        "status faults did not act"
+    );
+
+    force(&sim, "evs.get", Fault::Reset);
+    let e = c.evs_get_group("g1").await.unwrap_err();
+    assert_eq!(
+        (e.status, e.class),
+        (None, ErrorClass::Retryable),
+        "reset on a read: {e}"
+    );
+    force(&sim, "evs.action", Fault::Reset);
+    let e = c.evs_action("g1", EvsAction::Switchover).await.unwrap_err();
+    assert_eq!(
+        (e.status, e.class),
+        (None, ErrorClass::Ambiguous),
+        "reset on a mutation: {e}"
+    );
+
+    force(&sim, "evs.action", Fault::Ambiguous);
+    let e = c.evs_action("g1", EvsAction::Switchover).await.unwrap_err();
+    assert_eq!((e.status, e.class), (Some(504), ErrorClass::Ambiguous));
+    assert_eq!(
+        c.evs_get_group("g1").await.unwrap().status,
+        "reversing",
+        "the ambiguous fault acted"
+    );
+    let changed: Vec<_> = sim
+        .sim
+        .journal()
+        .into_iter()
+        .filter(|e| e.endpoint == "evs.action" && e.changed)
+        .collect();
+    assert_eq!(changed.len(), 1, "exactly one accepted switchover");
+    assert_eq!(
+        (changed[0].status, changed[0].fault),
+        (Some(504), Some(Fault::Ambiguous))
+    );
+
+    // A refusal is fatal and carries the cloud's code.
+    let e = c.evs_action("g1", EvsAction::Switchover).await.unwrap_err();
+    assert_eq!(
+        (e.status, e.code.as_deref(), e.class),
+        (Some(400), Some("EVS.5400"), ErrorClass::Fatal)
+    );
+    let e = c.evs_get_group("nope").await.unwrap_err();
+    assert_eq!(
+        (e.status, e.code.as_deref(), e.class),
+        (Some(404), Some("EVS.5404"), ErrorClass::Fatal)
+    );
+    let e = c.sdrs_get_group("nope").await.unwrap_err();
+    assert_eq!(
+        (e.status, e.code.as_deref(), e.class),
+        (Some(400), Some("SDRS.1013"), ErrorClass::Fatal)
+    );
+}
+
+#[tokio::test]
+async fn retry_after_is_read_and_connect_failures_are_retryable_even_for_mutations() {
+    let sim = start_sim(config()).await;
+    let mut faults = drover::sim::faults::Faults::default();
+    faults.rules.insert(
+        "evs.get".into(),
+        drover::sim::faults::FaultRule {
+            p503: 1.0,
+            retry_after: Some(7),
+            ..Default::default()
+        },
+    );
+    sim.sim.set_faults(faults).unwrap();
+    let e = client(&sim).evs_get_group("g1").await.unwrap_err();
+    assert_eq!(e.retry_after, Some(Duration::from_secs(7)));
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut cfg = cloud_config(&sim, CloudAuth::Token(SecretString::from("t")));
+    cfg.project_id = Some("p".into());
+    cfg.evs_endpoint = format!("http://127.0.0.1:{port}");
+    let e = CloudClient::new(&cfg)
+        .unwrap()
+        .evs_action("g1", EvsAction::Switchover)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.status, e.class),
+        (None, ErrorClass::Retryable),
+        "nothing was sent: {e}"
+    );
+}
+
+#[tokio::test]
+async fn a_timeout_after_sending_a_mutation_is_ambiguous() {
+    let sim = start_sim(config()).await;
+    let mut faults = drover::sim::faults::Faults::default();
+    faults.rules.insert(
+        "evs.action".into(),
+        drover::sim::faults::FaultRule {
+            latency_ms: 1_500,
+            ..Default::default()
+        },
+    );
+    sim.sim.set_faults(faults).unwrap();
+    let mut cfg = cloud_config(&sim, crate::helpers::password_auth(&sim));
+    cfg.timeout = Duration::from_millis(300);
+    let e = CloudClient::new(&cfg)
+        .unwrap()
+        .evs_action("g1", EvsAction::Switchover)
+        .await
+        .unwrap_err();
+    assert_eq!((e.status, e.class), (None, ErrorClass::Ambiguous), "{e}");
+    assert!(e.message.starts_with("timed out"), "{e}");
+}
+
+#[tokio::test]
+async fn sdrs_actions_run_as_jobs() {
+    let sim = start_sim(config()).await;
+    let c = client(&sim);
+    assert_eq!(c.sdrs_list_groups().await.unwrap().len(), 1);
+    let job = c
+        .sdrs_action("pg1", SdrsAction::Switchover(PriorityStation::Target))
+        .await
+        .unwrap();
+    assert_eq!(
+        c.sdrs_get_job(&job).await.unwrap().status,
+        JobStatus::Running
+    );
+    assert_eq!(c.sdrs_get_group("pg1").await.unwrap().status, "reversing");
+    sim.sim.advance_clock(Duration::from_secs(10));
+    let done = c.sdrs_get_job(&job).await.unwrap();
+    assert_eq!(
+        (done.status, done.job_type.as_deref()),
+        (JobStatus::Success, Some("reverseProtectionGroupNoCG"))
+    );
+    assert_eq!(done.entities.server_group_id.as_deref(), Some("pg1"));
+    let pg = c.sdrs_get_group("pg1").await.unwrap();
+    assert_eq!(
+        (pg.status.as_str(), pg.priority_station.as_deref()),
+        ("protected", Some("target"))
+    );
+
+    let job = c.sdrs_action("pg1", SdrsAction::Failover).await.unwrap();
+    sim.sim.advance_clock(Duration::from_secs(10));
+    assert_eq!(
+        c.sdrs_get_job(&job).await.unwrap().status,
+        JobStatus::Success
+    );
+    assert_eq!(c.sdrs_get_group("pg1").await.unwrap().status, "failed-over");
+    let job = c.sdrs_action("pg1", SdrsAction::Enable).await.unwrap();
+    sim.sim.advance_clock(Duration::from_secs(10));
+    assert_eq!(
+        c.sdrs_get_job(&job).await.unwrap().job_type.as_deref(),
+        Some("reprotectProtectionGroupNoCG")
+    );
+    let job = c.sdrs_action("pg1", SdrsAction::Disable).await.unwrap();
+    sim.sim.advance_clock(Duration::from_secs(10));
+    assert_eq!(
+        c.sdrs_get_job(&job).await.unwrap().status,
+        JobStatus::Success
+    );
+    assert_eq!(c.sdrs_get_group("pg1").await.unwrap().status, "available");
+
+    // A failed job carries its code and reason.
+    sim.sim
+        .with_sdrs(|s| s.groups.get_mut("pg1").unwrap().fail_next = true);
+    let job = c.sdrs_action("pg1", SdrsAction::Enable).await.unwrap();
+    sim.sim.advance_clock(Duration::from_secs(10));
+    let failed = c.sdrs_get_job(&job).await.unwrap();
+    assert_eq!(
+        (failed.status, failed.error_code.as_deref()),
+        (JobStatus::Fail, Some("SDRS.1029"))
+    );
+    assert!(failed.fail_reason.is_some());
+}
+
+#[tokio::test]
+async fn drill_lifecycle_through_the_api() {
+    let sim = start_sim(config()).await;
+    let c = client(&sim);
+    let job = c
+        .sdrs_create_drill("pg1", "drover-drill-1", None)
+        .await
+        .unwrap();
+    sim.sim.advance_clock(Duration::from_secs(10));
+    assert_eq!(
+        c.sdrs_get_job(&job).await.unwrap().status,
+        JobStatus::Success
+    );
+    let found = c
+        .sdrs_list_drills(Some("pg1"), Some("drover-drill-1"))
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1, "the drill is found by group and exact name");
+    let drill = c.sdrs_get_drill(&found[0].id).await.unwrap();
+    assert_eq!(drill.status, "available");
+    let job = c.sdrs_delete_drill(&drill.id).await.unwrap();
+    sim.sim.advance_clock(Duration::from_secs(10));
+    assert_eq!(
+        c.sdrs_get_job(&job).await.unwrap().status,
+        JobStatus::Success
+    );
+    let e = c.sdrs_get_drill(&drill.id).await.unwrap_err();
+    assert_eq!(
+        (e.status, e.code.as_deref()),
+        (Some(400), Some("SDRS.1902"))
+    );
+}
+
+#[tokio::test]
+async fn failover_is_refused_at_fault_level_5() {
+    let sim = start_sim(config()).await;
+    sim.sim
+        .with_evs_group("g1", |g| g.fault_level = FaultLevel::LinkDown);
+    let c = client(&sim);
+    let e = c.evs_action("g1", EvsAction::Failover).await.unwrap_err();
+    assert_eq!((e.status, e.class), (Some(400), ErrorClass::Fatal));
+    assert!(e.message.contains("fault_level 5"), "{e}");
+    assert_eq!(
+        sim.sim.with_evs_group("g1", |g| g.status),
+        Some(EvsStatus::Available)
+    );
+}
+
+#[tokio::test]
+async fn the_project_in_the_path_must_be_the_token_project() {
+    let sim = start_sim(config()).await;
+    let mut cfg = cloud_config(&sim, crate::helpers::password_auth(&sim));
+    cfg.project_id = Some("another-project".into());
+    // The token request scopes by id: an unknown project is refused by IAM.
+    let e = CloudClient::new(&cfg)
+        .unwrap()
+        .evs_get_group("g1")
+        .await
+        .unwrap_err();
+    assert_eq!(e.status, Some(401));
+}
