@@ -4,3 +4,4 @@ mod cloud;
 mod config;
 mod helpers;
 mod runbooks;
+mod sim;

@@ -1,0 +1,479 @@
+//! The simulator over HTTP: its JSON has exactly the field names and types of
+//! the reference examples, the control endpoints work, and `drover sim` starts
+//! with faults from the command line.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{repo, start_sim};
+
+/// The JSON type tree of a value: objects by key, arrays by their first item.
+fn shape(v: &Value) -> Value {
+    match v {
+        Value::Null => json!("null"),
+        Value::Bool(_) => json!("boolean"),
+        Value::Number(_) => json!("number"),
+        Value::String(_) => json!("string"),
+        Value::Array(items) => json!([items.first().map(shape).unwrap_or(Value::Null)]),
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), shape(v))).collect())
+        }
+    }
+}
+
+fn reference(name: &str) -> Value {
+    let text = std::fs::read_to_string(repo(&format!("tests/fixtures/reference/{name}"))).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    project: String,
+}
+
+impl Api {
+    async fn new(url: &str, creds: &drover::sim::iam::Credentials) -> Api {
+        let http = reqwest::Client::new();
+        let body = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+            "name": creds.user, "password": creds.password, "domain": {"name": creds.domain}}}},
+            "scope": {"project": {"id": creds.project_id}}}});
+        let answer = http
+            .post(format!("{url}/v3/auth/tokens"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 201, "IAM answers 201");
+        let token = answer.headers()["x-subject-token"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["token"]["project"]["id"], creds.project_id.as_str());
+        Api {
+            http,
+            base: url.to_string(),
+            token,
+            project: creds.project_id.clone(),
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let path = path.replace("{p}", &self.project);
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("x-auth-token", &self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let answer = req.send().await.unwrap();
+        let status = answer.status().as_u16();
+        let text = answer.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+#[tokio::test]
+async fn simulator_json_has_the_reference_field_names_and_types() {
+    let sim = start_sim(drover::sim::SimConfig {
+        evs_groups: vec!["g1".into()],
+        sdrs_groups: vec!["pg1".into()],
+        ..Default::default()
+    })
+    .await;
+    let api = Api::new(&sim.url, &sim.sim.credentials()).await;
+    use reqwest::Method;
+
+    let (status, group) = api
+        .call(
+            Method::GET,
+            "/v2/{p}/os-vendor-replication-consistency-groups/g1",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        shape(&group),
+        shape(&reference("evs-group.json")),
+        "EVS group"
+    );
+
+    let (_, pg) = api
+        .call(Method::GET, "/v1/{p}/server-groups/pg1", None)
+        .await;
+    assert_eq!(
+        shape(&pg),
+        shape(&reference("protection-group.json")),
+        "protection group"
+    );
+
+    let (status, job) = api
+        .call(
+            Method::POST,
+            "/v1/{p}/server-groups/pg1/action",
+            Some(json!({"reverse-server-group": {"priority_station": "target"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "SDRS actions answer 200, not 202");
+    assert_eq!(
+        shape(&job),
+        shape(&reference("job-action.json")),
+        "action answer"
+    );
+    sim.sim.advance_clock(Duration::from_secs(60));
+    let (_, done) = api
+        .call(
+            Method::GET,
+            &format!("/v1/{{p}}/jobs/{}", job["job_id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(shape(&done), shape(&reference("job.json")), "job");
+
+    let (_, job) = api
+        .call(
+            Method::POST,
+            "/v1/{p}/disaster-recovery-drills",
+            Some(json!({"disaster_recovery_drill": {"server_group_id": "pg1", "name": "d1"}})),
+        )
+        .await;
+    sim.sim.advance_clock(Duration::from_secs(60));
+    let (_, list) = api
+        .call(
+            Method::GET,
+            "/v1/{p}/disaster-recovery-drills?server_group_id=pg1",
+            None,
+        )
+        .await;
+    assert_eq!(list["count"], 1);
+    let id = list["disaster_recovery_drills"][0]["id"].as_str().unwrap();
+    let (_, drill) = api
+        .call(
+            Method::GET,
+            &format!("/v1/{{p}}/disaster-recovery-drills/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(shape(&drill), shape(&reference("drill.json")), "drill");
+    assert!(job["job_id"].is_string());
+
+    // EVS actions answer 200 with no body.
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/v2/{p}/os-vendor-replication-consistency-groups/g1/action",
+            Some(json!({"os-sync-replication-consistency-group": null})),
+        )
+        .await;
+    assert_eq!((status, body), (200, Value::Null));
+}
+
+#[tokio::test]
+async fn refusals_and_bad_requests_use_the_documented_error_shapes() {
+    let sim = start_sim(drover::sim::SimConfig {
+        evs_groups: vec!["g1".into()],
+        sdrs_groups: vec!["pg1".into()],
+        ..Default::default()
+    })
+    .await;
+    let api = Api::new(&sim.url, &sim.sim.credentials()).await;
+    use reqwest::Method;
+    let cases: Vec<(Method, &str, Option<Value>, u16, &str, &str)> = vec![
+        (
+            Method::POST,
+            "/v2/{p}/os-vendor-replication-consistency-groups/g1/action",
+            Some(json!({"os-reprotect-replication-consistency-group": null, "x": 1})),
+            400,
+            "/badRequest/code",
+            "EVS.5400",
+        ),
+        (
+            Method::POST,
+            "/v2/{p}/os-vendor-replication-consistency-groups/g1/action",
+            Some(json!({"os-reverse": null})),
+            400,
+            "/badRequest/code",
+            "EVS.5400",
+        ),
+        (
+            Method::GET,
+            "/v2/{p}/os-vendor-replication-consistency-groups/none",
+            None,
+            404,
+            "/itemNotFound/code",
+            "EVS.5404",
+        ),
+        (
+            Method::GET,
+            "/v1/{p}/server-groups/none",
+            None,
+            400,
+            "/badrequest/code",
+            "SDRS.1013",
+        ),
+        (
+            Method::POST,
+            "/v1/{p}/server-groups/pg1/action",
+            Some(json!({"reverse-server-group": {}})),
+            400,
+            "/badrequest/code",
+            "SDRS.0005",
+        ),
+        (
+            Method::POST,
+            "/v1/{p}/server-groups/pg1/action",
+            Some(json!({"start-server-group": {}})),
+            400,
+            "/badrequest/code",
+            "SDRS.1002",
+        ),
+        (
+            Method::GET,
+            "/v1/{p}/disaster-recovery-drills/none",
+            None,
+            400,
+            "/badrequest/code",
+            "SDRS.1902",
+        ),
+        (
+            Method::GET,
+            "/v2/other/os-vendor-replication-consistency-groups/g1",
+            None,
+            400,
+            "/error/code",
+            "Common.0018",
+        ),
+        (
+            Method::GET,
+            "/v9/{p}/nothing",
+            None,
+            404,
+            "/error_code",
+            "APIG.0101",
+        ),
+    ];
+    for (method, path, body, status, pointer, code) in cases {
+        let (got, answer) = api.call(method.clone(), path, body).await;
+        assert_eq!(got, status, "{method} {path}");
+        assert_eq!(
+            answer.pointer(pointer).and_then(Value::as_str),
+            Some(code),
+            "{method} {path}: {answer}"
+        );
+    }
+    assert!(
+        sim.sim
+            .journal()
+            .iter()
+            .all(|e| !e.changed || e.endpoint == "iam.token"),
+        "no refusal changed state"
+    );
+}
+
+#[tokio::test]
+async fn control_endpoints_drive_the_simulator() {
+    let sim = start_sim(drover::sim::SimConfig::default()).await;
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", sim.url);
+
+    let r = http
+        .put(url("/_sim/faults"))
+        .body(r#"{"rules": {"evs.acton": {"p503": 1}}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("unknown endpoint `evs.acton`")
+    );
+    let r = http
+        .put(url("/_sim/faults"))
+        .body(r#"{"rules": {"evs.get": {"p503": 0.5, "latency_ms": 1}}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let faults: Value = http
+        .get(url("/_sim/faults"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(faults["rules"]["evs.get"]["p503"], 0.5);
+    let r = http
+        .post(url("/_sim/faults/forced"))
+        .body(r#"{"endpoint": "evs.action", "fault": "ambiguous"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+
+    let r = http
+        .post(url("/_sim/evs/groups"))
+        .body(r#"{"id": "g9", "primary": "az-a", "secondary": "az-b"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let g: Value = r.json().await.unwrap();
+    assert_eq!(g["priority_station"], "az-a");
+    let g: Value = http
+        .patch(url("/_sim/evs/groups/g9"))
+        .body(r#"{"fault_level": "5", "status": "error_reversing"}"#)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (g["fault_level"].as_str(), g["status"].as_str()),
+        (Some("5"), Some("error_reversing"))
+    );
+    let r = http
+        .patch(url("/_sim/evs/groups/g9"))
+        .body(r#"{"status": "availabel"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "bad values are refused");
+    let r = http
+        .patch(url("/_sim/evs/groups/nope"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    let r = http
+        .post(url("/_sim/sdrs/groups"))
+        .body(r#"{"id": "pg9"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let pg: Value = http
+        .patch(url("/_sim/sdrs/groups/pg9"))
+        .body(r#"{"null_status_fields": true, "priority_station": "target"}"#)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(pg["replication_status"].is_null());
+    assert_eq!(pg["priority_station"], "target");
+
+    let clock: Value = http
+        .post(url("/_sim/clock"))
+        .body(r#"{"advance_ms": 60000}"#)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(clock["now_ms"].as_u64().unwrap() >= 60_000);
+
+    // Journal, then reset clears everything.
+    http.get(url("/v3/nothing")).send().await.unwrap();
+    let journal: Vec<Value> = http
+        .get(url("/_sim/journal"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        journal.len(),
+        1,
+        "control calls are not journaled, API calls are"
+    );
+    assert_eq!(journal[0]["endpoint"], "unknown");
+    assert_eq!(
+        http.post(url("/_sim/reset")).send().await.unwrap().status(),
+        204
+    );
+    assert!(sim.sim.journal().is_empty());
+    assert!(sim.sim.with_evs_group("g9", |_| ()).is_none());
+    let faults: Value = http
+        .get(url("/_sim/faults"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(faults, json!({"rules": {}, "forced": []}));
+}
+
+#[test]
+fn drover_sim_starts_with_groups_and_faults_from_the_command_line() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args([
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--evs-group",
+            "g1",
+            "--faults",
+            r#"{"rules": {"*": {"p503": 1.0}}}"#,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let faults: Value = rt.block_on(async {
+        reqwest::get(format!("{url}/_sim/faults"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    let status = rt.block_on(async {
+        reqwest::get(format!("{url}/v3/auth/tokens"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(faults["rules"]["*"]["p503"], 1.0);
+    assert_eq!(status, 404, "a GET on the token path is not an API");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["sim", "--faults", r#"{"rules": {"*": {"p503": 2}}}"#])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("--faults: probabilities of `*` must be 0 to 1"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
