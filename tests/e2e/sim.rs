@@ -184,7 +184,9 @@ async fn refusals_and_bad_requests_use_the_documented_error_shapes() {
     .await;
     let api = Api::new(&sim.url, &sim.sim.credentials()).await;
     use reqwest::Method;
-    let cases: Vec<(Method, &str, Option<Value>, u16, &str, &str)> = vec![
+    // method, path, body, status, JSON pointer to the code, code
+    type Case<'a> = (Method, &'a str, Option<Value>, u16, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             Method::POST,
             "/v2/{p}/os-vendor-replication-consistency-groups/g1/action",
