@@ -14,7 +14,7 @@ pub mod faults;
 pub mod iam;
 pub mod sdrs;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -57,6 +57,8 @@ pub struct SimConfig {
     pub evs_groups: Vec<String>,
     /// SDRS protection groups to create at start (protected, production on `source`).
     pub sdrs_groups: Vec<String>,
+    /// The journal keeps this many most recent requests.
+    pub journal_limit: usize,
 }
 
 impl Default for SimConfig {
@@ -69,6 +71,7 @@ impl Default for SimConfig {
             faults: Faults::default(),
             evs_groups: Vec::new(),
             sdrs_groups: Vec::new(),
+            journal_limit: 100_000,
         }
     }
 }
@@ -116,7 +119,9 @@ struct SimState {
     tokens: HashMap<String, Token>,
     faults: Faults,
     rng: StdRng,
-    journal: Vec<JournalEntry>,
+    journal: VecDeque<JournalEntry>,
+    journal_limit: usize,
+    requests: u64,
     started: tokio::time::Instant,
     offset: Duration,
     epoch: DateTime<Utc>,
@@ -184,7 +189,9 @@ impl Simulator {
             tokens: HashMap::new(),
             faults: config.faults,
             rng: faults::rng(config.seed),
-            journal: Vec::new(),
+            journal: VecDeque::new(),
+            journal_limit: config.journal_limit.max(1),
+            requests: 0,
             started: tokio::time::Instant::now(),
             offset: Duration::ZERO,
             epoch,
@@ -257,9 +264,9 @@ impl Simulator {
         self.lock().creds.clone()
     }
 
-    /// Every request so far.
+    /// The requests so far (the most recent `journal_limit`), oldest first.
     pub fn journal(&self) -> Vec<JournalEntry> {
-        self.lock().journal.clone()
+        self.lock().journal.iter().cloned().collect()
     }
 
     /// Replaces the fault configuration.
@@ -454,7 +461,8 @@ async fn api(
 
     let mut s = sim.lock();
     s.advance();
-    let seq = s.journal.len() as u64 + 1;
+    s.requests += 1;
+    let seq = s.requests;
     let request_id = format!("{:032x}", seq);
     let mut auth = "none";
     let answer = match fault {
@@ -522,7 +530,10 @@ async fn api(
         changed: answer.changed,
         fault,
     };
-    s.journal.push(entry);
+    if s.journal.len() >= s.journal_limit {
+        s.journal.pop_front();
+    }
+    s.journal.push_back(entry);
     drop(s);
 
     let Some(status) = answer.status else {

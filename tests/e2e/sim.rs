@@ -479,3 +479,18 @@ fn drover_sim_starts_with_groups_and_faults_from_the_command_line() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn the_journal_keeps_the_most_recent_requests() {
+    let sim = start_sim(drover::sim::SimConfig {
+        journal_limit: 3,
+        ..Default::default()
+    })
+    .await;
+    let http = reqwest::Client::new();
+    for _ in 0..5 {
+        http.get(format!("{}/v9/x", sim.url)).send().await.unwrap();
+    }
+    let seqs: Vec<u64> = sim.sim.journal().iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [3, 4, 5]);
+}
