@@ -190,9 +190,17 @@ impl CloudClient {
             let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| ca_error(e.to_string()))?;
             builder = builder.tls_certs_merge([cert]);
         }
-        let http = builder
-            .build()
-            .map_err(|e| BuildError::Client(e.to_string()))?;
+        // reqwest reads the certificate only here, so a bad one surfaces here too.
+        let http = builder.build().map_err(|e| {
+            let reason = error_chain(&e);
+            match &config.tls_ca_file {
+                Some(path) => BuildError::CaFile {
+                    path: path.display().to_string(),
+                    reason,
+                },
+                None => BuildError::Client(reason),
+            }
+        })?;
         let auth = match &config.auth {
             CloudAuth::None => Auth::None,
             CloudAuth::Password {
@@ -447,6 +455,17 @@ fn host_of(url: &str) -> String {
         .to_string()
 }
 
+/// An error with its causes, `outer: inner: innermost`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
 fn describe_transport(e: &reqwest::Error) -> String {
     let what = if e.is_timeout() {
         "timed out"
@@ -480,5 +499,53 @@ fn local_error(message: &str) -> CloudError {
         request_id: None,
         class: ErrorClass::Fatal,
         retry_after: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn cloud() -> CloudConfig {
+        Config::parse("", std::path::Path::new("t.yaml"), &Default::default())
+            .unwrap()
+            .cloud
+    }
+
+    #[test]
+    fn a_missing_or_unreadable_ca_file_is_named() {
+        let mut config = cloud();
+        config.tls_ca_file = Some("/nonexistent/ca.pem".into());
+        let err = CloudClient::new(&config).unwrap_err().to_string();
+        assert!(
+            err.starts_with("cloud.tls_ca_file /nonexistent/ca.pem: "),
+            "{err}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(
+            &path,
+            "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        config.tls_ca_file = Some(path.clone());
+        let err = CloudClient::new(&config).unwrap_err().to_string();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn requests_name_their_method_and_mutation() {
+        let get = Request::get(Service::Evs, "/x");
+        let post = Request::post(Service::Sdrs, "/x", json!({}));
+        assert!(!get.is_mutating());
+        assert!(post.is_mutating());
+        assert!(Request::delete(Service::Sdrs, "/x").is_mutating());
+        assert_eq!(
+            host_of("https://evs.eu-de.otc.t-systems.com:8443/v2/p"),
+            "evs.eu-de.otc.t-systems.com:8443"
+        );
+        assert!(USER_AGENT.starts_with("drover/"));
     }
 }
