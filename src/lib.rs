@@ -11,6 +11,7 @@
 //! - [`config`]: `config/drover.yaml` plus `DROVER_*` environment overrides.
 //! - [`runbook`]: runbook files -> validated [`runbook::Runbook`] values.
 //! - [`engine`]: run execution; today the [`engine::retry::RetryPolicy`] value.
+//! - [`store`]: the audit store (SQLite), the only code that runs SQL.
 //! - [`sim`]: the OTC simulator (today: the EVS group state machine).
 //! - [`telemetry`]: tracing setup.
 //! - [`yaml`]: located YAML and the error-collecting deserializer under both
@@ -22,5 +23,6 @@ pub mod config;
 pub mod engine;
 pub mod runbook;
 pub mod sim;
+pub mod store;
 pub mod telemetry;
 pub mod yaml;
