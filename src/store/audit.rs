@@ -74,9 +74,8 @@ pub struct BrokenLink {
 /// Recomputes the chain over events in `seq` order.
 pub fn verify<'a>(events: impl IntoIterator<Item = &'a Event>) -> Result<u64, BrokenLink> {
     let mut prev = GENESIS.to_string();
-    let mut expected_seq = 1;
     let mut count = 0;
-    for e in events {
+    for (expected_seq, e) in (1..).zip(events) {
         if e.seq != expected_seq {
             return Err(BrokenLink {
                 seq: expected_seq,
@@ -108,7 +107,6 @@ pub fn verify<'a>(events: impl IntoIterator<Item = &'a Event>) -> Result<u64, Br
             });
         }
         prev = e.hash.clone();
-        expected_seq += 1;
         count += 1;
     }
     Ok(count)
