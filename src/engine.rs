@@ -1,4 +1,255 @@
-//! Run execution. Today it holds the retry policy that runbooks build and the
-//! step executor will apply; it never parses files and never runs SQL itself.
+//! Run execution: a validated runbook, step by step, with safe retries,
+//! exactly-once mutating calls, and every state change stored before the
+//! engine moves on.
+//!
+//! - [`run`]: the run lifecycle: start (params, leases), execute, resume.
+//! - [`step`]: what each action does.
+//! - [`reconcile`]: the exactly-once path of mutating calls.
+//! - [`retry`]: the one retry policy and the one loop that applies it.
+//!
+//! The engine reaches the cloud only through the small [`Cloud`] trait and
+//! persists only through the store, so its tests can use fakes and paused time.
 
+pub mod reconcile;
 pub mod retry;
+pub mod run;
+pub mod step;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::cloud::evs::EvsAction;
+use crate::cloud::http::{Answer, HttpCall, WouldSend};
+use crate::cloud::resource::{Drill, EvsGroup, Job, ProtectionGroup};
+use crate::cloud::sdrs::SdrsAction;
+use crate::cloud::{CloudClient, CloudError};
+
+pub use run::{Engine, RunRequest, RunSummary};
+
+/// What the engine needs from the cloud. [`CloudClient`] is the real one.
+pub trait Cloud: Send + Sync + 'static {
+    /// Reads an EVS group.
+    fn evs_get_group(&self, id: &str) -> impl Future<Output = Result<EvsGroup, CloudError>> + Send;
+    /// Sends an EVS group action.
+    fn evs_action(
+        &self,
+        id: &str,
+        action: EvsAction,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+    /// Reads an SDRS protection group.
+    fn sdrs_get_group(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<ProtectionGroup, CloudError>> + Send;
+    /// Sends an SDRS protection-group action; the job id.
+    fn sdrs_action(
+        &self,
+        id: &str,
+        action: SdrsAction,
+    ) -> impl Future<Output = Result<String, CloudError>> + Send;
+    /// Reads an SDRS job.
+    fn sdrs_get_job(&self, id: &str) -> impl Future<Output = Result<Job, CloudError>> + Send;
+    /// Starts an SDRS drill; the job id.
+    fn sdrs_create_drill(
+        &self,
+        group: &str,
+        name: &str,
+        vpc: Option<&str>,
+    ) -> impl Future<Output = Result<String, CloudError>> + Send;
+    /// Lists drills of a group with an exact name.
+    fn sdrs_list_drills(
+        &self,
+        group: Option<&str>,
+        name: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<Drill>, CloudError>> + Send;
+    /// Reads a drill.
+    fn sdrs_get_drill(&self, id: &str) -> impl Future<Output = Result<Drill, CloudError>> + Send;
+    /// Deletes a drill; the job id.
+    fn sdrs_delete_drill(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<String, CloudError>> + Send;
+    /// Any HTTP call; every status is an answer.
+    fn http_request(
+        &self,
+        call: &HttpCall,
+    ) -> impl Future<Output = Result<Answer, CloudError>> + Send;
+    /// True when mutating requests are held back.
+    fn is_dry_run(&self) -> bool;
+    /// Mutating requests held back since the last call.
+    fn take_would_send(&self) -> Vec<WouldSend>;
+}
+
+impl Cloud for CloudClient {
+    async fn evs_get_group(&self, id: &str) -> Result<EvsGroup, CloudError> {
+        CloudClient::evs_get_group(self, id).await
+    }
+    async fn evs_action(&self, id: &str, action: EvsAction) -> Result<(), CloudError> {
+        CloudClient::evs_action(self, id, action).await
+    }
+    async fn sdrs_get_group(&self, id: &str) -> Result<ProtectionGroup, CloudError> {
+        CloudClient::sdrs_get_group(self, id).await
+    }
+    async fn sdrs_action(&self, id: &str, action: SdrsAction) -> Result<String, CloudError> {
+        CloudClient::sdrs_action(self, id, action).await
+    }
+    async fn sdrs_get_job(&self, id: &str) -> Result<Job, CloudError> {
+        CloudClient::sdrs_get_job(self, id).await
+    }
+    async fn sdrs_create_drill(
+        &self,
+        group: &str,
+        name: &str,
+        vpc: Option<&str>,
+    ) -> Result<String, CloudError> {
+        CloudClient::sdrs_create_drill(self, group, name, vpc).await
+    }
+    async fn sdrs_list_drills(
+        &self,
+        group: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<Vec<Drill>, CloudError> {
+        CloudClient::sdrs_list_drills(self, group, name).await
+    }
+    async fn sdrs_get_drill(&self, id: &str) -> Result<Drill, CloudError> {
+        CloudClient::sdrs_get_drill(self, id).await
+    }
+    async fn sdrs_delete_drill(&self, id: &str) -> Result<String, CloudError> {
+        CloudClient::sdrs_delete_drill(self, id).await
+    }
+    async fn http_request(&self, call: &HttpCall) -> Result<Answer, CloudError> {
+        CloudClient::http_request(self, call).await
+    }
+    fn is_dry_run(&self) -> bool {
+        CloudClient::is_dry_run(self)
+    }
+    fn take_would_send(&self) -> Vec<WouldSend> {
+        CloudClient::take_would_send(self)
+    }
+}
+
+/// Something that happened during a run, for live progress and followers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum RunEvent {
+    /// The run started (or resumed).
+    RunStarted {
+        /// Run id.
+        run_id: String,
+        /// Runbook name.
+        runbook: String,
+        /// True when resuming an interrupted run.
+        resumed: bool,
+        /// Dry run.
+        dry_run: bool,
+    },
+    /// A step started.
+    StepStarted {
+        /// Step id.
+        step_id: String,
+        /// Action name.
+        action: String,
+    },
+    /// A step was skipped.
+    StepSkipped {
+        /// Step id.
+        step_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// A step was already done before a resume and is not executed again.
+    StepAlreadyDone {
+        /// Step id.
+        step_id: String,
+        /// Its stored status.
+        status: String,
+    },
+    /// A failed attempt will be tried again.
+    Retrying {
+        /// Step id.
+        step_id: String,
+        /// The attempt that failed (1-based).
+        attempt: u32,
+        /// Attempts allowed.
+        max_attempts: u32,
+        /// Wait before the next attempt.
+        delay_ms: u64,
+        /// What failed.
+        reason: String,
+    },
+    /// A poll saw a state that is not the awaited one yet.
+    Waiting {
+        /// Step id.
+        step_id: String,
+        /// What was seen.
+        observed: String,
+    },
+    /// An ambiguous answer was resolved by reading the resource again.
+    Reconciled {
+        /// Step id.
+        step_id: String,
+        /// `applied` or `not_applied`.
+        outcome: String,
+        /// What was seen.
+        evidence: String,
+    },
+    /// A dry run held a request back.
+    WouldSend {
+        /// Step id.
+        step_id: String,
+        /// The request.
+        request: String,
+    },
+    /// An approval was given.
+    Approved {
+        /// Step id.
+        step_id: String,
+        /// Who.
+        approver: String,
+    },
+    /// A note (dry-run skips and the like).
+    Note {
+        /// Step id.
+        step_id: String,
+        /// Text.
+        message: String,
+    },
+    /// A step ended.
+    StepFinished {
+        /// Step id.
+        step_id: String,
+        /// `succeeded` or `failed`.
+        status: String,
+        /// How long it took.
+        duration_ms: u64,
+        /// Why it failed.
+        error: Option<String>,
+    },
+    /// The run ended.
+    RunFinished {
+        /// Run id.
+        run_id: String,
+        /// `succeeded` or `failed`.
+        status: String,
+        /// Trigger to the end of the last main step, when they all succeeded.
+        recovery_ms: Option<u64>,
+        /// Why it failed.
+        error: Option<String>,
+    },
+}
+
+/// Where run events go (printed, streamed, or dropped).
+pub type EventSink = Arc<dyn Fn(&RunEvent) + Send + Sync>;
+
+/// How `approval` steps are decided.
+#[derive(Clone)]
+pub enum Approvals {
+    /// Approved by these people, without asking (`drover run --approve NAME`).
+    Given(Vec<String>),
+    /// Asked on the terminal.
+    Prompt,
+    /// Refused: nobody can approve in this mode.
+    Refuse,
+}

@@ -105,6 +105,8 @@ pub struct Answer {
     pub request_id: Option<String>,
     /// `X-Subject-Token` of an IAM token answer (redacted in `Debug`).
     pub subject_token: Option<SecretString>,
+    /// `Retry-After`, when the answer carried one.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl Answer {
@@ -140,10 +142,37 @@ enum Auth {
 /// Where the client reads the time (token expiry, `X-Sdk-Date`); tests move it.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
+/// A mutating request a dry run did not send.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WouldSend {
+    /// `METHOD path-or-url`.
+    pub request: String,
+    /// The body it would have carried.
+    pub body: Option<Value>,
+}
+
+/// A generic HTTP call (`http.request` steps), through the same client and gate.
+#[derive(Debug, Clone)]
+pub struct HttpCall {
+    /// Method.
+    pub method: Method,
+    /// Absolute URL.
+    pub url: String,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// JSON body.
+    pub json: Option<Value>,
+    /// Text body.
+    pub body: Option<String>,
+}
+
 /// The cloud client.
 pub struct CloudClient {
     http: reqwest::Client,
     clock: Clock,
+    /// In a dry run only GET and HEAD leave the process.
+    dry_run: bool,
+    would_send: std::sync::Mutex<Vec<WouldSend>>,
     config: CloudConfig,
     auth: Auth,
     /// Project from the token when the config names none.
@@ -225,10 +254,72 @@ impl CloudClient {
         Ok(CloudClient {
             http,
             clock: Arc::new(Utc::now),
+            dry_run: false,
+            would_send: std::sync::Mutex::new(Vec::new()),
             config: config.clone(),
             auth,
             project: Mutex::new(config.project_id.clone()),
         })
+    }
+
+    /// Turns on dry-run mode: mutating requests are recorded, not sent.
+    pub fn with_dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// True in dry-run mode.
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    /// The mutating requests held back since the last call, oldest first.
+    pub fn take_would_send(&self) -> Vec<WouldSend> {
+        std::mem::take(&mut *self.would_send.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Holds back a mutating request in a dry run; `true` when it was held back.
+    fn hold_back(&self, mutating: bool, request: String, body: Option<Value>) -> bool {
+        if !(self.dry_run && mutating) {
+            return false;
+        }
+        tracing::info!(%request, "Dry run: not sending.");
+        self.would_send
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(WouldSend { request, body });
+        true
+    }
+
+    /// Sends a generic HTTP request (no cloud authentication is added).
+    pub async fn http_request(&self, call: &HttpCall) -> Result<Answer, CloudError> {
+        let mutating = !matches!(call.method, Method::GET | Method::HEAD);
+        let name = format!("{} {}", call.method, redact_query(&call.url));
+        let body = call
+            .json
+            .clone()
+            .or_else(|| call.body.clone().map(Value::String));
+        if self.hold_back(mutating, name.clone(), body) {
+            return Ok(Answer {
+                status: 200,
+                body: Bytes::new(),
+                request_id: None,
+                subject_token: None,
+                retry_after: None,
+            });
+        }
+        let mut builder = self.http.request(call.method.clone(), &call.url);
+        for (k, v) in &call.headers {
+            builder = builder.header(k, v);
+        }
+        if let Some(json) = &call.json {
+            builder = builder
+                .header("content-type", "application/json")
+                .body(json.to_string());
+        } else if let Some(text) = &call.body {
+            builder = builder.body(text.clone());
+        }
+        self.exchange_raw(builder, &name, mutating).await
     }
 
     /// Replaces the clock (for tests of token expiry).
@@ -261,6 +352,20 @@ impl CloudClient {
         let path = format!("/{prefix}/{project}{}", req.path);
         let url = format!("{base}{path}");
         let name = format!("{} {path}", req.method);
+        if self.hold_back(req.is_mutating(), name.clone(), req.body.clone()) {
+            // Carry on as if accepted; SDRS answers carry a placeholder job id.
+            let body = match req.service {
+                Service::Sdrs => Bytes::from(json!({ "job_id": DRY_RUN_JOB }).to_string()),
+                Service::Evs => Bytes::new(),
+            };
+            return Ok(Answer {
+                status: 200,
+                body,
+                request_id: None,
+                subject_token: None,
+                retry_after: None,
+            });
+        }
         let first = self.attempt(req, &url, &path, &name, false).await;
         match (&first, &self.auth) {
             (Err(e), Auth::Password { .. }) if e.status == Some(401) => {
@@ -329,8 +434,9 @@ impl CloudClient {
         self.exchange(builder, name, req.is_mutating()).await
     }
 
-    /// Sends a built request and reads the whole answer.
-    async fn exchange(
+    /// Sends a built request and reads the whole answer, whatever its status;
+    /// only transport failures are errors.
+    async fn exchange_raw(
         &self,
         builder: reqwest::RequestBuilder,
         name: &str,
@@ -363,27 +469,40 @@ impl CloudClient {
         };
         let request_id = header("x-request-id").or_else(|| header("x-openstack-request-id"));
         let retry_after = header("retry-after").and_then(|v| error::parse_retry_after(&v));
-        let subject_token = header("x-subject-token");
+        let subject_token = header("x-subject-token").map(SecretString::from);
         // Reading the whole body first: a connection lost mid-answer is a transport failure.
         let body = response.bytes().await.map_err(transport)?;
-        if status < 400 {
-            let subject_token = subject_token.map(SecretString::from);
-            return Ok(Answer {
-                status,
-                body,
-                request_id,
-                subject_token,
-            });
+        Ok(Answer {
+            status,
+            body,
+            request_id,
+            subject_token,
+            retry_after,
+        })
+    }
+
+    /// Sends a built request; an error status becomes a [`CloudError`].
+    async fn exchange(
+        &self,
+        builder: reqwest::RequestBuilder,
+        name: &str,
+        mutating: bool,
+    ) -> Result<Answer, CloudError> {
+        let answer = self.exchange_raw(builder, name, mutating).await?;
+        if answer.status < 400 {
+            return Ok(answer);
         }
-        let parsed = error::parse_body(&body);
+        let parsed = error::parse_body(&answer.body);
         Err(CloudError {
             request: name.to_string(),
-            status: Some(status),
+            status: Some(answer.status),
             code: parsed.code,
-            message: parsed.message.unwrap_or_else(|| format!("HTTP {status}")),
-            request_id: parsed.request_id.or(request_id),
-            class: error::classify_status(status, mutating, &DEFAULT_RETRY_STATUSES),
-            retry_after,
+            message: parsed
+                .message
+                .unwrap_or_else(|| format!("HTTP {}", answer.status)),
+            request_id: parsed.request_id.or(answer.request_id),
+            class: error::classify_status(answer.status, mutating, &DEFAULT_RETRY_STATUSES),
+            retry_after: answer.retry_after,
         })
     }
 
@@ -453,6 +572,23 @@ fn host_of(url: &str) -> String {
         .and_then(|rest| rest.split('/').next())
         .unwrap_or_default()
         .to_string()
+}
+
+/// The job id a dry run pretends SDRS answered with.
+pub const DRY_RUN_JOB: &str = "dry-run";
+
+/// A URL with query values hidden (they may carry tokens).
+pub fn redact_query(url: &str) -> String {
+    match url.split_once('?') {
+        None => url.to_string(),
+        Some((base, query)) => {
+            let keys: Vec<String> = query
+                .split('&')
+                .map(|p| format!("{}=[REDACTED]", p.split('=').next().unwrap_or_default()))
+                .collect();
+            format!("{base}?{}", keys.join("&"))
+        }
+    }
 }
 
 /// An error with its causes, `outer: inner: innermost`.

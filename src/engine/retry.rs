@@ -1,11 +1,19 @@
-//! The one retry policy value: which answers are retried, how often, and how long
-//! to wait between attempts. Runbooks build it (runbook default, step override);
-//! the engine applies it. Pure: no clock, no randomness of its own.
+//! The one retry policy value (which answers are retried, how often, how long
+//! to wait) and the one loop that applies it. Runbooks build the policy
+//! (runbook default, step override); the engine runs reads through [`run`].
+//! Mutating calls are not blind-retried here: they go through `reconcile`,
+//! which uses the same policy for its attempts and delays.
 
+use std::cell::RefCell;
+use std::future::Future;
 use std::time::Duration;
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde::Serialize;
+use tokio::time::Instant;
 
+use crate::cloud::CloudError;
 use crate::runbook::model::Jitter;
 
 /// HTTP statuses retried when a runbook does not say otherwise.
@@ -67,6 +75,19 @@ impl RetryPolicy {
         attempt < self.max_attempts
     }
 
+    /// True when this failure may be tried again: transport failures and the
+    /// listed statuses (401 is handled by the client, once).
+    pub fn retries(&self, error: &CloudError) -> bool {
+        error.status.is_none_or(|s| self.retries_status(s))
+    }
+
+    /// The wait after failed attempt `attempt`, with fresh jitter, never
+    /// shorter than the `Retry-After` the cloud asked for.
+    pub fn next_delay(&self, attempt: u32, error: &CloudError) -> Duration {
+        let delay = self.delay(attempt, unit_random());
+        delay.max(error.retry_after.unwrap_or_default())
+    }
+
     /// The wait after failed attempt `attempt` (1-based). `unit` is a uniform
     /// random number in `[0, 1)` supplied by the caller, so this stays testable.
     pub fn delay(&self, attempt: u32, unit: f64) -> Duration {
@@ -84,9 +105,52 @@ impl RetryPolicy {
     }
 }
 
+thread_local! {
+    static RNG: RefCell<StdRng> = RefCell::new(StdRng::from_os_rng());
+}
+
+fn unit_random() -> f64 {
+    RNG.with(|r| r.borrow_mut().random())
+}
+
+/// Runs `op` until it succeeds, fails with a non-retryable error, runs out of
+/// attempts, or the next wait would pass `deadline`. `on_retry` hears of each
+/// retry (attempt that failed, delay, error) before the wait.
+pub async fn run<T, F, Fut>(
+    policy: &RetryPolicy,
+    deadline: Option<Instant>,
+    mut op: F,
+    mut on_retry: impl FnMut(u32, Duration, &CloudError),
+) -> Result<T, CloudError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, CloudError>>,
+{
+    let mut attempt = 1;
+    loop {
+        let error = match op().await {
+            Ok(value) => return Ok(value),
+            Err(e) => e,
+        };
+        if !policy.retries(&error) || !policy.allows_another(attempt) {
+            return Err(error);
+        }
+        let delay = policy.next_delay(attempt, &error);
+        if deadline.is_some_and(|d| Instant::now() + delay > d) {
+            return Err(error);
+        }
+        let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        tracing::info!(attempt, delay_ms, error = %error, "Retrying.");
+        on_retry(attempt, delay, &error);
+        tokio::time::sleep(delay).await;
+        attempt += 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloud::ErrorClass;
 
     fn policy(jitter: Jitter) -> RetryPolicy {
         RetryPolicy {
@@ -140,5 +204,151 @@ mod tests {
         }
         assert!(p.allows_another(4));
         assert!(!p.allows_another(5));
+    }
+
+    fn failure(status: Option<u16>, retry_after: Option<u64>) -> CloudError {
+        CloudError {
+            request: "GET /x".into(),
+            status,
+            code: None,
+            message: "m".into(),
+            request_id: None,
+            class: ErrorClass::Retryable,
+            retry_after: retry_after.map(Duration::from_secs),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_retryable_failures_with_backoff_until_success() {
+        let p = policy(Jitter::None);
+        let start = Instant::now();
+        let mut calls = 0;
+        let mut seen = Vec::new();
+        let result = run(
+            &p,
+            None,
+            || {
+                calls += 1;
+                let n = calls;
+                async move {
+                    if n < 4 {
+                        Err(failure(Some(503), None))
+                    } else {
+                        Ok(n)
+                    }
+                }
+            },
+            |attempt, delay, _| seen.push((attempt, delay.as_secs())),
+        )
+        .await;
+        assert_eq!(result.unwrap(), 4);
+        assert_eq!(seen, [(1, 1), (2, 2), (3, 4)], "exponential delays");
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(7),
+            "slept exactly the delays (paused time)"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stops_at_max_attempts_and_never_retries_fatal_statuses() {
+        let p = RetryPolicy {
+            max_attempts: 3,
+            ..policy(Jitter::None)
+        };
+        let mut calls = 0;
+        let r: Result<(), _> = run(
+            &p,
+            None,
+            || {
+                calls += 1;
+                async { Err(failure(Some(502), None)) }
+            },
+            |_, _, _| {},
+        )
+        .await;
+        assert_eq!((r.unwrap_err().status, calls), (Some(502), 3));
+        for status in [400, 403, 404, 409] {
+            let mut calls = 0;
+            let r: Result<(), _> = run(
+                &p,
+                None,
+                || {
+                    calls += 1;
+                    async move { Err(failure(Some(status), None)) }
+                },
+                |_, _, _| {},
+            )
+            .await;
+            assert_eq!(
+                (r.unwrap_err().status, calls),
+                (Some(status), 1),
+                "{status} is not retried"
+            );
+        }
+        let mut calls = 0;
+        let r: Result<(), _> = run(
+            &p,
+            None,
+            || {
+                calls += 1;
+                async { Err(failure(None, None)) }
+            },
+            |_, _, _| {},
+        )
+        .await;
+        assert_eq!(
+            (r.unwrap_err().status, calls),
+            (None, 3),
+            "transport failures are retried"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn honours_retry_after_and_the_deadline() {
+        let p = policy(Jitter::None);
+        let start = Instant::now();
+        let mut calls = 0;
+        let r = run(
+            &p,
+            None,
+            || {
+                calls += 1;
+                let n = calls;
+                async move {
+                    if n == 1 {
+                        Err(failure(Some(503), Some(9)))
+                    } else {
+                        Ok(())
+                    }
+                }
+            },
+            |_, _, _| {},
+        )
+        .await;
+        assert!(r.is_ok());
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(9),
+            "Retry-After beats the 1 s backoff"
+        );
+
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut calls = 0;
+        let r: Result<(), _> = run(
+            &p,
+            Some(deadline),
+            || {
+                calls += 1;
+                async { Err(failure(Some(503), None)) }
+            },
+            |_, _, _| {},
+        )
+        .await;
+        assert!(r.is_err());
+        assert_eq!(
+            calls, 3,
+            "1 s + 2 s fit before the deadline, the 4 s wait does not"
+        );
     }
 }

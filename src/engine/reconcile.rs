@@ -1,0 +1,679 @@
+//! Exactly-once mutating calls.
+//!
+//! Before a mutating call: re-read the resource and check the action's
+//! preconditions; record the intent (with the pre-image) durably; then send.
+//! A definite answer is recorded as the outcome. An ambiguous one (a retryable
+//! status, a timeout or a connection lost after sending) is reconciled before
+//! anything is sent again: the resource is re-read and compared with the
+//! pre-image, and only if the action visibly did not take effect is the
+//! request sent again (after the policy's backoff). An intent found without a
+//! resolved outcome when a run resumes is reconciled the same way.
+//!
+//! This matters most for the EVS switchover, which carries no direction:
+//! sending it twice switches back.
+
+use serde_json::{Value, json};
+
+use super::Cloud;
+use super::step::{StepError, StepRun, failed_outcome, read_evs, read_sdrs, sdrs_summary};
+use crate::cloud::CloudError;
+use crate::cloud::evs::EvsAction;
+use crate::cloud::resource::ProtectionGroup;
+use crate::cloud::sdrs::SdrsAction;
+use crate::engine::RunEvent;
+use crate::store::Outcome;
+
+/// A mutating call.
+#[derive(Debug, Clone)]
+pub(crate) enum Mutation {
+    Evs {
+        group: String,
+        action: EvsAction,
+    },
+    Sdrs {
+        group: String,
+        action: SdrsAction,
+    },
+    CreateDrill {
+        group: String,
+        name: String,
+        vpc: Option<String>,
+    },
+    DeleteDrill {
+        drill: String,
+    },
+}
+
+/// What happened to a mutating call.
+#[derive(Debug, Clone)]
+pub(crate) enum Sent {
+    /// The cloud accepted it (SDRS: with its job id). In a dry run: held back.
+    Answered { job_id: Option<String> },
+    /// The answer was lost, but re-reading showed the action took effect.
+    Applied { evidence: String },
+}
+
+fn field<'v>(v: &'v Value, name: &str) -> &'v str {
+    v[name].as_str().unwrap_or("null")
+}
+
+impl Mutation {
+    /// `METHOD path` as recorded (the project id is not needed to read it).
+    fn request(&self) -> String {
+        match self {
+            Mutation::Evs { group, .. } => {
+                format!("POST os-vendor-replication-consistency-groups/{group}/action")
+            }
+            Mutation::Sdrs { group, .. } => format!("POST server-groups/{group}/action"),
+            Mutation::CreateDrill { .. } => "POST disaster-recovery-drills".to_string(),
+            Mutation::DeleteDrill { drill } => format!("DELETE disaster-recovery-drills/{drill}"),
+        }
+    }
+
+    fn body(&self) -> Option<Value> {
+        match self {
+            Mutation::Evs { action, .. } => Some(action.body()),
+            Mutation::Sdrs { action, .. } => Some(action.body()),
+            Mutation::CreateDrill { group, name, vpc } => Some(
+                json!({ "disaster_recovery_drill": { "server_group_id": group, "name": name, "drill_vpc_id": vpc } }),
+            ),
+            Mutation::DeleteDrill { .. } => None,
+        }
+    }
+
+    /// The resource as it is now.
+    async fn read<C: Cloud>(&self, s: &StepRun<'_, C>) -> Result<Value, StepError> {
+        Ok(match self {
+            Mutation::Evs { group, .. } => {
+                serde_json::to_value(read_evs(s, group).await?).unwrap_or_default()
+            }
+            Mutation::Sdrs { group, .. } => {
+                serde_json::to_value(read_sdrs(s, group).await?).unwrap_or_default()
+            }
+            Mutation::CreateDrill { group, name, .. } => {
+                let pg = read_sdrs(s, group).await?;
+                let drills = s
+                    .read(&format!("GET disaster-recovery-drills {name}"), || {
+                        s.cloud().sdrs_list_drills(Some(group), Some(name))
+                    })
+                    .await?;
+                json!({ "group": pg, "drills": drills })
+            }
+            Mutation::DeleteDrill { drill } => match s
+                .read(&format!("GET disaster-recovery-drill {drill}"), || {
+                    s.cloud().sdrs_get_drill(drill)
+                })
+                .await
+            {
+                Ok(d) => json!({ "exists": true, "status": d.status, "id": d.id }),
+                Err(StepError::Cloud(e)) if is_drill_not_found(&e) => json!({ "exists": false }),
+                Err(e) => return Err(e),
+            },
+        })
+    }
+
+    /// The action's preconditions on a fresh read; `Err` says why not.
+    fn precondition(&self, pre: &Value) -> Result<(), String> {
+        let status = field(pre, "status");
+        let refuse = |why: String| Err(why);
+        match self {
+            Mutation::Evs { group, action } => {
+                let repl = field(pre, "replication_status");
+                let fault = field(pre, "fault_level");
+                match action {
+                    EvsAction::Switchover if status != "available" || repl != "active" => {
+                        refuse(format!(
+                            "group {group} must be available and replicating (active) for a switchover, but is {status}/{repl}"
+                        ))
+                    }
+                    EvsAction::Switchover if fault != "0" => refuse(format!(
+                        "group {group} reports fault_level {fault}; a switchover needs fault_level 0"
+                    )),
+                    EvsAction::Failover if fault == "5" => refuse(format!(
+                        "group {group} reports fault_level 5: the replication link is down and failover is impossible"
+                    )),
+                    EvsAction::Failover if !matches!(status, "available" | "error_failovering") => {
+                        refuse(format!(
+                            "group {group} is {status}; failover needs available (or error_failovering to retry)"
+                        ))
+                    }
+                    EvsAction::Sync | EvsAction::Stop if status != "available" => {
+                        refuse(format!("group {group} is {status}, not available"))
+                    }
+                    EvsAction::Reprotect if !matches!(status, "failovered" | "available") => {
+                        refuse(format!(
+                            "group {group} is {status}; reprotect needs failovered (or available)"
+                        ))
+                    }
+                    EvsAction::Reprotect if fault == "5" => refuse(format!(
+                        "group {group} reports fault_level 5: the replication link is down"
+                    )),
+                    _ => Ok(()),
+                }
+            }
+            Mutation::Sdrs { group, action } => {
+                let station = field(pre, "priority_station");
+                let allowed: &[&str] = match action {
+                    SdrsAction::Switchover(_) => &["protected", "error-reversing"],
+                    SdrsAction::Failover => &["protected", "error-failing-over", "error-reversing"],
+                    SdrsAction::Enable => &[
+                        "available",
+                        "error-starting",
+                        "failed-over",
+                        "error-reprotecting",
+                    ],
+                    SdrsAction::Disable => &["protected", "error-stopping"],
+                };
+                if !allowed.contains(&status) {
+                    return refuse(format!(
+                        "protection group {group} is {status}; this action needs {}",
+                        allowed.join(" or ")
+                    ));
+                }
+                if let SdrsAction::Switchover(to) = action
+                    && status == "protected"
+                    && station == to.as_str()
+                {
+                    return refuse(format!(
+                        "production of protection group {group} is already on the {to} side"
+                    ));
+                }
+                Ok(())
+            }
+            Mutation::CreateDrill { group, name, .. } => {
+                let pg_status = field(&pre["group"], "status");
+                let allowed = [
+                    "available",
+                    "protected",
+                    "failed-over",
+                    "error-starting",
+                    "error-stopping",
+                    "error-reversing",
+                    "error-reprotecting",
+                    "error-failing-over",
+                ];
+                if !allowed.contains(&pg_status) {
+                    return refuse(format!(
+                        "protection group {group} is {pg_status}; a drill cannot be created now"
+                    ));
+                }
+                if pre["drills"].as_array().is_some_and(|d| !d.is_empty()) {
+                    return refuse(format!(
+                        "a drill named {name} already exists in protection group {group}"
+                    ));
+                }
+                Ok(())
+            }
+            Mutation::DeleteDrill { drill } => {
+                if pre["exists"] == json!(false) {
+                    return refuse(format!("drill {drill} does not exist"));
+                }
+                if !matches!(status, "available" | "error" | "error-deleting") {
+                    return refuse(format!(
+                        "drill {drill} is {status}; it can be deleted when available, error or error-deleting"
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether the action visibly took effect between `pre` and `now`; the evidence if so.
+    fn applied(&self, pre: &Value, now: &Value) -> Option<String> {
+        let changed = |name: &str| {
+            let (a, b) = (field(pre, name), field(now, name));
+            (a != b).then(|| format!("{name} {b} (was {a})"))
+        };
+        let status_in = |set: &[&str]| {
+            set.contains(&field(now, "status"))
+                .then(|| changed("status"))
+                .flatten()
+        };
+        match self {
+            Mutation::Evs { action, .. } => match action {
+                EvsAction::Switchover => status_in(&["reversing", "error_reversing"])
+                    .or_else(|| changed("priority_station")),
+                EvsAction::Failover => {
+                    status_in(&["failovering", "failovered", "error_failovering"])
+                        .or_else(|| changed("priority_station"))
+                }
+                EvsAction::Sync => (field(now, "replication_status") == "copying"
+                    || (field(pre, "replication_status") != "active"
+                        && field(now, "replication_status") == "active"))
+                    .then(|| {
+                        changed("replication_status")
+                            .unwrap_or_else(|| "replication_status copying".into())
+                    }),
+                EvsAction::Stop => ["active-stopped", "inactive"]
+                    .contains(&field(now, "replication_status"))
+                    .then(|| changed("replication_status"))
+                    .flatten(),
+                EvsAction::Reprotect => (field(now, "replication_status") == "copying"
+                    || (field(pre, "status") == "failovered"
+                        && field(now, "status") == "available"))
+                    .then(|| {
+                        changed("status")
+                            .or_else(|| changed("replication_status"))
+                            .unwrap_or_else(|| "replication_status copying".into())
+                    }),
+            },
+            Mutation::Sdrs { action, .. } => match action {
+                SdrsAction::Switchover(to) => {
+                    status_in(&["reversing", "error-reversing"]).or_else(|| {
+                        (field(now, "priority_station") == to.as_str())
+                            .then(|| changed("priority_station"))
+                            .flatten()
+                    })
+                }
+                SdrsAction::Failover => {
+                    status_in(&["failing-over", "failed-over", "error-failing-over"])
+                        .or_else(|| changed("priority_station"))
+                }
+                SdrsAction::Enable => status_in(&[
+                    "starting",
+                    "reprotecting",
+                    "protected",
+                    "error-starting",
+                    "error-reprotecting",
+                ]),
+                SdrsAction::Disable => status_in(&["stopping", "available", "error-stopping"]),
+            },
+            Mutation::CreateDrill { name, .. } => now["drills"][0]["id"]
+                .as_str()
+                .map(|id| format!("drill {id} named {name} exists")),
+            Mutation::DeleteDrill { .. } => {
+                if now["exists"] == json!(false) {
+                    Some("the drill is gone".into())
+                } else {
+                    status_in(&["deleting", "error-deleting"])
+                }
+            }
+        }
+    }
+
+    /// Sends once; the SDRS job id when there is one.
+    async fn send<C: Cloud>(&self, s: &StepRun<'_, C>) -> Result<Option<String>, CloudError> {
+        let cloud = s.cloud();
+        match self {
+            Mutation::Evs { group, action } => {
+                cloud.evs_action(group, *action).await.map(|()| None)
+            }
+            Mutation::Sdrs { group, action } => cloud.sdrs_action(group, *action).await.map(Some),
+            Mutation::CreateDrill { group, name, vpc } => cloud
+                .sdrs_create_drill(group, name, vpc.as_deref())
+                .await
+                .map(Some),
+            Mutation::DeleteDrill { drill } => cloud.sdrs_delete_drill(drill).await.map(Some),
+        }
+    }
+}
+
+fn is_drill_not_found(e: &CloudError) -> bool {
+    e.code.as_deref() == Some("SDRS.1902") || e.status == Some(404)
+}
+
+/// An intent is unresolved when its answer never arrived or was ambiguous and
+/// no reconciliation settled it.
+fn unresolved(outcome: Option<&str>) -> bool {
+    matches!(outcome, None | Some("ambiguous"))
+}
+
+/// Performs a mutating call exactly once (see the module docs).
+pub(crate) async fn mutate<C: Cloud>(s: &StepRun<'_, C>, m: &Mutation) -> Result<Sent, StepError> {
+    let store = &s.engine.store;
+    let run_id = &s.ctx.run.id;
+    let step_id = &s.step.id;
+    let policy = &s.step.retry;
+    let request = m.request();
+    let intents: Vec<_> = store
+        .attempts(run_id)
+        .await?
+        .into_iter()
+        .filter(|a| &a.step_id == step_id && a.kind == "intent")
+        .collect();
+    let mut attempt = u32::try_from(intents.len()).unwrap_or(u32::MAX) + 1;
+
+    // A run resumed after a crash: the last request may or may not have been acted on.
+    if let Some(open) = intents.last().filter(|a| unresolved(a.outcome.as_deref())) {
+        let pre = open.pre_image.clone().unwrap_or(Value::Null);
+        if let Some(sent) = reconcile(s, m, &pre, open.id, attempt).await? {
+            return Ok(sent);
+        }
+    }
+
+    loop {
+        let pre = m.read(s).await?;
+        m.precondition(&pre)
+            .map_err(|why| StepError::Failed(format!("{why}; nothing was sent")))?;
+        if s.dry_run() {
+            // The client holds the request back and answers as the cloud would (SDRS: a placeholder job).
+            let job_id = m.send(s).await?;
+            s.flush_would_send(attempt).await?;
+            return Ok(Sent::Answered { job_id });
+        }
+        // Durable before the request leaves: a crash from here on is reconciled on resume.
+        let intent = s
+            .record(
+                attempt,
+                "intent",
+                &request,
+                m.body(),
+                Some(pre.clone()),
+                None,
+            )
+            .await?;
+        let started = tokio::time::Instant::now();
+        let result = m.send(s).await;
+        let duration = started.elapsed();
+        let error = match result {
+            Ok(job_id) => {
+                let outcome = Outcome {
+                    outcome: "accepted".into(),
+                    http_status: Some(200),
+                    duration,
+                    ..Outcome::default()
+                };
+                store
+                    .record_outcome(run_id, step_id, intent, &outcome)
+                    .await?;
+                return Ok(Sent::Answered { job_id });
+            }
+            Err(e) => e,
+        };
+        if !policy.retries(&error) {
+            let outcome = Outcome {
+                duration,
+                ..failed_outcome("failed", &error)
+            };
+            store
+                .record_outcome(run_id, step_id, intent, &outcome)
+                .await?;
+            return Err(StepError::Cloud(error));
+        }
+        store
+            .record_outcome(
+                run_id,
+                step_id,
+                intent,
+                &Outcome {
+                    duration,
+                    ..failed_outcome("ambiguous", &error)
+                },
+            )
+            .await?;
+        if let Some(sent) = reconcile(s, m, &pre, intent, attempt).await? {
+            return Ok(sent);
+        }
+        if !policy.allows_another(attempt) {
+            return Err(StepError::Cloud(error));
+        }
+        let delay = policy.next_delay(attempt, &error);
+        s.emit(RunEvent::Retrying {
+            step_id: step_id.clone(),
+            attempt,
+            max_attempts: policy.max_attempts,
+            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            reason: error.to_string(),
+        });
+        tracing::info!(attempt, delay_ms = delay.as_millis() as u64, error = %error, "Retrying mutating call after reconciliation.");
+        s.pause(delay, || {
+            format!("{request} was not accepted before the step timeout: {error}")
+        })
+        .await?;
+        attempt += 1;
+    }
+}
+
+/// Re-reads the resource and settles intent `intent`: `Some` when the action
+/// took effect (nothing more to send), `None` when it did not.
+async fn reconcile<C: Cloud>(
+    s: &StepRun<'_, C>,
+    m: &Mutation,
+    pre: &Value,
+    intent: i64,
+    attempt: u32,
+) -> Result<Option<Sent>, StepError> {
+    let now = m.read(s).await?;
+    let verdict = m.applied(pre, &now);
+    let word = if verdict.is_some() {
+        "applied"
+    } else {
+        "not_applied"
+    };
+    let evidence = verdict
+        .clone()
+        .unwrap_or_else(|| "no change since the intent".to_string());
+    s.engine
+        .store
+        .record_outcome(
+            &s.ctx.run.id,
+            &s.step.id,
+            intent,
+            &Outcome {
+                outcome: word.into(),
+                ..Outcome::default()
+            },
+        )
+        .await?;
+    s.record(
+        attempt,
+        "reconcile",
+        &m.request(),
+        None,
+        Some(now),
+        Some(Outcome {
+            outcome: word.into(),
+            error_message: Some(evidence.clone()),
+            ..Outcome::default()
+        }),
+    )
+    .await?;
+    s.emit(RunEvent::Reconciled {
+        step_id: s.step.id.clone(),
+        outcome: word.into(),
+        evidence: evidence.clone(),
+    });
+    tracing::info!(outcome = word, %evidence, "Reconciled.");
+    Ok(verdict.map(|evidence| Sent::Applied { evidence }))
+}
+
+/// After an SDRS action whose job id is unknown: follows the group until it
+/// leaves the transient state; fails if it ends in an error state.
+pub(crate) async fn wait_group_settled<C: Cloud>(
+    s: &StepRun<'_, C>,
+    group: &str,
+    action: SdrsAction,
+    interval: std::time::Duration,
+) -> Result<ProtectionGroup, StepError> {
+    let ok = match action {
+        SdrsAction::Switchover(_) | SdrsAction::Enable => "protected",
+        SdrsAction::Failover => "failed-over",
+        SdrsAction::Disable => "available",
+    };
+    loop {
+        let g = read_sdrs(s, group).await?;
+        let seen = sdrs_summary(&g);
+        if g.status == ok {
+            if let SdrsAction::Switchover(to) = action
+                && g.priority_station.as_deref() != Some(to.as_str())
+            {
+                return Err(StepError::Failed(format!(
+                    "protection group {group} is protected but production is not on the {to} side ({seen})"
+                )));
+            }
+            return Ok(g);
+        }
+        if g.status.starts_with("error") {
+            return Err(StepError::Failed(format!(
+                "protection group {group} ended in {seen}"
+            )));
+        }
+        s.emit(RunEvent::Waiting {
+            step_id: s.step.id.clone(),
+            observed: seen.clone(),
+        });
+        s.pause(interval, || {
+            format!("protection group {group} is still {seen}")
+        })
+        .await?;
+    }
+}
+
+/// After a drill deletion whose job id is unknown: waits until the drill is gone.
+pub(crate) async fn wait_drill_gone<C: Cloud>(
+    s: &StepRun<'_, C>,
+    drill: &str,
+    interval: std::time::Duration,
+) -> Result<(), StepError> {
+    loop {
+        match s
+            .read(&format!("GET disaster-recovery-drill {drill}"), || {
+                s.cloud().sdrs_get_drill(drill)
+            })
+            .await
+        {
+            Err(StepError::Cloud(e)) if is_drill_not_found(&e) => return Ok(()),
+            Err(e) => return Err(e),
+            Ok(d) if d.status == "error-deleting" => {
+                return Err(StepError::Failed(format!(
+                    "drill {drill} ended in error-deleting"
+                )));
+            }
+            Ok(d) => {
+                let seen = format!("drill {drill} is {}", d.status);
+                s.emit(RunEvent::Waiting {
+                    step_id: s.step.id.clone(),
+                    observed: seen.clone(),
+                });
+                s.pause(interval, || seen).await?;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runbook::model::PriorityStation;
+
+    fn evs(status: &str, repl: &str, station: &str) -> Value {
+        json!({ "status": status, "replication_status": repl, "priority_station": station, "fault_level": "0" })
+    }
+
+    #[test]
+    fn evs_switchover_is_recognised_in_flight_and_after_completion() {
+        let m = Mutation::Evs {
+            group: "g".into(),
+            action: EvsAction::Switchover,
+        };
+        let pre = evs("available", "active", "az1");
+        assert!(
+            m.applied(&pre, &evs("reversing", "active", "az1"))
+                .is_some(),
+            "in flight"
+        );
+        assert!(
+            m.applied(&pre, &evs("available", "active", "az2"))
+                .is_some(),
+            "completed: the station moved"
+        );
+        assert!(
+            m.applied(&pre, &evs("error_reversing", "error", "az1"))
+                .is_some(),
+            "failed, but it was acted on"
+        );
+        assert!(
+            m.applied(&pre, &evs("available", "active", "az1"))
+                .is_none(),
+            "nothing happened"
+        );
+    }
+
+    #[test]
+    fn preconditions_of_each_action() {
+        let ok = |m: &Mutation, pre: Value| m.precondition(&pre).is_ok();
+        let sw = Mutation::Evs {
+            group: "g".into(),
+            action: EvsAction::Switchover,
+        };
+        assert!(ok(&sw, evs("available", "active", "az1")));
+        assert!(!ok(&sw, evs("reversing", "active", "az1")));
+        assert!(!ok(&sw, evs("available", "active-stopped", "az1")));
+        let fo = Mutation::Evs {
+            group: "g".into(),
+            action: EvsAction::Failover,
+        };
+        let mut linkdown = evs("available", "active", "az1");
+        linkdown["fault_level"] = json!("5");
+        let why = fo.precondition(&linkdown).unwrap_err();
+        assert!(why.contains("failover is impossible"), "{why}");
+        let rev = Mutation::Sdrs {
+            group: "pg".into(),
+            action: SdrsAction::Switchover(PriorityStation::Target),
+        };
+        assert!(ok(
+            &rev,
+            json!({"status": "protected", "priority_station": "source"})
+        ));
+        assert!(
+            !ok(
+                &rev,
+                json!({"status": "protected", "priority_station": "target"})
+            ),
+            "already there"
+        );
+        assert!(!ok(
+            &rev,
+            json!({"status": "available", "priority_station": "source"})
+        ));
+    }
+
+    #[test]
+    fn sdrs_and_drill_evidence() {
+        let rev = Mutation::Sdrs {
+            group: "pg".into(),
+            action: SdrsAction::Switchover(PriorityStation::Target),
+        };
+        let pre = json!({"status": "protected", "priority_station": "source"});
+        assert!(
+            rev.applied(
+                &pre,
+                &json!({"status": "reversing", "priority_station": "source"})
+            )
+            .is_some()
+        );
+        assert!(
+            rev.applied(
+                &pre,
+                &json!({"status": "protected", "priority_station": "target"})
+            )
+            .is_some()
+        );
+        assert!(rev.applied(&pre, &pre).is_none());
+        let create = Mutation::CreateDrill {
+            group: "pg".into(),
+            name: "d".into(),
+            vpc: None,
+        };
+        assert!(
+            create
+                .applied(&json!({"drills": []}), &json!({"drills": [{"id": "x"}]}))
+                .is_some()
+        );
+        assert!(
+            create
+                .applied(&json!({"drills": []}), &json!({"drills": []}))
+                .is_none()
+        );
+        let delete = Mutation::DeleteDrill { drill: "x".into() };
+        assert!(
+            delete
+                .applied(
+                    &json!({"exists": true, "status": "available"}),
+                    &json!({"exists": false})
+                )
+                .is_some()
+        );
+        assert!(unresolved(None) && unresolved(Some("ambiguous")) && !unresolved(Some("applied")));
+    }
+}

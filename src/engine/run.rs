@@ -1,0 +1,624 @@
+//! The run lifecycle: start a run (check parameters, lease its targets, store
+//! it), execute it step by step (every state change stored first), and resume
+//! an interrupted run at its first unfinished step with the runbook version it
+//! started with.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::step::{self, StepError};
+use super::{Approvals, Cloud, EventSink, RunEvent};
+use crate::runbook::{self, Action, OnFailure, Runbook, Step, template};
+use crate::store::{self, NewRun, RunRecord, Store, StoreError, status};
+
+/// A run to start.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// The runbook.
+    pub runbook: Runbook,
+    /// Parameters as given (defaults are filled in).
+    pub params: BTreeMap<String, String>,
+    /// `cli`, `api` or `schedule`.
+    pub trigger: String,
+    /// Who asked.
+    pub requested_by: String,
+}
+
+/// How a run ended (or stopped).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    /// Run id.
+    pub run_id: String,
+    /// Runbook name.
+    pub runbook: String,
+    /// `succeeded`, `failed`, or `running` when interrupted by a shutdown.
+    pub status: String,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Trigger to the end of the last main step, when they all succeeded.
+    pub recovery_ms: Option<u64>,
+    /// Steps and their final status, in run order.
+    pub steps: Vec<(String, String)>,
+    /// Dry run.
+    pub dry_run: bool,
+}
+
+/// Why a run could not be started or executed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Parameters do not fit the runbook.
+    #[error("parameters of runbook `{runbook}`: {}", problems.join("; "))]
+    Params {
+        /// Runbook.
+        runbook: String,
+        /// Every problem.
+        problems: Vec<String>,
+    },
+    /// The store failed; the run stays resumable.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No such run.
+    #[error("run {0} not found")]
+    NotFound(String),
+    /// The run is over.
+    #[error("run {0} already finished ({1})")]
+    Finished(String, String),
+    /// The stored runbook version cannot be read any more.
+    #[error("run {run}: the runbook it started with cannot be read: {reason}")]
+    Runbook {
+        /// Run.
+        run: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// State of one step within a run, as templates see it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct StepState {
+    pub status: String,
+    pub output: Value,
+    pub error: Option<String>,
+}
+
+/// Everything a step may read.
+pub(crate) struct RunContext {
+    pub run: RunRecord,
+    pub runbook: Runbook,
+    pub steps: BTreeMap<String, StepState>,
+    pub outcome: String,
+    pub env: BTreeMap<String, String>,
+}
+
+impl RunContext {
+    fn template_value(&self) -> Value {
+        json!({
+            "params": self.run.params,
+            "steps": self.steps,
+            "run": {
+                "id": self.run.id,
+                "runbook": self.run.runbook,
+                "kind": self.run.kind,
+                "trigger": self.run.trigger,
+                "requested_by": self.run.requested_by,
+                "dry_run": self.run.dry_run,
+                "started_at": self.run.created_at,
+                "outcome": self.outcome,
+            },
+            "env": self.env,
+        })
+    }
+
+    /// Renders a template with everything the run knows so far.
+    pub fn render(&self, source: &str) -> Result<String, StepError> {
+        if !template::is_template(source) {
+            return Ok(source.to_string());
+        }
+        let env = template::environment();
+        env.render_str(source, minijinja::value::Serde(self.template_value()))
+            .map_err(|e| {
+                StepError::Failed(format!(
+                    "cannot render `{source}`: {}",
+                    e.detail().unwrap_or(&e.to_string())
+                ))
+            })
+    }
+
+    /// Renders every string inside a JSON value.
+    pub fn render_json(&self, value: &Value) -> Result<Value, StepError> {
+        Ok(match value {
+            Value::String(s) => Value::String(self.render(s)?),
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|v| self.render_json(v))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| Ok((k.clone(), self.render_json(v)?)))
+                    .collect::<Result<_, StepError>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+}
+
+/// The engine: executes runs against a cloud, persisting to a store.
+pub struct Engine<C: Cloud> {
+    pub(crate) cloud: Arc<C>,
+    pub(crate) store: Store,
+    pub(crate) events: EventSink,
+    pub(crate) approvals: Approvals,
+    pub(crate) env: BTreeMap<String, String>,
+}
+
+/// The environment a template may read: `DROVER_*` names that are not config
+/// overrides (those contain `__` and may hold secrets).
+pub fn template_env(vars: impl IntoIterator<Item = (String, String)>) -> BTreeMap<String, String> {
+    vars.into_iter()
+        .filter(|(k, _)| k.starts_with("DROVER_") && !k.contains("__") && k != "DROVER_TOKEN")
+        .collect()
+}
+
+impl<C: Cloud> Engine<C> {
+    /// An engine over `cloud` and `store`, reporting to `events`.
+    pub fn new(cloud: Arc<C>, store: Store, events: EventSink, approvals: Approvals) -> Self {
+        Engine {
+            cloud,
+            store,
+            events,
+            approvals,
+            env: template_env(std::env::vars()),
+        }
+    }
+
+    /// Replaces the environment templates see (for tests).
+    pub fn with_env(mut self, env: BTreeMap<String, String>) -> Self {
+        self.env = template_env(env);
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(crate) fn emit(&self, event: RunEvent) {
+        (self.events)(&event);
+    }
+
+    /// Checks parameters, leases the targets and stores the run. Returns its id.
+    pub async fn start(&self, request: RunRequest) -> Result<String, EngineError> {
+        let runbook = &request.runbook;
+        let params = runbook
+            .resolve_params(&request.params)
+            .map_err(|problems| EngineError::Params {
+                runbook: runbook.name.clone(),
+                problems,
+            })?;
+        let id = uuid::Uuid::now_v7().to_string();
+        let steps = runbook
+            .steps
+            .iter()
+            .map(|s| (s.id.clone(), "main".to_string()))
+            .chain(
+                runbook
+                    .finally
+                    .iter()
+                    .map(|s| (s.id.clone(), "finally".to_string())),
+            )
+            .collect();
+        let new = NewRun {
+            targets: targets(runbook, &params, &self.env),
+            id: id.clone(),
+            runbook: runbook.name.clone(),
+            digest: runbook.digest.clone(),
+            source: runbook.source.clone(),
+            path: runbook.path.display().to_string(),
+            kind: runbook.kind.to_string(),
+            trigger: request.trigger,
+            requested_by: request.requested_by,
+            params,
+            dry_run: self.cloud.is_dry_run(),
+            steps,
+        };
+        self.store.create_run(&new).await?;
+        Ok(id)
+    }
+
+    /// Starts and executes a run.
+    pub async fn run(
+        &self,
+        request: RunRequest,
+        cancel: &CancellationToken,
+    ) -> Result<RunSummary, EngineError> {
+        let id = self.start(request).await?;
+        self.execute(&id, cancel).await
+    }
+
+    /// Resumes every run left `running` by a stopped process, oldest first.
+    pub async fn resume_interrupted(
+        &self,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<RunSummary>, EngineError> {
+        let mut out = Vec::new();
+        for run in self.store.interrupted_runs().await? {
+            out.push(self.execute(&run.id, cancel).await?);
+        }
+        Ok(out)
+    }
+
+    /// Executes (or resumes) a stored run from its first unfinished step.
+    /// Cancelling `cancel` stops at the next step boundary, leaving the run resumable.
+    pub async fn execute(
+        &self,
+        run_id: &str,
+        cancel: &CancellationToken,
+    ) -> Result<RunSummary, EngineError> {
+        let run = self
+            .store
+            .run(run_id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(run_id.to_string()))?;
+        if run.status != status::RUNNING {
+            return Err(EngineError::Finished(run.id, run.status));
+        }
+        // The version the run started with, not whatever the file says today.
+        let runbook = runbook::parse(&run.runbook_source, Path::new(&run.runbook_path)).map_err(
+            |errors| EngineError::Runbook {
+                run: run.id.clone(),
+                reason: errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            },
+        )?;
+        let records = self.store.steps(run_id).await?;
+        let resumed = records.iter().any(|r| r.status != status::PENDING);
+        let mut ctx = RunContext {
+            steps: records
+                .iter()
+                .map(|r| {
+                    let state = StepState {
+                        status: r.status.clone(),
+                        output: r.output.clone().unwrap_or_else(|| json!({})),
+                        error: r.error.clone(),
+                    };
+                    (r.step_id.clone(), state)
+                })
+                .collect(),
+            run,
+            runbook,
+            outcome: status::RUNNING.to_string(),
+            env: self.env.clone(),
+        };
+        self.emit(RunEvent::RunStarted {
+            run_id: run_id.to_string(),
+            runbook: ctx.run.runbook.clone(),
+            resumed,
+            dry_run: ctx.run.dry_run,
+        });
+
+        let mut failure: Option<String> = None;
+        let main = ctx.runbook.steps.clone();
+        for step in &main {
+            match self
+                .advance(&mut ctx, step, failure.is_some(), cancel)
+                .await?
+            {
+                Flow::Continue => {}
+                Flow::Failed(error) if step.on_failure == OnFailure::Abort => {
+                    failure.get_or_insert(format!("step `{}` failed: {error}", step.id));
+                }
+                Flow::Failed(_) => {}
+                Flow::Interrupted => return self.summary(&ctx, status::RUNNING, None).await,
+            }
+        }
+        if failure.is_none() {
+            self.store.mark_recovered(run_id).await?;
+        }
+        ctx.outcome = if failure.is_some() {
+            status::FAILED
+        } else {
+            status::SUCCEEDED
+        }
+        .to_string();
+        let finally = ctx.runbook.finally.clone();
+        for step in &finally {
+            match self.advance(&mut ctx, step, false, cancel).await? {
+                Flow::Failed(error) if step.on_failure == OnFailure::Abort => {
+                    failure.get_or_insert(format!("step `{}` failed: {error}", step.id));
+                }
+                Flow::Interrupted => return self.summary(&ctx, status::RUNNING, None).await,
+                _ => {}
+            }
+        }
+        let final_status = if failure.is_some() {
+            status::FAILED
+        } else {
+            status::SUCCEEDED
+        };
+        self.store
+            .finish_run(
+                run_id,
+                final_status,
+                failure.as_deref(),
+                &ctx.run.requested_by,
+            )
+            .await?;
+        let summary = self.summary(&ctx, final_status, failure).await?;
+        self.emit(RunEvent::RunFinished {
+            run_id: run_id.to_string(),
+            status: final_status.to_string(),
+            recovery_ms: summary.recovery_ms,
+            error: summary.error.clone(),
+        });
+        Ok(summary)
+    }
+
+    /// Runs one step unless it is done already, skipped, or the run is stopping.
+    async fn advance(
+        &self,
+        ctx: &mut RunContext,
+        step: &Step,
+        aborted: bool,
+        cancel: &CancellationToken,
+    ) -> Result<Flow, EngineError> {
+        let state = ctx.steps.get(&step.id).cloned();
+        let stored = state
+            .as_ref()
+            .map(|s| s.status.as_str())
+            .unwrap_or(status::PENDING);
+        match stored {
+            status::SUCCEEDED | status::SKIPPED => {
+                self.emit(RunEvent::StepAlreadyDone {
+                    step_id: step.id.clone(),
+                    status: stored.to_string(),
+                });
+                return Ok(Flow::Continue);
+            }
+            status::FAILED => {
+                self.emit(RunEvent::StepAlreadyDone {
+                    step_id: step.id.clone(),
+                    status: stored.to_string(),
+                });
+                let error = state.and_then(|s| s.error).unwrap_or_default();
+                return Ok(Flow::Failed(error));
+            }
+            _ => {}
+        }
+        if cancel.is_cancelled() {
+            return Ok(Flow::Interrupted);
+        }
+        if aborted {
+            return self.skip(ctx, step, "an earlier step failed").await;
+        }
+        if let Some(when) = &step.when {
+            let rendered = match ctx.render(when) {
+                Ok(r) => r,
+                Err(e) => {
+                    return self
+                        .conclude(ctx, step, Err(e), tokio::time::Instant::now())
+                        .await;
+                }
+            };
+            match rendered.trim() {
+                "true" | "True" => {}
+                "false" | "False" | "" => {
+                    return self
+                        .skip(ctx, step, &format!("`when` is false ({when})"))
+                        .await;
+                }
+                other => {
+                    let e = StepError::Failed(format!(
+                        "`when` rendered `{other}`, expected true or false"
+                    ));
+                    return self
+                        .conclude(ctx, step, Err(e), tokio::time::Instant::now())
+                        .await;
+                }
+            }
+        }
+        self.store
+            .set_step(&ctx.run.id, &step.id, status::RUNNING, None, None)
+            .await?;
+        self.emit(RunEvent::StepStarted {
+            step_id: step.id.clone(),
+            action: step.action.name().to_string(),
+        });
+        let started = tokio::time::Instant::now();
+        let result = step::execute(self, ctx, step).await;
+        self.conclude(ctx, step, result, started).await
+    }
+
+    async fn skip(
+        &self,
+        ctx: &mut RunContext,
+        step: &Step,
+        reason: &str,
+    ) -> Result<Flow, EngineError> {
+        self.store
+            .set_step(&ctx.run.id, &step.id, status::SKIPPED, None, Some(reason))
+            .await?;
+        ctx.steps.insert(
+            step.id.clone(),
+            StepState {
+                status: status::SKIPPED.into(),
+                output: json!({}),
+                error: None,
+            },
+        );
+        self.emit(RunEvent::StepSkipped {
+            step_id: step.id.clone(),
+            reason: reason.to_string(),
+        });
+        Ok(Flow::Continue)
+    }
+
+    async fn conclude(
+        &self,
+        ctx: &mut RunContext,
+        step: &Step,
+        result: Result<Value, StepError>,
+        started: tokio::time::Instant,
+    ) -> Result<Flow, EngineError> {
+        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        match result {
+            Ok(output) => {
+                self.store
+                    .set_step(
+                        &ctx.run.id,
+                        &step.id,
+                        status::SUCCEEDED,
+                        Some(&output),
+                        None,
+                    )
+                    .await?;
+                ctx.steps.insert(
+                    step.id.clone(),
+                    StepState {
+                        status: status::SUCCEEDED.into(),
+                        output,
+                        error: None,
+                    },
+                );
+                self.emit(RunEvent::StepFinished {
+                    step_id: step.id.clone(),
+                    status: status::SUCCEEDED.into(),
+                    duration_ms,
+                    error: None,
+                });
+                Ok(Flow::Continue)
+            }
+            // Without the store the engine cannot promise anything: stop, resumable.
+            Err(StepError::Store(e)) => Err(EngineError::Store(e)),
+            Err(e) => {
+                let error = e.to_string();
+                self.store
+                    .set_step(&ctx.run.id, &step.id, status::FAILED, None, Some(&error))
+                    .await?;
+                ctx.steps.insert(
+                    step.id.clone(),
+                    StepState {
+                        status: status::FAILED.into(),
+                        output: json!({}),
+                        error: Some(error.clone()),
+                    },
+                );
+                self.emit(RunEvent::StepFinished {
+                    step_id: step.id.clone(),
+                    status: status::FAILED.into(),
+                    duration_ms,
+                    error: Some(error.clone()),
+                });
+                Ok(Flow::Failed(error))
+            }
+        }
+    }
+
+    async fn summary(
+        &self,
+        ctx: &RunContext,
+        final_status: &str,
+        error: Option<String>,
+    ) -> Result<RunSummary, EngineError> {
+        let run = self
+            .store
+            .run(&ctx.run.id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(ctx.run.id.clone()))?;
+        let recovery_ms = run.recovered_at.as_deref().and_then(|end| {
+            let start = chrono::DateTime::parse_from_rfc3339(&run.created_at).ok()?;
+            let end = chrono::DateTime::parse_from_rfc3339(end).ok()?;
+            u64::try_from((end - start).num_milliseconds()).ok()
+        });
+        let steps = self
+            .store
+            .steps(&ctx.run.id)
+            .await?
+            .into_iter()
+            .map(|s| (s.step_id, s.status))
+            .collect();
+        Ok(RunSummary {
+            run_id: ctx.run.id.clone(),
+            runbook: ctx.run.runbook.clone(),
+            status: final_status.to_string(),
+            error,
+            recovery_ms: if final_status == status::SUCCEEDED {
+                recovery_ms
+            } else {
+                None
+            },
+            steps,
+            dry_run: ctx.run.dry_run,
+        })
+    }
+}
+
+enum Flow {
+    Continue,
+    Failed(String),
+    Interrupted,
+}
+
+/// The cloud resources a run touches, from its steps rendered with what is
+/// known at start (parameters, run, env). Templates that need step outputs
+/// cannot be resolved then and lease nothing.
+pub fn targets(
+    runbook: &Runbook,
+    params: &BTreeMap<String, String>,
+    env: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let context = json!({ "params": params, "env": env, "run": {}, "steps": {} });
+    let jinja = template::environment();
+    let mut out: Vec<String> = runbook
+        .all_steps()
+        .filter_map(|step| {
+            let (prefix, group) = match &step.action {
+                Action::EvsCheckGroup(i) => ("evs", &i.group),
+                Action::EvsWaitGroup(i) => ("evs", &i.group),
+                Action::EvsSwitchover(i)
+                | Action::EvsFailover(i)
+                | Action::EvsSync(i)
+                | Action::EvsStop(i)
+                | Action::EvsReprotect(i) => ("evs", &i.group),
+                Action::SdrsCheckGroup(i) => ("sdrs", &i.group),
+                Action::SdrsWaitGroup(i) => ("sdrs", &i.group),
+                Action::SdrsSwitchover(i) => ("sdrs", &i.group),
+                Action::SdrsFailover(i) | Action::SdrsEnable(i) | Action::SdrsDisable(i) => {
+                    ("sdrs", &i.group)
+                }
+                Action::SdrsCreateDrill(i) => ("sdrs", &i.group),
+                _ => return None,
+            };
+            let rendered = jinja
+                .render_str(&group.value, minijinja::value::Serde(&context))
+                .ok()?;
+            (!rendered.trim().is_empty()).then(|| format!("{prefix}:{}", rendered.trim()))
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Waits at most `d`, or forever.
+pub(crate) fn deadline_after(d: Option<Duration>) -> Option<tokio::time::Instant> {
+    d.map(|d| tokio::time::Instant::now() + d)
+}
+
+/// Used by tests and the CLI to see if a run is finished.
+pub fn is_finished(status_text: &str) -> bool {
+    matches!(
+        status_text,
+        store::status::SUCCEEDED | store::status::FAILED | store::status::CANCELLED
+    )
+}

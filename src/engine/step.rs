@@ -1,0 +1,951 @@
+//! What each action does: reads and checks, polling waits, the mutating calls
+//! (through `reconcile`), SDRS job waits, HTTP calls, approvals and sleeps.
+//! Every read goes through the step's retry policy; every wait is bounded by
+//! the step's timeout (default [`DEFAULT_WAIT_TIMEOUT`] for waits).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::reconcile::{self, Mutation, Sent};
+use super::retry;
+use super::run::RunContext;
+use super::{Approvals, Cloud, Engine, RunEvent};
+use crate::cloud::CloudError;
+use crate::cloud::evs::EvsAction;
+use crate::cloud::http::{DRY_RUN_JOB, HttpCall, redact_query};
+use crate::cloud::resource::{EvsGroup, Job, JobStatus, ProtectionGroup};
+use crate::cloud::sdrs::SdrsAction;
+use crate::runbook::model::{
+    self, ApprovalInput, EvsExpect, EvsStatus, FaultLevel, HttpMethod, HttpRequestInput, OneOrMany,
+    ReplicationStatus, SdrsExpect, SdrsStatus,
+};
+use crate::runbook::{Action, DEFAULT_JOB_INTERVAL, DEFAULT_POLL_INTERVAL, DurationSpec, Step};
+use crate::store::{NewAttempt, Outcome, StoreError};
+use crate::yaml::Located;
+
+/// How long a wait or job poll may take when its step sets no timeout.
+pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Why a step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// A check, precondition or the cloud said no; nothing more to try.
+    #[error("{0}")]
+    Failed(String),
+    /// The step's timeout passed.
+    #[error("timed out: {0}")]
+    TimedOut(String),
+    /// A cloud call failed after the retries its policy allows.
+    #[error("{0}")]
+    Cloud(#[from] CloudError),
+    /// The store failed: the run stops, resumable.
+    #[error("audit store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// One step being executed: what it may read and until when.
+pub(crate) struct StepRun<'a, C: Cloud> {
+    pub engine: &'a Engine<C>,
+    pub ctx: &'a RunContext,
+    pub step: &'a Step,
+    pub deadline: Option<Instant>,
+}
+
+impl<C: Cloud> StepRun<'_, C> {
+    pub fn cloud(&self) -> &C {
+        &self.engine.cloud
+    }
+
+    pub fn dry_run(&self) -> bool {
+        self.ctx.run.dry_run
+    }
+
+    pub fn emit(&self, event: RunEvent) {
+        self.engine.emit(event);
+    }
+
+    pub fn note(&self, message: impl Into<String>) {
+        self.emit(RunEvent::Note {
+            step_id: self.step.id.clone(),
+            message: message.into(),
+        });
+    }
+
+    /// Records an attempt (an intent when `outcome` is `None`).
+    pub async fn record(
+        &self,
+        attempt: u32,
+        kind: &str,
+        request: &str,
+        body: Option<Value>,
+        pre_image: Option<Value>,
+        outcome: Option<Outcome>,
+    ) -> Result<i64, StepError> {
+        let a = NewAttempt {
+            run_id: self.ctx.run.id.clone(),
+            step_id: self.step.id.clone(),
+            attempt,
+            kind: kind.to_string(),
+            request: request.to_string(),
+            request_body: body,
+            pre_image,
+        };
+        Ok(self
+            .engine
+            .store
+            .record_attempt(&a, outcome.as_ref())
+            .await?)
+    }
+
+    /// Records and reports the requests a dry run held back.
+    pub async fn flush_would_send(&self, attempt: u32) -> Result<(), StepError> {
+        for w in self.cloud().take_would_send() {
+            self.record(
+                attempt,
+                "would_send",
+                &w.request,
+                w.body.clone(),
+                None,
+                Some(Outcome {
+                    outcome: "would_send".into(),
+                    ..Outcome::default()
+                }),
+            )
+            .await?;
+            self.emit(RunEvent::WouldSend {
+                step_id: self.step.id.clone(),
+                request: w.request,
+            });
+        }
+        Ok(())
+    }
+
+    /// A read under the step's retry policy; failed attempts are recorded and reported.
+    pub async fn read<T, F, Fut>(&self, request: &str, op: F) -> Result<T, StepError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, CloudError>>,
+    {
+        let policy = &self.step.retry;
+        let mut failures: Vec<(u32, Duration, CloudError)> = Vec::new();
+        let result = retry::run(policy, self.deadline, op, |attempt, delay, error| {
+            self.emit(RunEvent::Retrying {
+                step_id: self.step.id.clone(),
+                attempt,
+                max_attempts: policy.max_attempts,
+                delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                reason: error.to_string(),
+            });
+            failures.push((attempt, delay, error.clone()));
+        })
+        .await;
+        for (attempt, _, e) in &failures {
+            self.record(
+                *attempt,
+                "read",
+                request,
+                None,
+                None,
+                Some(failed_outcome("retried", e)),
+            )
+            .await?;
+        }
+        result.map_err(StepError::from)
+    }
+
+    /// Sleeps `d`, or fails with `timed out` if the deadline comes first.
+    pub async fn pause(
+        &self,
+        d: Duration,
+        still: impl FnOnce() -> String,
+    ) -> Result<(), StepError> {
+        match self.deadline {
+            Some(deadline) if Instant::now() + d > deadline => {
+                tokio::time::sleep_until(deadline).await;
+                Err(StepError::TimedOut(still()))
+            }
+            _ => {
+                tokio::time::sleep(d).await;
+                Ok(())
+            }
+        }
+    }
+
+    pub fn render(&self, source: &str) -> Result<String, StepError> {
+        self.ctx.render(source)
+    }
+
+    pub fn interval(
+        &self,
+        spec: &Option<Located<DurationSpec>>,
+        default: Duration,
+    ) -> Result<Duration, StepError> {
+        match spec {
+            None => Ok(default),
+            Some(d) => self.duration(&d.value),
+        }
+    }
+
+    pub fn duration(&self, spec: &DurationSpec) -> Result<Duration, StepError> {
+        match spec {
+            DurationSpec::Fixed(d) => Ok(*d),
+            DurationSpec::Template(t) => {
+                let text = self.render(t)?;
+                model::parse_duration(&text).map_err(StepError::Failed)
+            }
+        }
+    }
+}
+
+pub(crate) fn failed_outcome(word: &str, e: &CloudError) -> Outcome {
+    Outcome {
+        outcome: word.into(),
+        http_status: e.status,
+        error_code: e.code.clone(),
+        error_message: Some(e.message.clone()),
+        duration: Duration::ZERO,
+    }
+}
+
+/// Executes one step; its output for `steps.<id>.output`.
+pub(crate) async fn execute<C: Cloud>(
+    engine: &Engine<C>,
+    ctx: &RunContext,
+    step: &Step,
+) -> Result<Value, StepError> {
+    let probe = StepRun {
+        engine,
+        ctx,
+        step,
+        deadline: None,
+    };
+    let timeout = match &step.timeout {
+        Some(spec) => Some(probe.duration(spec)?),
+        None if matches!(
+            step.action,
+            Action::EvsWaitGroup(_) | Action::SdrsWaitGroup(_)
+        ) || is_sdrs_job(&step.action) =>
+        {
+            Some(DEFAULT_WAIT_TIMEOUT)
+        }
+        None => None,
+    };
+    let s = StepRun {
+        deadline: super::run::deadline_after(timeout),
+        ..probe
+    };
+    match &step.action {
+        Action::EvsCheckGroup(i) => {
+            let id = s.render(&i.group.value)?;
+            let g = read_evs(&s, &id).await?;
+            let mismatches = evs_mismatches(&s, &i.expect, &g)?;
+            if mismatches.is_empty() {
+                Ok(to_json(&g))
+            } else {
+                Err(StepError::Failed(format!(
+                    "group {id}: {}",
+                    mismatches.join("; ")
+                )))
+            }
+        }
+        Action::EvsWaitGroup(i) => {
+            let id = s.render(&i.group.value)?;
+            let interval = s.interval(&i.interval, DEFAULT_POLL_INTERVAL)?;
+            let mut polls = 0;
+            loop {
+                let g = read_evs(&s, &id).await?;
+                let seen = evs_summary(&g);
+                if let Some(fail) = &i.fail_if
+                    && !fail.is_empty_expect()
+                    && evs_mismatches(&s, fail, &g)?.is_empty()
+                {
+                    return Err(StepError::Failed(format!(
+                        "group {id} reached a failure state: {seen}"
+                    )));
+                }
+                if evs_mismatches(&s, &i.until, &g)?.is_empty() {
+                    return Ok(to_json(&g));
+                }
+                if s.dry_run() {
+                    s.note(format!("dry run: not waiting (group {id} is {seen})"));
+                    return Ok(to_json(&g));
+                }
+                polls += 1;
+                s.record(
+                    polls,
+                    "poll",
+                    &format!("GET consistency group {id}"),
+                    None,
+                    None,
+                    Some(Outcome {
+                        outcome: seen.clone(),
+                        http_status: Some(200),
+                        ..Outcome::default()
+                    }),
+                )
+                .await?;
+                s.emit(RunEvent::Waiting {
+                    step_id: step.id.clone(),
+                    observed: seen.clone(),
+                });
+                s.pause(interval, || format!("group {id} is still {seen}"))
+                    .await?;
+            }
+        }
+        Action::EvsSwitchover(i) => evs_mutation(&s, &i.group.value, EvsAction::Switchover).await,
+        Action::EvsFailover(i) => evs_mutation(&s, &i.group.value, EvsAction::Failover).await,
+        Action::EvsSync(i) => evs_mutation(&s, &i.group.value, EvsAction::Sync).await,
+        Action::EvsStop(i) => evs_mutation(&s, &i.group.value, EvsAction::Stop).await,
+        Action::EvsReprotect(i) => evs_mutation(&s, &i.group.value, EvsAction::Reprotect).await,
+        Action::SdrsCheckGroup(i) => {
+            let id = s.render(&i.group.value)?;
+            let g = read_sdrs(&s, &id).await?;
+            let mismatches = sdrs_mismatches(&i.expect, &g);
+            if mismatches.is_empty() {
+                Ok(to_json(&g))
+            } else {
+                Err(StepError::Failed(format!(
+                    "protection group {id}: {}",
+                    mismatches.join("; ")
+                )))
+            }
+        }
+        Action::SdrsWaitGroup(i) => {
+            let id = s.render(&i.group.value)?;
+            let interval = s.interval(&i.interval, DEFAULT_POLL_INTERVAL)?;
+            let mut polls = 0;
+            loop {
+                let g = read_sdrs(&s, &id).await?;
+                let seen = sdrs_summary(&g);
+                if let Some(fail) = &i.fail_if
+                    && fail.status.is_some()
+                    && sdrs_mismatches(fail, &g).is_empty()
+                {
+                    return Err(StepError::Failed(format!(
+                        "protection group {id} reached a failure state: {seen}"
+                    )));
+                }
+                if sdrs_mismatches(&i.until, &g).is_empty() {
+                    return Ok(to_json(&g));
+                }
+                if s.dry_run() {
+                    s.note(format!(
+                        "dry run: not waiting (protection group {id} is {seen})"
+                    ));
+                    return Ok(to_json(&g));
+                }
+                polls += 1;
+                s.record(
+                    polls,
+                    "poll",
+                    &format!("GET server-group {id}"),
+                    None,
+                    None,
+                    Some(Outcome {
+                        outcome: seen.clone(),
+                        http_status: Some(200),
+                        ..Outcome::default()
+                    }),
+                )
+                .await?;
+                s.emit(RunEvent::Waiting {
+                    step_id: step.id.clone(),
+                    observed: seen.clone(),
+                });
+                s.pause(interval, || {
+                    format!("protection group {id} is still {seen}")
+                })
+                .await?;
+            }
+        }
+        Action::SdrsSwitchover(i) => {
+            sdrs_mutation(
+                &s,
+                &i.group.value,
+                SdrsAction::Switchover(i.priority_station),
+                &i.interval,
+            )
+            .await
+        }
+        Action::SdrsFailover(i) => {
+            sdrs_mutation(&s, &i.group.value, SdrsAction::Failover, &i.interval).await
+        }
+        Action::SdrsEnable(i) => {
+            sdrs_mutation(&s, &i.group.value, SdrsAction::Enable, &i.interval).await
+        }
+        Action::SdrsDisable(i) => {
+            sdrs_mutation(&s, &i.group.value, SdrsAction::Disable, &i.interval).await
+        }
+        Action::SdrsCreateDrill(i) => {
+            let group = s.render(&i.group.value)?;
+            let name = s.render(&i.name.value)?;
+            let vpc = match &i.drill_vpc_id {
+                Some(v) => Some(s.render(&v.value)?).filter(|v| !v.is_empty()),
+                None => None,
+            };
+            let interval = s.interval(&i.interval, DEFAULT_JOB_INTERVAL)?;
+            let m = Mutation::CreateDrill {
+                group: group.clone(),
+                name: name.clone(),
+                vpc,
+            };
+            let sent = reconcile::mutate(&s, &m).await?;
+            let job = match &sent {
+                Sent::Answered { job_id: Some(j) } if j != DRY_RUN_JOB => {
+                    Some(wait_job(&s, j, interval).await?)
+                }
+                _ => None,
+            };
+            if s.dry_run() {
+                return Ok(json!({ "dry_run": true, "name": name }));
+            }
+            let drill = wait_drill_created(&s, &group, &name, interval).await?;
+            let mut out = to_json(&drill);
+            out["job_id"] = json!(job.map(|j| j.job_id));
+            Ok(out)
+        }
+        Action::SdrsDeleteDrill(i) => {
+            let drill = s.render(&i.drill.value)?;
+            let interval = s.interval(&i.interval, DEFAULT_JOB_INTERVAL)?;
+            let sent = reconcile::mutate(
+                &s,
+                &Mutation::DeleteDrill {
+                    drill: drill.clone(),
+                },
+            )
+            .await?;
+            match &sent {
+                Sent::Answered { job_id: Some(j) } if j != DRY_RUN_JOB => {
+                    let job = wait_job(&s, j, interval).await?;
+                    Ok(json!({ "drill": drill, "job_id": job.job_id }))
+                }
+                Sent::Applied { .. } => {
+                    reconcile::wait_drill_gone(&s, &drill, interval).await?;
+                    Ok(json!({ "drill": drill }))
+                }
+                _ => Ok(json!({ "drill": drill, "dry_run": s.dry_run() })),
+            }
+        }
+        Action::HttpRequest(i) => http_request(&s, i).await,
+        Action::Approval(i) => approval(&s, i).await,
+        Action::Sleep(i) => {
+            let d = s.duration(&i.duration.value)?;
+            s.pause(d, || {
+                format!(
+                    "the step timeout is shorter than its {} sleep",
+                    model::format_duration(d)
+                )
+            })
+            .await?;
+            Ok(json!({ "slept_ms": d.as_millis() as u64 }))
+        }
+    }
+}
+
+fn is_sdrs_job(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::SdrsSwitchover(_)
+            | Action::SdrsFailover(_)
+            | Action::SdrsEnable(_)
+            | Action::SdrsDisable(_)
+            | Action::SdrsCreateDrill(_)
+            | Action::SdrsDeleteDrill(_)
+    )
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+pub(crate) async fn read_evs<C: Cloud>(
+    s: &StepRun<'_, C>,
+    id: &str,
+) -> Result<EvsGroup, StepError> {
+    s.read(&format!("GET consistency group {id}"), || {
+        s.cloud().evs_get_group(id)
+    })
+    .await
+}
+
+pub(crate) async fn read_sdrs<C: Cloud>(
+    s: &StepRun<'_, C>,
+    id: &str,
+) -> Result<ProtectionGroup, StepError> {
+    s.read(&format!("GET server-group {id}"), || {
+        s.cloud().sdrs_get_group(id)
+    })
+    .await
+}
+
+/// `status available, replication_status active, fault_level 0, priority_station az1`.
+pub(crate) fn evs_summary(g: &EvsGroup) -> String {
+    format!(
+        "status {}, replication_status {}, fault_level {}, priority_station {}",
+        g.status,
+        g.replication_status.as_deref().unwrap_or("null"),
+        g.fault_level.as_deref().unwrap_or("null"),
+        g.priority_station.as_deref().unwrap_or("null")
+    )
+}
+
+pub(crate) fn sdrs_summary(g: &ProtectionGroup) -> String {
+    format!(
+        "status {}, priority_station {}",
+        g.status,
+        g.priority_station.as_deref().unwrap_or("null")
+    )
+}
+
+trait EmptyExpect {
+    fn is_empty_expect(&self) -> bool;
+}
+
+impl EmptyExpect for EvsExpect {
+    fn is_empty_expect(&self) -> bool {
+        self.status.is_none()
+            && self.replication_status.is_none()
+            && self.fault_level.is_none()
+            && self.priority_station.is_none()
+    }
+}
+
+fn mismatch<T: PartialEq + std::fmt::Display>(
+    field: &str,
+    want: &Option<OneOrMany<T>>,
+    got: Option<T>,
+    raw: Option<&str>,
+    out: &mut Vec<String>,
+) {
+    let Some(want) = want else { return };
+    if got.as_ref().is_some_and(|g| want.contains(g)) {
+        return;
+    }
+    let wanted: Vec<String> = want.0.iter().map(ToString::to_string).collect();
+    out.push(format!(
+        "{field} is {}, expected {}",
+        raw.unwrap_or("null"),
+        wanted.join(" or ")
+    ));
+}
+
+/// Every field of `expect` that `g` does not match, as readable text.
+fn evs_mismatches<C: Cloud>(
+    s: &StepRun<'_, C>,
+    expect: &EvsExpect,
+    g: &EvsGroup,
+) -> Result<Vec<String>, StepError> {
+    let mut out = Vec::new();
+    mismatch(
+        "status",
+        &expect.status,
+        EvsStatus::parse(&g.status),
+        Some(&g.status),
+        &mut out,
+    );
+    let repl = g.replication_status.as_deref();
+    mismatch(
+        "replication_status",
+        &expect.replication_status,
+        repl.and_then(ReplicationStatus::parse),
+        repl,
+        &mut out,
+    );
+    let fault = g.fault_level.as_deref();
+    mismatch(
+        "fault_level",
+        &expect.fault_level,
+        fault.and_then(FaultLevel::parse),
+        fault,
+        &mut out,
+    );
+    if let Some(stations) = &expect.priority_station {
+        let wanted = stations
+            .0
+            .iter()
+            .map(|t| s.render(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let got = g.priority_station.as_deref();
+        if !got.is_some_and(|p| wanted.iter().any(|w| w == p)) {
+            out.push(format!(
+                "priority_station is {}, expected {}",
+                got.unwrap_or("null"),
+                wanted.join(" or ")
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn sdrs_mismatches(expect: &SdrsExpect, g: &ProtectionGroup) -> Vec<String> {
+    use crate::runbook::model::PriorityStation;
+    let mut out = Vec::new();
+    mismatch(
+        "status",
+        &expect.status,
+        SdrsStatus::parse(&g.status),
+        Some(&g.status),
+        &mut out,
+    );
+    let station = g.priority_station.as_deref();
+    mismatch(
+        "priority_station",
+        &expect.priority_station,
+        station.and_then(PriorityStation::parse),
+        station,
+        &mut out,
+    );
+    // Newer groups answer null here: a null never matches (the docs advise against relying on it).
+    let repl = g.replication_status.as_deref();
+    mismatch(
+        "replication_status",
+        &expect.replication_status,
+        repl.and_then(ReplicationStatus::parse),
+        repl,
+        &mut out,
+    );
+    out
+}
+
+async fn evs_mutation<C: Cloud>(
+    s: &StepRun<'_, C>,
+    group: &str,
+    action: EvsAction,
+) -> Result<Value, StepError> {
+    let group = s.render(group)?;
+    let sent = reconcile::mutate(
+        s,
+        &Mutation::Evs {
+            group: group.clone(),
+            action,
+        },
+    )
+    .await?;
+    Ok(match sent {
+        Sent::Answered { .. } if s.dry_run() => {
+            json!({ "group": group, "action": action.body_key(), "result": "dry run" })
+        }
+        Sent::Answered { .. } => {
+            json!({ "group": group, "action": action.body_key(), "result": "accepted" })
+        }
+        Sent::Applied { evidence } => {
+            json!({ "group": group, "action": action.body_key(), "result": "applied", "evidence": evidence })
+        }
+    })
+}
+
+async fn sdrs_mutation<C: Cloud>(
+    s: &StepRun<'_, C>,
+    group: &str,
+    action: SdrsAction,
+    interval: &Option<Located<DurationSpec>>,
+) -> Result<Value, StepError> {
+    let group = s.render(group)?;
+    let interval = s.interval(interval, DEFAULT_JOB_INTERVAL)?;
+    let sent = reconcile::mutate(
+        s,
+        &Mutation::Sdrs {
+            group: group.clone(),
+            action,
+        },
+    )
+    .await?;
+    match sent {
+        Sent::Answered { job_id: Some(j) } if j == DRY_RUN_JOB => {
+            s.note("dry run: not waiting for the job");
+            Ok(json!({ "group": group, "dry_run": true }))
+        }
+        Sent::Answered { job_id: Some(j) } => {
+            let job = wait_job(s, &j, interval).await?;
+            let g = read_sdrs(s, &group).await?;
+            Ok(json!({ "job_id": job.job_id, "group": to_json(&g) }))
+        }
+        Sent::Answered { job_id: None } | Sent::Applied { .. } => {
+            // No job id (the answer was lost): follow the group instead.
+            let g = reconcile::wait_group_settled(s, &group, action, interval).await?;
+            Ok(json!({ "job_id": null, "group": to_json(&g) }))
+        }
+    }
+}
+
+/// Polls a job until SUCCESS (its result) or FAIL (the step fails with the job's code and reason).
+async fn wait_job<C: Cloud>(
+    s: &StepRun<'_, C>,
+    job_id: &str,
+    interval: Duration,
+) -> Result<Job, StepError> {
+    let mut polls = 0;
+    loop {
+        let job = s
+            .read(&format!("GET job {job_id}"), || {
+                s.cloud().sdrs_get_job(job_id)
+            })
+            .await?;
+        match job.status {
+            JobStatus::Success => return Ok(job),
+            JobStatus::Fail => {
+                return Err(StepError::Failed(format!(
+                    "job {job_id} ({}) failed: {}: {}",
+                    job.job_type.as_deref().unwrap_or("unknown type"),
+                    job.error_code.as_deref().unwrap_or("no error code"),
+                    job.fail_reason.as_deref().unwrap_or("no reason given")
+                )));
+            }
+            _ => {}
+        }
+        polls += 1;
+        let seen = format!("job {job_id} {:?}", job.status)
+            .to_uppercase()
+            .replace("JOB ", "job ");
+        s.record(
+            polls,
+            "poll",
+            &format!("GET job {job_id}"),
+            None,
+            None,
+            Some(Outcome {
+                outcome: seen.clone(),
+                http_status: Some(200),
+                ..Outcome::default()
+            }),
+        )
+        .await?;
+        s.emit(RunEvent::Waiting {
+            step_id: s.step.id.clone(),
+            observed: seen.clone(),
+        });
+        s.pause(interval, || format!("{seen} has not finished"))
+            .await?;
+    }
+}
+
+async fn wait_drill_created<C: Cloud>(
+    s: &StepRun<'_, C>,
+    group: &str,
+    name: &str,
+    interval: Duration,
+) -> Result<crate::cloud::resource::Drill, StepError> {
+    loop {
+        let drills = s
+            .read(&format!("GET disaster-recovery-drills {name}"), || {
+                s.cloud().sdrs_list_drills(Some(group), Some(name))
+            })
+            .await?;
+        match drills.into_iter().next() {
+            Some(d) if d.status == "available" => return Ok(d),
+            Some(d) if d.status == "error" => {
+                return Err(StepError::Failed(format!(
+                    "drill {} ({name}) ended in status error",
+                    d.id
+                )));
+            }
+            Some(d) => {
+                let seen = format!("drill {} is {}", d.id, d.status);
+                s.emit(RunEvent::Waiting {
+                    step_id: s.step.id.clone(),
+                    observed: seen.clone(),
+                });
+                s.pause(interval, || seen).await?;
+            }
+            None => {
+                return Err(StepError::Failed(format!(
+                    "no drill named {name} in protection group {group} after its job succeeded"
+                )));
+            }
+        }
+    }
+}
+
+async fn http_request<C: Cloud>(
+    s: &StepRun<'_, C>,
+    i: &HttpRequestInput,
+) -> Result<Value, StepError> {
+    let method = match i.method.unwrap_or(HttpMethod::Get) {
+        HttpMethod::Get => reqwest::Method::GET,
+        HttpMethod::Head => reqwest::Method::HEAD,
+        HttpMethod::Post => reqwest::Method::POST,
+        HttpMethod::Put => reqwest::Method::PUT,
+        HttpMethod::Patch => reqwest::Method::PATCH,
+        HttpMethod::Delete => reqwest::Method::DELETE,
+    };
+    let url = s.render(&i.url.value)?;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(StepError::Failed(format!(
+            "url rendered to `{}`, not an http(s) URL",
+            redact_query(&url)
+        )));
+    }
+    let headers = i
+        .headers
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), s.render(v)?)))
+        .collect::<Result<Vec<_>, StepError>>()?;
+    let call = HttpCall {
+        method: method.clone(),
+        url: url.clone(),
+        headers,
+        json: i.json.as_ref().map(|j| s.ctx.render_json(j)).transpose()?,
+        body: i.body.as_ref().map(|b| s.render(b)).transpose()?,
+    };
+    let request = format!("{method} {}", redact_query(&url));
+    let policy = &s.step.retry;
+    // A retryable status is treated like a failed attempt; any other status is an answer.
+    let answer = s
+        .read(&request, || async {
+            let a = s.cloud().http_request(&call).await?;
+            if policy.retries_status(a.status) {
+                return Err(CloudError {
+                    request: request.clone(),
+                    status: Some(a.status),
+                    code: None,
+                    message: format!("HTTP {}", a.status),
+                    request_id: a.request_id.clone(),
+                    class: crate::cloud::ErrorClass::Retryable,
+                    retry_after: a.retry_after,
+                });
+            }
+            Ok(a)
+        })
+        .await?;
+    s.flush_would_send(1).await?;
+    if s.dry_run() && !matches!(method, reqwest::Method::GET | reqwest::Method::HEAD) {
+        return Ok(json!({ "status": null, "dry_run": true }));
+    }
+    // Only method, URL (query hidden) and status are stored: bodies and headers may carry secrets.
+    s.record(
+        1,
+        "request",
+        &request,
+        None,
+        None,
+        Some(Outcome {
+            outcome: "answered".into(),
+            http_status: Some(answer.status),
+            ..Outcome::default()
+        }),
+    )
+    .await?;
+    let ok = match &i.expect_status {
+        Some(codes) => codes.value.contains(&answer.status),
+        None => (200..300).contains(&answer.status),
+    };
+    if !ok {
+        let wanted = i
+            .expect_status
+            .as_ref()
+            .map_or("2xx".to_string(), |c| format!("{:?}", c.value));
+        return Err(StepError::Failed(format!(
+            "{request} answered {}, expected {wanted}",
+            answer.status
+        )));
+    }
+    let body: Value = serde_json::from_slice(&answer.body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&answer.body).into_owned()));
+    for (pointer, want) in &i.expect_json {
+        let want = s.ctx.render_json(want)?;
+        let got = body.pointer(pointer);
+        if got != Some(&want) {
+            return Err(StepError::Failed(format!(
+                "{request}: {pointer} is {}, expected {want}",
+                got.map_or("missing".to_string(), Value::to_string)
+            )));
+        }
+    }
+    Ok(json!({ "status": answer.status, "body": body }))
+}
+
+async fn approval<C: Cloud>(s: &StepRun<'_, C>, i: &ApprovalInput) -> Result<Value, StepError> {
+    let needed = i.approvers.as_ref().map_or(1, |a| a.value) as usize;
+    let prompt = s.render(&i.prompt.value)?;
+    if s.dry_run() {
+        s.note(format!("dry run: approval not requested ({prompt})"));
+        return Ok(json!({ "approved_by": [], "dry_run": true }));
+    }
+    let approvers: Vec<String> = match &s.engine.approvals {
+        Approvals::Given(names) => {
+            let mut distinct: Vec<String> = Vec::new();
+            for n in names {
+                if !distinct.contains(n) {
+                    distinct.push(n.clone());
+                }
+            }
+            if distinct.len() < needed {
+                return Err(StepError::Failed(format!(
+                    "`{prompt}` needs {needed} distinct approvers, {} given",
+                    distinct.len()
+                )));
+            }
+            distinct.truncate(needed);
+            distinct
+        }
+        Approvals::Refuse => {
+            return Err(StepError::Failed(format!(
+                "`{prompt}` needs approval and none can be given in this mode"
+            )));
+        }
+        Approvals::Prompt => {
+            let ask = tokio::task::spawn_blocking(move || prompt_approvers(&prompt, needed));
+            let answer = match s.deadline {
+                Some(d) => tokio::time::timeout_at(d, ask).await.map_err(|_| {
+                    StepError::TimedOut("no approval before the step timeout".into())
+                })?,
+                None => ask.await,
+            };
+            answer
+                .map_err(|e| StepError::Failed(format!("approval prompt failed: {e}")))?
+                .map_err(StepError::Failed)?
+        }
+    };
+    for name in &approvers {
+        s.engine
+            .store
+            .record_approval(&s.ctx.run.id, &s.step.id, name, "approved", None)
+            .await?;
+        s.emit(RunEvent::Approved {
+            step_id: s.step.id.clone(),
+            approver: name.clone(),
+        });
+    }
+    Ok(json!({ "approved_by": approvers }))
+}
+
+/// Asks on the terminal for `needed` distinct approvers.
+fn prompt_approvers(prompt: &str, needed: usize) -> Result<Vec<String>, String> {
+    use std::io::{BufRead, Write};
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    let mut err = std::io::stderr();
+    let mut names: Vec<String> = Vec::new();
+    let default_name = std::env::var("USER").unwrap_or_else(|_| "operator".into());
+    while names.len() < needed {
+        let _ = write!(
+            err,
+            "\n{prompt}\nApprove? Type your name to approve ({} of {needed}), or 'no' to refuse [{default_name}]: ",
+            names.len() + 1
+        );
+        let _ = err.flush();
+        let line = lines
+            .next()
+            .ok_or("no approval: input closed")?
+            .map_err(|e| e.to_string())?;
+        let answer = line.trim();
+        let name = if answer.is_empty() {
+            default_name.as_str()
+        } else {
+            answer
+        };
+        match name {
+            "no" | "n" | "NO" => return Err(format!("`{prompt}` was refused")),
+            name if names.iter().any(|n| n == name) => {
+                let _ = writeln!(
+                    err,
+                    "{name} has approved already; another approver is needed."
+                );
+            }
+            name => names.push(name.to_string()),
+        }
+    }
+    Ok(names)
+}
