@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
+use crate::app;
 use crate::runbook::{self, Runbook};
 use crate::yaml::Diagnostic;
 
@@ -36,6 +37,85 @@ pub enum Command {
     Schema,
     /// Serve the OTC simulator (IAM, EVS consistency groups, SDRS) for rehearsals and tests.
     Sim(SimArgs),
+    /// Run a runbook in the foreground with live progress; exit 0 only on success.
+    Run(RunArgs),
+    /// Start the simulator in-process and run `evs-switchover` against it.
+    Demo {
+        /// Config file (default: config/drover.yaml if present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Machine output (JSON lines).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read and verify the audit trail.
+    Audit {
+        /// Config file (default: config/drover.yaml if present).
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        /// What to do.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+/// Options of `drover run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Runbook file, or the name of a runbook in `runbooks.dir`.
+    #[arg(required_unless_present = "resume")]
+    pub runbook: Option<String>,
+    /// Parameter `KEY=VALUE` (repeatable).
+    #[arg(short = 'p', long = "param")]
+    pub params: Vec<String>,
+    /// Send no change: only GET/HEAD requests leave; the rest is printed and recorded.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Approve `approval` steps as NAME without asking (repeat for several approvers).
+    #[arg(long = "approve", value_name = "NAME")]
+    pub approve: Vec<String>,
+    /// Resume an interrupted run by its id (with the runbook version it started with).
+    #[arg(long, value_name = "RUN_ID", conflicts_with_all = ["runbook", "params", "dry_run"])]
+    pub resume: Option<String>,
+    /// Config file (default: config/drover.yaml if present).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Machine output (JSON lines: events, then the summary).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `drover audit` commands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// The most recent runs.
+    List {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Machine output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run: steps, attempts (with intents and reconciliations), approvals.
+    Show {
+        /// Run id.
+        run: String,
+        /// Machine output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The audit events, as JSON Lines or CSV.
+    Export {
+        /// `jsonl` or `csv`.
+        #[arg(long, value_parser = ["jsonl", "csv"])]
+        format: String,
+        /// Only events at or after this time (RFC 3339, or a date such as 2026-11-01).
+        #[arg(long)]
+        since: Option<String>,
+    },
+    /// Recompute the hash chain; names the first broken link (exit 1).
+    Verify,
 }
 
 /// Options of `drover sim`.
@@ -81,6 +161,9 @@ pub enum Outcome {
 pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Sim(args) => sim(args, out).await,
+        Command::Run(args) => run_command(args, out).await,
+        Command::Demo { config, json } => demo(config, json, out).await,
+        Command::Audit { config, command } => audit(config, command, out).await,
         Command::Validate { paths, json } => validate(&paths, json, out),
         Command::Schema => {
             let schema = runbook::schema::runbook_schema();
@@ -88,6 +171,239 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             Ok(Outcome::Success)
         }
     }
+}
+
+/// A token cancelled by the first Ctrl-C (stop at the next step boundary);
+/// a second Ctrl-C exits at once.
+fn interrupt_token() -> tokio_util::sync::CancellationToken {
+    let token = tokio_util::sync::CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!(
+                "stopping at the next step boundary; press Ctrl-C again to exit now (the run stays resumable)"
+            );
+            cancel.cancel();
+        }
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(130);
+        }
+    });
+    token
+}
+
+fn summary_outcome(summary: &crate::engine::RunSummary) -> Outcome {
+    if summary.status == "succeeded" {
+        Outcome::Success
+    } else {
+        Outcome::Failure
+    }
+}
+
+async fn run_command(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let config = app::load_config(args.config.as_deref())?;
+    let options = app::RunOptions {
+        runbook: args.runbook,
+        params: args.params,
+        dry_run: args.dry_run,
+        json: args.json,
+        approve: args.approve,
+        resume: args.resume,
+        requested_by: std::env::var("USER").unwrap_or_else(|_| "operator".into()),
+    };
+    let summary = app::run(&config, options, interrupt_token()).await?;
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string(&summary)?)?;
+    } else {
+        writeln!(out, "{}", app::describe_summary(&summary))?;
+    }
+    Ok(summary_outcome(&summary))
+}
+
+async fn demo(config: Option<PathBuf>, json: bool, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let config = app::load_config(config.as_deref())?;
+    let (summary, database) = app::demo(&config, json, interrupt_token()).await?;
+    if json {
+        writeln!(out, "{}", serde_json::to_string(&summary)?)?;
+    } else {
+        writeln!(out, "{}", app::describe_summary(&summary))?;
+        writeln!(
+            out,
+            "audit database: {database} (drover audit list, drover audit verify)"
+        )?;
+    }
+    Ok(summary_outcome(&summary))
+}
+
+async fn audit(
+    config: Option<PathBuf>,
+    command: AuditCommand,
+    out: &mut dyn Write,
+) -> anyhow::Result<Outcome> {
+    let config = app::load_config(config.as_deref())?;
+    let store = app::open_store(&config).await?;
+    match command {
+        AuditCommand::List { limit, json } => {
+            let runs = store.runs(limit).await?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&runs)?)?;
+            } else if runs.is_empty() {
+                writeln!(out, "no runs recorded in {}", config.database_url)?;
+            } else {
+                writeln!(
+                    out,
+                    "{:<36}  {:<24}  {:<10}  {:<9}  {:<12}  created",
+                    "run", "runbook", "status", "trigger", "by"
+                )?;
+                for r in runs {
+                    let dry = if r.dry_run { " (dry run)" } else { "" };
+                    writeln!(
+                        out,
+                        "{:<36}  {:<24}  {:<10}  {:<9}  {:<12}  {}{dry}",
+                        r.id, r.runbook, r.status, r.trigger, r.requested_by, r.created_at
+                    )?;
+                }
+            }
+            Ok(Outcome::Success)
+        }
+        AuditCommand::Show { run, json } => {
+            let Some(record) = store.run(&run).await? else {
+                anyhow::bail!("run {run} not found in {}", config.database_url);
+            };
+            let steps = store.steps(&run).await?;
+            let attempts = store.attempts(&run).await?;
+            let approvals = store.approvals(&run).await?;
+            if json {
+                let doc = serde_json::json!({ "run": record, "steps": steps, "attempts": attempts, "approvals": approvals });
+                writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+                return Ok(Outcome::Success);
+            }
+            writeln!(
+                out,
+                "run {} ({}, {}): {}",
+                record.id, record.runbook, record.kind, record.status
+            )?;
+            writeln!(
+                out,
+                "  runbook version {} from {}",
+                record.runbook_digest, record.runbook_path
+            )?;
+            writeln!(
+                out,
+                "  {} by {} at {}; params {}",
+                record.trigger,
+                record.requested_by,
+                record.created_at,
+                serde_json::to_string(&record.params)?
+            )?;
+            if let Some(end) = &record.finished_at {
+                writeln!(
+                    out,
+                    "  finished {end}{}",
+                    record
+                        .error
+                        .as_deref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                )?;
+            }
+            if let Some(at) = &record.recovered_at {
+                writeln!(out, "  recovered (all main steps done) at {at}")?;
+            }
+            for step in &steps {
+                writeln!(
+                    out,
+                    "  step {:<18} {:<9}{}",
+                    step.step_id,
+                    step.status,
+                    step.error
+                        .as_deref()
+                        .map(|e| format!(" {e}"))
+                        .unwrap_or_default()
+                )?;
+                for a in attempts.iter().filter(|a| a.step_id == step.step_id) {
+                    writeln!(
+                        out,
+                        "    {} #{} {:<10} {} -> {}{}{}",
+                        a.started_at,
+                        a.attempt,
+                        a.kind,
+                        a.request,
+                        a.outcome.as_deref().unwrap_or("NO OUTCOME (intent)"),
+                        a.http_status.map(|s| format!(" [{s}]")).unwrap_or_default(),
+                        a.error_code
+                            .as_deref()
+                            .map(|c| format!(" {c}"))
+                            .unwrap_or_default()
+                    )?;
+                }
+                for ap in approvals.iter().filter(|a| a.step_id == step.step_id) {
+                    writeln!(out, "    {} {} by {}", ap.at, ap.decision, ap.approver)?;
+                }
+            }
+            Ok(Outcome::Success)
+        }
+        AuditCommand::Export { format, since } => {
+            let since = since.as_deref().map(parse_since).transpose()?;
+            let events = store.events(since).await?;
+            if format == "jsonl" {
+                for e in events {
+                    writeln!(out, "{}", serde_json::to_string(&e)?)?;
+                }
+            } else {
+                let mut w = csv::Writer::from_writer(Vec::new());
+                w.write_record([
+                    "seq",
+                    "at",
+                    "actor",
+                    "kind",
+                    "run_id",
+                    "step_id",
+                    "data",
+                    "prev_hash",
+                    "hash",
+                ])?;
+                for e in events {
+                    w.write_record([
+                        e.seq.to_string(),
+                        e.at,
+                        e.actor,
+                        e.kind,
+                        e.run_id.unwrap_or_default(),
+                        e.step_id.unwrap_or_default(),
+                        e.data.to_string(),
+                        e.prev_hash,
+                        e.hash,
+                    ])?;
+                }
+                out.write_all(&w.into_inner()?)?;
+            }
+            Ok(Outcome::Success)
+        }
+        AuditCommand::Verify => match store.verify().await? {
+            Ok(count) => {
+                writeln!(out, "audit chain intact: {count} events verified")?;
+                Ok(Outcome::Success)
+            }
+            Err(broken) => {
+                writeln!(out, "{broken}")?;
+                Ok(Outcome::Failure)
+            }
+        },
+    }
+}
+
+fn parse_since(text: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "--since {text}: expected an RFC 3339 time or a date such as 2026-11-01"
+            )
+        })
 }
 
 async fn sim(args: SimArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {

@@ -144,6 +144,10 @@ pub enum CloudAuth {
     },
     /// A token obtained elsewhere, from `DROVER_CLOUD__AUTH__TOKEN`.
     Token(SecretString),
+    /// A method is configured but its secret is not in the environment. Commands
+    /// that need no cloud (audit, validate) still work; building a client fails
+    /// with this message.
+    Incomplete(String),
 }
 
 impl fmt::Debug for CloudAuth {
@@ -153,6 +157,7 @@ impl fmt::Debug for CloudAuth {
             CloudAuth::Password { .. } => "CloudAuth::Password([REDACTED])",
             CloudAuth::AkSk { .. } => "CloudAuth::AkSk([REDACTED])",
             CloudAuth::Token(_) => "CloudAuth::Token([REDACTED])",
+            CloudAuth::Incomplete(_) => "CloudAuth::Incomplete",
         })
     }
 }
@@ -592,14 +597,14 @@ fn build_auth(raw: RawAuth, sink: &Sink) -> CloudAuth {
     let Some(method) = raw.method.0 else {
         return CloudAuth::None;
     };
+    let needs = |what: &str| {
+        format!(
+            "cloud.auth.method `{}` needs {what}",
+            method_name(method.value)
+        )
+    };
     let missing = |what: &str| {
-        sink.error(
-            &method.loc,
-            format!(
-                "cloud.auth.method `{}` needs {what}",
-                method_name(method.value)
-            ),
-        );
+        sink.error(&method.loc, needs(what));
     };
     match method.value {
         AuthMethod::Password => match (raw.user, raw.domain, password) {
@@ -616,7 +621,9 @@ fn build_auth(raw: RawAuth, sink: &Sink) -> CloudAuth {
                     missing("`domain` (the account name)");
                 }
                 if password.is_none() {
-                    missing("the environment variable DROVER_CLOUD__AUTH__PASSWORD");
+                    return CloudAuth::Incomplete(needs(
+                        "the environment variable DROVER_CLOUD__AUTH__PASSWORD",
+                    ));
                 }
                 CloudAuth::None
             }
@@ -626,18 +633,14 @@ fn build_auth(raw: RawAuth, sink: &Sink) -> CloudAuth {
                 access_key,
                 secret_key,
             },
-            _ => {
-                missing(
-                    "the environment variables DROVER_CLOUD__AUTH__ACCESS_KEY and DROVER_CLOUD__AUTH__SECRET_KEY",
-                );
-                CloudAuth::None
-            }
+            _ => CloudAuth::Incomplete(needs(
+                "the environment variables DROVER_CLOUD__AUTH__ACCESS_KEY and DROVER_CLOUD__AUTH__SECRET_KEY",
+            )),
         },
         AuthMethod::Token => match token {
             Some(t) => CloudAuth::Token(t),
             None => {
-                missing("the environment variable DROVER_CLOUD__AUTH__TOKEN");
-                CloudAuth::None
+                CloudAuth::Incomplete(needs("the environment variable DROVER_CLOUD__AUTH__TOKEN"))
             }
         },
     }

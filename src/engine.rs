@@ -186,6 +186,13 @@ pub enum RunEvent {
         /// What was seen.
         observed: String,
     },
+    /// A mutating call got no clear answer; the resource is read again before any re-send.
+    Ambiguous {
+        /// Step id.
+        step_id: String,
+        /// What happened to the call.
+        reason: String,
+    },
     /// An ambiguous answer was resolved by reading the resource again.
     Reconciled {
         /// Step id.

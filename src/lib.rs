@@ -6,17 +6,19 @@
 //! exactly-once mutating calls, and keeps a tamper-evident audit trail.
 //!
 //! # Layout
-//! - [`cli`]: command-line surface (`drover validate`, `drover schema`, ...).
+//! - [`cli`]: command-line surface (`validate`, `schema`, `run`, `demo`, `audit`, `sim`).
+//! - [`app`]: wiring of config, store, cloud client and engine for the commands.
 //! - [`cloud`]: the only code that talks to OTC: errors, signing, resources.
 //! - [`config`]: `config/drover.yaml` plus `DROVER_*` environment overrides.
 //! - [`runbook`]: runbook files -> validated [`runbook::Runbook`] values.
-//! - [`engine`]: run execution; today the [`engine::retry::RetryPolicy`] value.
+//! - [`engine`]: run execution: retries, exactly-once mutating calls, durable runs.
 //! - [`store`]: the audit store (SQLite), the only code that runs SQL.
 //! - [`sim`]: the OTC simulator (today: the EVS group state machine).
 //! - [`telemetry`]: tracing setup.
 //! - [`yaml`]: located YAML and the error-collecting deserializer under both
 //!   runbooks and config.
 
+pub mod app;
 pub mod cli;
 pub mod cloud;
 pub mod config;

@@ -201,6 +201,9 @@ pub enum BuildError {
     /// reqwest refused the settings.
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
+    /// Credentials are configured but their secret is missing.
+    #[error("{0}")]
+    Auth(String),
 }
 
 impl CloudClient {
@@ -232,6 +235,7 @@ impl CloudClient {
         })?;
         let auth = match &config.auth {
             CloudAuth::None => Auth::None,
+            CloudAuth::Incomplete(why) => return Err(BuildError::Auth(why.clone())),
             CloudAuth::Password {
                 user,
                 domain,

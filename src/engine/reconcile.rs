@@ -335,6 +335,13 @@ pub(crate) async fn mutate<C: Cloud>(s: &StepRun<'_, C>, m: &Mutation) -> Result
 
     // A run resumed after a crash: the last request may or may not have been acted on.
     if let Some(open) = intents.last().filter(|a| unresolved(a.outcome.as_deref())) {
+        s.emit(RunEvent::Ambiguous {
+            step_id: step_id.clone(),
+            reason: format!(
+                "resumed with intent #{} of {} unanswered",
+                open.attempt, open.request
+            ),
+        });
         let pre = open.pre_image.clone().unwrap_or(Value::Null);
         if let Some(sent) = reconcile(s, m, &pre, open.id, attempt).await? {
             return Ok(sent);

@@ -1,0 +1,361 @@
+//! Wiring for the commands that execute runs: config -> store, cloud client,
+//! engine; runbook lookup by name or path; live progress output; the demo.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use secrecy::SecretString;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::cloud::CloudClient;
+use crate::config::{CloudAuth, CloudConfig, Config};
+use crate::engine::{Approvals, Engine, EventSink, RunEvent, RunRequest, RunSummary};
+use crate::runbook::{self, Runbook};
+use crate::sim::faults::{FaultRule, Faults};
+use crate::sim::{SimConfig, Simulator};
+use crate::store::Store;
+
+/// Loads config, reporting every problem.
+pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    Config::load(path).map_err(|errors| {
+        anyhow!(
+            "invalid configuration:\n{}",
+            errors
+                .iter()
+                .map(|e| format!("  {e}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })
+}
+
+/// Opens the configured store.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    Ok(Store::open(&config.database_url).await?)
+}
+
+/// A runbook by path, or by name from the runbooks folder.
+pub fn find_runbook(dir: &Path, name_or_path: &str) -> anyhow::Result<Runbook> {
+    let as_path = PathBuf::from(name_or_path);
+    let path = if as_path.is_file() {
+        as_path
+    } else {
+        let candidates = runbook::find_files(&[dir.to_path_buf()]).map_err(|d| anyhow!("{d}"))?;
+        candidates
+            .into_iter()
+            .find(|p| {
+                p.file_stem().and_then(|s| s.to_str()) == Some(name_or_path)
+                    || runbook::load(p).is_ok_and(|r| r.name == name_or_path)
+            })
+            .ok_or_else(|| {
+                anyhow!(
+                    "no runbook `{name_or_path}`: not a file, and not a runbook name in {}",
+                    dir.display()
+                )
+            })?
+    };
+    runbook::load(&path).map_err(|errors| {
+        anyhow!(
+            "{} is invalid:\n{}",
+            path.display(),
+            errors
+                .iter()
+                .map(|e| format!("  {e}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })
+}
+
+/// Parses `-p key=value` pairs.
+pub fn parse_params(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    pairs
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .ok_or_else(|| anyhow!("-p {p}: expected KEY=VALUE"))
+        })
+        .collect()
+}
+
+/// Prints run events as they happen: one line each, with the time since start.
+pub fn progress_printer(json: bool) -> EventSink {
+    let start = Instant::now();
+    let out = Arc::new(Mutex::new(std::io::stdout()));
+    Arc::new(move |event: &RunEvent| {
+        let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
+        if json {
+            let _ = writeln!(out, "{}", serde_json::to_string(event).unwrap_or_default());
+            return;
+        }
+        let t = start.elapsed().as_secs_f64();
+        let line = match event {
+            RunEvent::RunStarted {
+                run_id,
+                runbook,
+                resumed,
+                dry_run,
+            } => format!(
+                "{} run {run_id} ({runbook}){}",
+                if *resumed { "resuming" } else { "starting" },
+                if *dry_run {
+                    ", DRY RUN: no change is sent"
+                } else {
+                    ""
+                }
+            ),
+            RunEvent::StepStarted { step_id, action } => format!("{step_id:<18} {action} ..."),
+            RunEvent::StepSkipped { step_id, reason } => format!("{step_id:<18} skipped: {reason}"),
+            RunEvent::StepAlreadyDone { step_id, status } => {
+                format!("{step_id:<18} already {status} (not run again)")
+            }
+            RunEvent::Retrying {
+                step_id,
+                attempt,
+                max_attempts,
+                delay_ms,
+                reason,
+            } => {
+                format!(
+                    "{step_id:<18} attempt {attempt}/{max_attempts} failed, retrying in {:.1}s: {reason}",
+                    *delay_ms as f64 / 1e3
+                )
+            }
+            RunEvent::Waiting { step_id, observed } => format!("{step_id:<18} waiting: {observed}"),
+            RunEvent::Ambiguous { step_id, reason } => {
+                format!("{step_id:<18} no clear answer ({reason}); re-reading before any re-send")
+            }
+            RunEvent::Reconciled {
+                step_id,
+                outcome,
+                evidence,
+            } => format!(
+                "{step_id:<18} re-read: {} ({evidence})",
+                if outcome == "applied" {
+                    "the action took effect, not sending again"
+                } else {
+                    "the action did not take effect"
+                }
+            ),
+            RunEvent::WouldSend { step_id, request } => {
+                format!("{step_id:<18} dry run, would send: {request}")
+            }
+            RunEvent::Approved { step_id, approver } => {
+                format!("{step_id:<18} approved by {approver}")
+            }
+            RunEvent::Note { step_id, message } => format!("{step_id:<18} {message}"),
+            RunEvent::StepFinished {
+                step_id,
+                status,
+                duration_ms,
+                error,
+            } => match error {
+                None => format!("{step_id:<18} {status} ({:.1}s)", *duration_ms as f64 / 1e3),
+                Some(e) => format!(
+                    "{step_id:<18} {status} ({:.1}s): {e}",
+                    *duration_ms as f64 / 1e3
+                ),
+            },
+            RunEvent::RunFinished { .. } => return,
+        };
+        let _ = writeln!(out, "[{t:7.1}s] {line}");
+    })
+}
+
+/// One readable paragraph about how a run ended.
+pub fn describe_summary(summary: &RunSummary) -> String {
+    let done: Vec<&str> = summary
+        .steps
+        .iter()
+        .filter(|(_, s)| s == "succeeded")
+        .map(|(id, _)| id.as_str())
+        .collect();
+    let mut text = match summary.status.as_str() {
+        "succeeded" => format!(
+            "run {} ({}) succeeded{}",
+            summary.run_id,
+            summary.runbook,
+            summary
+                .recovery_ms
+                .map(|ms| format!("; recovery time {}", human(Duration::from_millis(ms))))
+                .unwrap_or_default()
+        ),
+        "running" => format!(
+            "run {} ({}) stopped at a step boundary; it is resumable: drover run --resume {}",
+            summary.run_id, summary.runbook, summary.run_id
+        ),
+        _ => format!(
+            "run {} ({}) failed: {}. Steps that completed: {}",
+            summary.run_id,
+            summary.runbook,
+            summary.error.as_deref().unwrap_or("unknown error"),
+            if done.is_empty() {
+                "none".to_string()
+            } else {
+                done.join(", ")
+            }
+        ),
+    };
+    if summary.dry_run {
+        text.push_str(" (dry run: no change was sent)");
+    }
+    text.push_str(&format!(
+        ". Audit trail: drover audit show {}",
+        summary.run_id
+    ));
+    text
+}
+
+/// `1m05s`, `12.3s`.
+pub fn human(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs < 60.0 {
+        format!("{secs:.1}s")
+    } else {
+        format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
+    }
+}
+
+/// Everything `drover run` needs.
+pub struct RunOptions {
+    /// Runbook name or path (absent with `resume`).
+    pub runbook: Option<String>,
+    /// `-p` pairs.
+    pub params: Vec<String>,
+    /// Dry run.
+    pub dry_run: bool,
+    /// Machine output.
+    pub json: bool,
+    /// `--approve` names; empty means ask on the terminal.
+    pub approve: Vec<String>,
+    /// Run to resume.
+    pub resume: Option<String>,
+    /// Who is running it.
+    pub requested_by: String,
+}
+
+/// Executes `drover run` against the configured cloud.
+pub async fn run(
+    config: &Config,
+    options: RunOptions,
+    cancel: CancellationToken,
+) -> anyhow::Result<RunSummary> {
+    let store = open_store(config).await?;
+    let client = CloudClient::new(&config.cloud)?.with_dry_run(options.dry_run);
+    execute(store, client, &config.runbooks_dir, options, cancel).await
+}
+
+async fn execute(
+    store: Store,
+    client: CloudClient,
+    dir: &Path,
+    options: RunOptions,
+    cancel: CancellationToken,
+) -> anyhow::Result<RunSummary> {
+    let approvals = if options.approve.is_empty() {
+        Approvals::Prompt
+    } else {
+        Approvals::Given(options.approve.clone())
+    };
+    let engine = Engine::new(
+        Arc::new(client),
+        store,
+        progress_printer(options.json),
+        approvals,
+    );
+    let summary = match &options.resume {
+        Some(run_id) => engine.execute(run_id, &cancel).await?,
+        None => {
+            let name = options
+                .runbook
+                .as_deref()
+                .ok_or_else(|| anyhow!("a runbook name or path is needed"))?;
+            let runbook = find_runbook(dir, name)?;
+            let request = RunRequest {
+                runbook,
+                params: parse_params(&options.params)?,
+                trigger: "cli".into(),
+                requested_by: options.requested_by.clone(),
+            };
+            engine.run(request, &cancel).await?
+        }
+    };
+    Ok(summary)
+}
+
+/// The demo: the simulator in-process with a seeded group and some injected
+/// 503s, and `evs-switchover` run against it. Returns the summary and the
+/// database URL.
+pub async fn demo(
+    config: &Config,
+    json: bool,
+    cancel: CancellationToken,
+) -> anyhow::Result<(RunSummary, String)> {
+    let mut faults = Faults::default();
+    faults.rules.insert(
+        "*".into(),
+        FaultRule {
+            p503: 0.2,
+            ..FaultRule::default()
+        },
+    );
+    let sim = Simulator::new(SimConfig {
+        evs_groups: vec!["demo-group".into()],
+        transition: Duration::from_secs(4),
+        seed: 7,
+        faults,
+        ..SimConfig::default()
+    })
+    .map_err(|e| anyhow!(e))?;
+    let creds = sim.credentials();
+    let shutdown = CancellationToken::new();
+    let addr = sim
+        .clone()
+        .spawn("127.0.0.1:0", shutdown.clone())
+        .await
+        .context("starting the simulator")?;
+    let url = format!("http://{addr}");
+    let cloud = CloudConfig {
+        iam_endpoint: url.clone(),
+        evs_endpoint: url.clone(),
+        sdrs_endpoint: url,
+        project_id: Some(creds.project_id.clone()),
+        auth: CloudAuth::Password {
+            user: creds.user,
+            domain: creds.domain,
+            password: SecretString::from(creds.password),
+        },
+        ..config.cloud.clone()
+    };
+    let store = open_store(config).await?;
+    let client = CloudClient::new(&cloud)?;
+    if !json {
+        println!(
+            "drover demo: simulator at http://{addr} with group demo-group; 20% of requests answer 503"
+        );
+    }
+    let options = RunOptions {
+        runbook: Some(
+            config
+                .runbooks_dir
+                .join("evs-switchover.yaml")
+                .display()
+                .to_string(),
+        ),
+        params: vec!["group_id=demo-group".into()],
+        dry_run: false,
+        json,
+        approve: vec!["demo-approver".into()],
+        resume: None,
+        requested_by: "demo".into(),
+    };
+    let summary = execute(store, client, &config.runbooks_dir, options, cancel).await;
+    shutdown.cancel();
+    Ok((summary?, config.database_url.clone()))
+}
