@@ -472,7 +472,7 @@ async fn api(
             headers: Vec::new(),
             changed: false,
         },
-        Some(f @ (Fault::Status408 | Fault::Status502 | Fault::Status503 | Fault::Status504)) => {
+        Some(f) if f != Fault::Ambiguous && f != Fault::Reset => {
             let status = f.status().unwrap_or(503);
             let mut a = Answer::json(
                 status,
@@ -483,7 +483,7 @@ async fn api(
             }
             a
         }
-        Some(Fault::Ambiguous) | None => {
+        _ => {
             let answer = match authenticate(&mut s, &route, &method, &uri, &headers, &body) {
                 Ok(kind) => {
                     auth = kind;

@@ -5,6 +5,10 @@
 //! applied at open. Every write is one `BEGIN IMMEDIATE` transaction that also
 //! appends its audit event, so the state and the hash chain never disagree and
 //! concurrent writers (a daemon and a CLI run) serialise.
+//!
+//! One connection per process, behind an async mutex: SQLite has one writer
+//! anyway, and unlike a pool it arms no timer while SQLite works, so the engine
+//! can be tested in paused time.
 
 pub mod audit;
 
@@ -16,11 +20,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
-use sqlx::{Row, SqliteConnection};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteRow, SqliteSynchronous};
+use sqlx::{Connection, Row, SqliteConnection};
+use std::sync::Arc;
+use tokio::sync::Mutex;
 
 pub use audit::{BrokenLink, Event};
 
@@ -257,10 +260,10 @@ pub fn now() -> String {
     Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// The store.
+/// The store. Clones share the connection.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    conn: Arc<Mutex<SqliteConnection>>,
 }
 
 impl Store {
@@ -289,9 +292,7 @@ impl Store {
             // Intents must survive a crash the moment they are written.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(if path == ":memory:" { 1 } else { 4 })
-            .connect_with(options)
+        let mut conn = SqliteConnection::connect_with(&options)
             .await
             .map_err(|e| open_error(e.to_string()))?;
         let migrations = MIGRATIONS
@@ -307,19 +308,18 @@ impl Store {
             })
             .collect();
         sqlx::migrate::Migrator::with_migrations(migrations)
-            .run(&pool)
+            .run(&mut conn)
             .await
             .map_err(|e| StoreError::Migrate(e.to_string()))?;
-        Ok(Store { pool })
-    }
-
-    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+        })
     }
 
     /// Creates a run with its steps, leasing its targets, in one transaction.
     pub async fn create_run(&self, run: &NewRun) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
+        let mut conn = self.conn.lock().await;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         for target in &run.targets {
             let holder = sqlx::query("SELECT l.run_id, r.runbook, r.created_at FROM target_leases l JOIN runs r ON r.id = l.run_id WHERE l.target = ?")
                 .bind(target)
@@ -397,7 +397,8 @@ impl Store {
         error: Option<&str>,
         actor: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
+        let mut conn = self.conn.lock().await;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE id = ?")
             .bind(status)
             .bind(error)
@@ -427,7 +428,7 @@ impl Store {
         sqlx::query("UPDATE runs SET recovered_at = ? WHERE id = ? AND recovered_at IS NULL")
             .bind(now())
             .bind(run_id)
-            .execute(&self.pool)
+            .execute(&mut *self.conn.lock().await)
             .await?;
         Ok(())
     }
@@ -441,7 +442,8 @@ impl Store {
         output: Option<&Value>,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
+        let mut conn = self.conn.lock().await;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let at = now();
         let started = status == status::RUNNING;
         sqlx::query(
@@ -482,7 +484,8 @@ impl Store {
         a: &NewAttempt,
         outcome: Option<&Outcome>,
     ) -> Result<i64, StoreError> {
-        let mut tx = self.begin().await?;
+        let mut conn = self.conn.lock().await;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let at = now();
         let row = sqlx::query(
             "INSERT INTO step_attempts (run_id, step_id, attempt, kind, request, request_body, pre_image, http_status, error_code, error_message, outcome, started_at, duration_ms)
@@ -535,7 +538,8 @@ impl Store {
         attempt_id: i64,
         o: &Outcome,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
+        let mut conn = self.conn.lock().await;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("UPDATE step_attempts SET outcome = ?, http_status = ?, error_code = ?, error_message = ?, duration_ms = ? WHERE id = ?")
             .bind(&o.outcome)
             .bind(o.http_status.map(i64::from))
@@ -568,7 +572,8 @@ impl Store {
         decision: &str,
         comment: Option<&str>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
+        let mut conn = self.conn.lock().await;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("INSERT OR REPLACE INTO approvals (run_id, step_id, approver, decision, comment, at) VALUES (?, ?, ?, ?, ?, ?)")
             .bind(run_id)
             .bind(step_id)
@@ -599,7 +604,8 @@ impl Store {
         run_id: Option<&str>,
         data: Value,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
+        let mut conn = self.conn.lock().await;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         append(&mut tx, actor, kind, run_id, None, data).await?;
         tx.commit().await?;
         Ok(())
@@ -609,7 +615,7 @@ impl Store {
     pub async fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
         let row = sqlx::query(concat!(run_columns!(), " WHERE id = ?"))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn.lock().await)
             .await?;
         Ok(row.map(|r| run_record(&r)))
     }
@@ -621,7 +627,7 @@ impl Store {
             " ORDER BY created_at DESC, id DESC LIMIT ?"
         ))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn.lock().await)
         .await?;
         Ok(rows.iter().map(run_record).collect())
     }
@@ -632,7 +638,7 @@ impl Store {
             run_columns!(),
             " WHERE status = 'running' ORDER BY created_at"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn.lock().await)
         .await?;
         Ok(rows.iter().map(run_record).collect())
     }
@@ -641,7 +647,7 @@ impl Store {
     pub async fn steps(&self, run_id: &str) -> Result<Vec<StepRecord>, StoreError> {
         let rows = sqlx::query("SELECT step_id, position, phase, status, output, error, started_at, finished_at FROM steps WHERE run_id = ? ORDER BY position")
             .bind(run_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn.lock().await)
             .await?;
         Ok(rows
             .iter()
@@ -665,7 +671,7 @@ impl Store {
              FROM step_attempts WHERE run_id = ? ORDER BY id",
         )
         .bind(run_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn.lock().await)
         .await?;
         Ok(rows
             .iter()
@@ -691,7 +697,7 @@ impl Store {
     pub async fn approvals(&self, run_id: &str) -> Result<Vec<ApprovalRecord>, StoreError> {
         let rows = sqlx::query("SELECT step_id, approver, decision, comment, at FROM approvals WHERE run_id = ? ORDER BY at")
             .bind(run_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn.lock().await)
             .await?;
         Ok(rows
             .iter()
@@ -712,7 +718,7 @@ impl Store {
             .unwrap_or_default();
         let rows = sqlx::query("SELECT seq, at, actor, kind, run_id, step_id, data, prev_hash, hash FROM audit_events WHERE at >= ? ORDER BY seq")
             .bind(since)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn.lock().await)
             .await?;
         Ok(rows.iter().map(event_record).collect())
     }
@@ -723,10 +729,13 @@ impl Store {
         Ok(audit::verify(&events))
     }
 
-    /// The pool, for tests that tamper with rows on purpose.
+    /// Runs raw SQL: for tests that tamper with the trail on purpose.
     #[doc(hidden)]
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+    pub async fn execute_unchecked(&self, sql: &'static str) -> Result<u64, StoreError> {
+        Ok(sqlx::query(sql)
+            .execute(&mut *self.conn.lock().await)
+            .await?
+            .rows_affected())
     }
 }
 

@@ -30,6 +30,18 @@ pub const ENDPOINTS: &[&str] = &[
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Fault {
+    /// Answer 400 without acting (forced faults only).
+    #[serde(rename = "400")]
+    Status400,
+    /// Answer 403 without acting (forced faults only).
+    #[serde(rename = "403")]
+    Status403,
+    /// Answer 404 without acting (forced faults only).
+    #[serde(rename = "404")]
+    Status404,
+    /// Answer 409 without acting (forced faults only).
+    #[serde(rename = "409")]
+    Status409,
     /// Answer 408 without acting.
     #[serde(rename = "408")]
     Status408,
@@ -52,6 +64,10 @@ impl Fault {
     /// The HTTP status answered, for the status faults and `Ambiguous`.
     pub fn status(self) -> Option<u16> {
         match self {
+            Fault::Status400 => Some(400),
+            Fault::Status403 => Some(403),
+            Fault::Status404 => Some(404),
+            Fault::Status409 => Some(409),
             Fault::Status408 => Some(408),
             Fault::Status502 => Some(502),
             Fault::Status503 => Some(503),

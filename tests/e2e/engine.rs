@@ -1,0 +1,525 @@
+//! The engine against the simulator: shipped runbooks under injected faults,
+//! exactly-once mutating calls (ambiguous answers, crashes at the worst
+//! moment, a killed process), dry runs, leases, the audit trail and secrets.
+//! Polling and backoff run in paused tokio time.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use drover::cloud::CloudClient;
+use drover::engine::{Approvals, Engine, RunEvent, RunRequest, RunSummary};
+use drover::runbook::{self, Runbook};
+use drover::sim::SimConfig;
+use drover::sim::faults::{Fault, FaultRule, Faults, Forced};
+use drover::store::Store;
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{Sim, cloud_config, password_auth, repo, start_sim};
+
+pub struct Harness {
+    pub sim: Sim,
+    pub store: Store,
+    pub db: std::path::PathBuf,
+    pub events: Arc<Mutex<Vec<RunEvent>>>,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn harness(config: SimConfig) -> Harness {
+    let sim = start_sim(SimConfig {
+        evs_groups: vec!["g1".into()],
+        sdrs_groups: vec!["pg1".into()],
+        transition: Duration::from_secs(20),
+        ..config
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let store = Store::open(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    Harness {
+        sim,
+        store,
+        db,
+        events: Arc::new(Mutex::new(Vec::new())),
+        _dir: dir,
+    }
+}
+
+impl Harness {
+    pub fn engine(&self, dry_run: bool) -> Engine<CloudClient> {
+        let client = CloudClient::new(&cloud_config(&self.sim, password_auth(&self.sim)))
+            .unwrap()
+            .with_dry_run(dry_run);
+        let events = self.events.clone();
+        Engine::new(
+            Arc::new(client),
+            self.store.clone(),
+            Arc::new(move |e: &RunEvent| events.lock().unwrap().push(e.clone())),
+            Approvals::Given(vec!["tester".into()]),
+        )
+        .with_env(BTreeMap::new())
+    }
+
+    pub async fn run(&self, runbook: &str, params: &[(&str, &str)]) -> RunSummary {
+        self.engine(false)
+            .run(request(runbook, params), &CancellationToken::new())
+            .await
+            .unwrap()
+    }
+
+    /// Journal entries of `endpoint` that changed simulator state.
+    pub fn changes(&self, endpoint: &str) -> usize {
+        self.sim
+            .sim
+            .journal()
+            .iter()
+            .filter(|e| e.endpoint == endpoint && e.changed)
+            .count()
+    }
+
+    pub fn events(&self) -> Vec<RunEvent> {
+        self.events.lock().unwrap().clone()
+    }
+}
+
+pub fn shipped(name: &str) -> Runbook {
+    runbook::load(&repo(&format!("runbooks/{name}.yaml"))).unwrap()
+}
+
+pub fn request(runbook: &str, params: &[(&str, &str)]) -> RunRequest {
+    RunRequest {
+        runbook: shipped(runbook),
+        params: params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        trigger: "cli".into(),
+        requested_by: "alice".into(),
+    }
+}
+
+fn thirty_percent_faults() -> Faults {
+    let mut faults = Faults::default();
+    faults.rules.insert(
+        "*".into(),
+        FaultRule {
+            p408: 0.075,
+            p502: 0.075,
+            p503: 0.075,
+            p504: 0.075,
+            ..FaultRule::default()
+        },
+    );
+    faults
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_shipped_runbook_succeeds_under_thirty_percent_faults() {
+    let cases: [(&str, &[(&str, &str)], &str, usize); 6] = [
+        ("evs-switchover", &[("group_id", "g1")], "evs.action", 1),
+        ("evs-failover", &[("group_id", "g1")], "evs.action", 1),
+        (
+            "evs-round-trip-drill",
+            &[("group_id", "g1")],
+            "evs.action",
+            2,
+        ),
+        ("sdrs-switchover", &[("group_id", "pg1")], "sdrs.action", 1),
+        ("sdrs-failover", &[("group_id", "pg1")], "sdrs.action", 1),
+        (
+            "sdrs-drill",
+            &[("group_id", "pg1"), ("hold", "30s")],
+            "sdrs.drill.create",
+            1,
+        ),
+    ];
+    let (mut requests, mut faults, mut retries) = (0, 0, 0);
+    for (seed, (name, params, mutation, expected)) in cases.into_iter().enumerate() {
+        let h = harness(SimConfig {
+            faults: thirty_percent_faults(),
+            seed: 100 + seed as u64,
+            ..SimConfig::default()
+        })
+        .await;
+        let summary = h.run(name, params).await;
+        assert_eq!(summary.status, "succeeded", "{name}: {:?}", summary.error);
+        assert_eq!(
+            h.changes(mutation),
+            expected,
+            "{name}: each action accepted exactly once"
+        );
+        let journal = h.sim.sim.journal();
+        requests += journal.len();
+        faults += journal.iter().filter(|e| e.fault.is_some()).count();
+        retries += h
+            .events()
+            .iter()
+            .filter(|e| matches!(e, RunEvent::Retrying { .. }))
+            .count();
+    }
+    // About 30% of all requests were faulted, and every one was retried.
+    assert!(
+        faults * 100 >= requests * 15 && faults * 100 <= requests * 45,
+        "{faults} faults in {requests} requests"
+    );
+    assert!(retries >= faults, "{retries} retries for {faults} faults");
+}
+
+#[tokio::test(start_paused = true)]
+async fn switchover_ends_active_and_failover_ends_active_stopped() {
+    let h = harness(SimConfig::default()).await;
+    assert_eq!(
+        h.run("evs-switchover", &[("group_id", "g1")]).await.status,
+        "succeeded"
+    );
+    let (status, repl, station) = h
+        .sim
+        .sim
+        .with_evs_group("g1", |g| {
+            (g.status, g.replication_status, g.priority_station.clone())
+        })
+        .unwrap();
+    assert_eq!(
+        (status.as_str(), repl.as_str(), station.as_str()),
+        ("available", "active", "eu-de-02")
+    );
+
+    let h = harness(SimConfig::default()).await;
+    assert_eq!(
+        h.run("evs-failover", &[("group_id", "g1")]).await.status,
+        "succeeded"
+    );
+    let (status, repl) = h
+        .sim
+        .sim
+        .with_evs_group("g1", |g| (g.status, g.replication_status))
+        .unwrap();
+    assert_eq!(
+        (status.as_str(), repl.as_str()),
+        ("failovered", "active-stopped")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn failover_at_fault_level_5_sends_nothing() {
+    let h = harness(SimConfig::default()).await;
+    h.sim.sim.with_evs_group("g1", |g| {
+        g.fault_level = drover::runbook::model::FaultLevel::LinkDown
+    });
+    let summary = h.run("evs-failover", &[("group_id", "g1")]).await;
+    assert_eq!(summary.status, "failed");
+    assert!(
+        summary
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("fault_level is 5, expected 0 or 2"),
+        "{:?}",
+        summary.error
+    );
+    let mutating = h
+        .sim
+        .sim
+        .journal()
+        .iter()
+        .filter(|e| e.method != "GET" && e.endpoint != "iam.token")
+        .count();
+    assert_eq!(mutating, 0, "no mutating request");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ambiguous_switchover_is_reconciled_not_resent() {
+    let h = harness(SimConfig::default()).await;
+    h.sim.sim.force(Forced {
+        endpoint: "evs.action".into(),
+        fault: Fault::Ambiguous,
+        count: 1,
+    });
+    let summary = h.run("evs-switchover", &[("group_id", "g1")]).await;
+    assert_eq!(summary.status, "succeeded", "{:?}", summary.error);
+    let actions: Vec<_> = h
+        .sim
+        .sim
+        .journal()
+        .into_iter()
+        .filter(|e| e.endpoint == "evs.action")
+        .collect();
+    assert_eq!(actions.len(), 1, "one switchover request in all");
+    assert_eq!(
+        (actions[0].status, actions[0].changed),
+        (Some(504), true),
+        "it acted and answered 504"
+    );
+    assert!(
+        h.events()
+            .iter()
+            .any(|e| matches!(e, RunEvent::Reconciled { outcome, .. } if outcome == "applied"))
+    );
+    let attempts = h.store.attempts(&summary.run_id).await.unwrap();
+    let intent = attempts.iter().find(|a| a.kind == "intent").unwrap();
+    assert_eq!(
+        intent.outcome.as_deref(),
+        Some("applied"),
+        "the intent is settled by the reconciliation"
+    );
+    assert!(intent.pre_image.as_ref().unwrap()["status"] == "available");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_answer_that_did_not_act_is_sent_again_once() {
+    let h = harness(SimConfig::default()).await;
+    h.sim.sim.force(Forced {
+        endpoint: "evs.action".into(),
+        fault: Fault::Status504,
+        count: 1,
+    });
+    let summary = h.run("evs-switchover", &[("group_id", "g1")]).await;
+    assert_eq!(summary.status, "succeeded");
+    let actions: Vec<_> = h
+        .sim
+        .sim
+        .journal()
+        .into_iter()
+        .filter(|e| e.endpoint == "evs.action")
+        .map(|e| (e.status, e.changed))
+        .collect();
+    assert_eq!(actions, [(Some(504), false), (Some(200), true)]);
+    assert!(
+        h.events()
+            .iter()
+            .any(|e| matches!(e, RunEvent::Reconciled { outcome, .. } if outcome == "not_applied"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn client_errors_are_never_retried() {
+    for (fault, status) in [
+        (Fault::Status400, 400),
+        (Fault::Status403, 403),
+        (Fault::Status404, 404),
+        (Fault::Status409, 409),
+    ] {
+        let h = harness(SimConfig::default()).await;
+        h.sim.sim.force(Forced {
+            endpoint: "evs.get".into(),
+            fault,
+            count: 1,
+        });
+        let summary = h.run("evs-switchover", &[("group_id", "g1")]).await;
+        assert_eq!(summary.status, "failed", "{status}");
+        let gets: Vec<_> = h
+            .sim
+            .sim
+            .journal()
+            .into_iter()
+            .filter(|e| e.endpoint == "evs.get")
+            .map(|e| e.status)
+            .collect();
+        assert_eq!(
+            gets,
+            [Some(status)],
+            "{status} is answered once and not retried"
+        );
+        assert!(
+            summary
+                .error
+                .as_deref()
+                .unwrap()
+                .contains(&format!("answered {status}")),
+            "{:?}",
+            summary.error
+        );
+    }
+    // A refusal of the mutating call itself is not retried either.
+    let h = harness(SimConfig::default()).await;
+    h.sim.sim.force(Forced {
+        endpoint: "evs.action".into(),
+        fault: Fault::Status409,
+        count: 1,
+    });
+    let summary = h.run("evs-switchover", &[("group_id", "g1")]).await;
+    assert_eq!(summary.status, "failed");
+    assert_eq!(
+        h.sim
+            .sim
+            .journal()
+            .iter()
+            .filter(|e| e.endpoint == "evs.action")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn dry_run_sends_no_change_and_records_what_it_would_send() {
+    let h = harness(SimConfig::default()).await;
+    let summary = h
+        .engine(true)
+        .run(
+            request("evs-switchover", &[("group_id", "g1")]),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(summary.status, "succeeded", "{:?}", summary.error);
+    assert!(summary.dry_run);
+    let journal = h.sim.sim.journal();
+    let non_get: Vec<_> = journal
+        .iter()
+        .filter(|e| e.method != "GET" && e.endpoint != "iam.token")
+        .collect();
+    assert!(
+        non_get.is_empty(),
+        "only GETs (and the token request) left the process: {non_get:?}"
+    );
+    assert!(
+        journal
+            .iter()
+            .all(|e| !e.changed || e.endpoint == "iam.token")
+    );
+    let attempts = h.store.attempts(&summary.run_id).await.unwrap();
+    let would: Vec<_> = attempts.iter().filter(|a| a.kind == "would_send").collect();
+    assert_eq!(would.len(), 1);
+    assert!(
+        would[0]
+            .request
+            .contains("/os-vendor-replication-consistency-groups/g1/action"),
+        "{}",
+        would[0].request
+    );
+    assert!(
+        h.events()
+            .iter()
+            .any(|e| matches!(e, RunEvent::WouldSend { .. }))
+    );
+    assert_eq!(
+        h.sim.sim.with_evs_group("g1", |g| g.status.as_str()),
+        Some("available")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_run_on_the_same_group_is_refused() {
+    let h = harness(SimConfig::default()).await;
+    let engine = h.engine(false);
+    let first = engine
+        .start(request("evs-switchover", &[("group_id", "g1")]))
+        .await
+        .unwrap();
+    let err = engine
+        .start(request("evs-round-trip-drill", &[("group_id", "g1")]))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("evs:g1 is in use by run {first}")),
+        "{err}"
+    );
+    // Another group is free.
+    h.sim.sim.add_evs_group("g2", "eu-de-01", "eu-de-02");
+    engine
+        .start(request("evs-switchover", &[("group_id", "g2")]))
+        .await
+        .unwrap();
+    // When the first run ends its lease is released.
+    engine
+        .execute(&first, &CancellationToken::new())
+        .await
+        .unwrap();
+    engine
+        .start(request("evs-round-trip-drill", &[("group_id", "g1")]))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn sdrs_job_failure_fails_the_step_with_code_and_reason() {
+    let h = harness(SimConfig::default()).await;
+    h.sim
+        .sim
+        .with_sdrs(|s| s.groups.get_mut("pg1").unwrap().fail_next = true);
+    let summary = h.run("sdrs-switchover", &[("group_id", "pg1")]).await;
+    assert_eq!(summary.status, "failed");
+    let error = summary.error.unwrap();
+    assert!(
+        error.contains("reverseProtectionGroupNoCG") && error.contains("SDRS.1029"),
+        "{error}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_drill_is_deleted_even_when_a_check_fails() {
+    let h = harness(SimConfig::default()).await;
+    // Production breaks during the drill: the check fails, finally still deletes the drill.
+    let summary = {
+        let engine = h.engine(false);
+        let sim = h.sim.sim.clone();
+        let events = h.events.clone();
+        let watcher = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let created = events.lock().unwrap().iter().any(|e| matches!(e, RunEvent::StepFinished { step_id, .. } if step_id == "create_drill"));
+                if created {
+                    sim.with_sdrs(|s| {
+                        s.groups.get_mut("pg1").unwrap().status =
+                            drover::runbook::model::SdrsStatus::ErrorReversing
+                    });
+                    break;
+                }
+            }
+        });
+        let s = engine
+            .run(
+                request("sdrs-drill", &[("group_id", "pg1")]),
+                &CancellationToken::new(),
+            )
+            .await
+            .unwrap();
+        watcher.await.unwrap();
+        s
+    };
+    assert_eq!(summary.status, "failed");
+    let steps: BTreeMap<_, _> = summary.steps.into_iter().collect();
+    assert_eq!(steps["check_production"], "failed");
+    assert_eq!(steps["hold"], "skipped");
+    assert_eq!(steps["delete_drill"], "succeeded");
+    assert!(
+        h.sim.sim.with_sdrs(|s| s.drills.is_empty()),
+        "the drill was deleted"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_audit_trail_verifies_names_a_tampered_event_and_holds_no_secret() {
+    let h = harness(SimConfig {
+        faults: thirty_percent_faults(),
+        ..SimConfig::default()
+    })
+    .await;
+    let summary = h.run("evs-switchover", &[("group_id", "g1")]).await;
+    assert_eq!(summary.status, "succeeded");
+    let count = h.store.verify().await.unwrap().unwrap();
+    assert!(count > 10, "{count} events");
+
+    // No secret in the database files: the simulator's password, and no token.
+    let mut bytes = Vec::new();
+    for suffix in ["", "-wal"] {
+        let path = format!("{}{suffix}", h.db.display());
+        bytes.extend(std::fs::read(&path).unwrap_or_default());
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        !text.contains("sim-password"),
+        "the cloud password is not stored"
+    );
+    assert!(!text.contains("MIIsim"), "no token is stored");
+
+    h.store
+        .execute_unchecked("UPDATE audit_events SET actor = 'mallory' WHERE seq = 4")
+        .await
+        .unwrap();
+    let broken = h.store.verify().await.unwrap().unwrap_err();
+    assert_eq!(broken.seq, 4);
+}
