@@ -117,7 +117,9 @@ fn thirty_percent_faults() -> Faults {
 
 #[tokio::test(start_paused = true)]
 async fn every_shipped_runbook_succeeds_under_thirty_percent_faults() {
-    let cases: [(&str, &[(&str, &str)], &str, usize); 6] = [
+    // runbook, params, the endpoint of its mutation, how many it must accept
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, usize);
+    let cases: [Case; 6] = [
         ("evs-switchover", &[("group_id", "g1")], "evs.action", 1),
         ("evs-failover", &[("group_id", "g1")], "evs.action", 1),
         (
