@@ -248,12 +248,21 @@ pub async fn run(
 ) -> anyhow::Result<RunSummary> {
     let store = open_store(config).await?;
     let client = CloudClient::new(&config.cloud)?.with_dry_run(options.dry_run);
-    execute(store, client, &config.runbooks_dir, options, cancel).await
+    execute(
+        store,
+        client,
+        config.cloud.timeout,
+        &config.runbooks_dir,
+        options,
+        cancel,
+    )
+    .await
 }
 
 async fn execute(
     store: Store,
     client: CloudClient,
+    request_timeout: Duration,
     dir: &Path,
     options: RunOptions,
     cancel: CancellationToken,
@@ -268,7 +277,8 @@ async fn execute(
         store,
         progress_printer(options.json),
         approvals,
-    );
+    )
+    .with_in_flight_grace(request_timeout);
     let summary = match &options.resume {
         Some(run_id) => engine.execute(run_id, &cancel).await?,
         None => {
@@ -355,7 +365,15 @@ pub async fn demo(
         resume: None,
         requested_by: "demo".into(),
     };
-    let summary = execute(store, client, &config.runbooks_dir, options, cancel).await;
+    let summary = execute(
+        store,
+        client,
+        cloud.timeout,
+        &config.runbooks_dir,
+        options,
+        cancel,
+    )
+    .await;
     shutdown.cancel();
     Ok((summary?, config.database_url.clone()))
 }

@@ -431,8 +431,24 @@ fn redact(value: &mut Value) {
     }
 }
 
+/// Every API request is processed to the end in its own task, even if the
+/// client disconnects meanwhile: a real service does not notice a client that
+/// died, and crash tests depend on requests that land after the crash.
 async fn api(
     State(sim): State<Simulator>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match tokio::spawn(process(sim, method, uri, headers, body)).await {
+        Ok(response) => response,
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+async fn process(
+    sim: Simulator,
     method: Method,
     uri: Uri,
     headers: HeaderMap,

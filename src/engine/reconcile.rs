@@ -4,10 +4,12 @@
 //! preconditions; record the intent (with the pre-image) durably; then send.
 //! A definite answer is recorded as the outcome. An ambiguous one (a retryable
 //! status, a timeout or a connection lost after sending) is reconciled before
-//! anything is sent again: the resource is re-read and compared with the
-//! pre-image, and only if the action visibly did not take effect is the
-//! request sent again (after the policy's backoff). An intent found without a
-//! resolved outcome when a run resumes is reconciled the same way.
+//! anything is sent again: after the policy's backoff (a service behind a
+//! timed-out gateway may still act), the resource is re-read and compared with
+//! the pre-image, and only if the action visibly did not take effect is the
+//! request sent again. An intent found without a resolved outcome when a run
+//! resumes is reconciled the same way, once it is older than the request
+//! timeout (the interrupted process's request may still be in flight).
 //!
 //! This matters most for the EVS switchover, which carries no direction:
 //! sending it twice switches back.
@@ -342,6 +344,26 @@ pub(crate) async fn mutate<C: Cloud>(s: &StepRun<'_, C>, m: &Mutation) -> Result
                 open.attempt, open.request
             ),
         });
+        // The interrupted run's request may still be on its way: let it land first.
+        let age = chrono::DateTime::parse_from_rfc3339(&open.started_at)
+            .map(|t| {
+                (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+                    .to_std()
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default();
+        if let Some(wait) = s
+            .engine
+            .in_flight_grace
+            .checked_sub(age)
+            .filter(|w| !w.is_zero())
+        {
+            s.note(format!(
+                "waiting {:.1}s for a request the interrupted run may still have in flight",
+                wait.as_secs_f64()
+            ));
+            tokio::time::sleep(wait).await;
+        }
         let pre = open.pre_image.clone().unwrap_or(Value::Null);
         if let Some(sent) = reconcile(s, m, &pre, open.id, attempt).await? {
             return Ok(sent);
@@ -408,25 +430,32 @@ pub(crate) async fn mutate<C: Cloud>(s: &StepRun<'_, C>, m: &Mutation) -> Result
                 },
             )
             .await?;
+        s.emit(RunEvent::Ambiguous {
+            step_id: step_id.clone(),
+            reason: error.to_string(),
+        });
+        // Wait first, then re-read: a service behind a timed-out gateway may act late.
+        let delay = policy.next_delay(attempt, &error);
+        if policy.allows_another(attempt) {
+            s.emit(RunEvent::Retrying {
+                step_id: step_id.clone(),
+                attempt,
+                max_attempts: policy.max_attempts,
+                delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                reason: error.to_string(),
+            });
+            tracing::info!(attempt, delay_ms = delay.as_millis() as u64, error = %error, "Mutating call unanswered; re-reading after the backoff.");
+        }
+        s.pause(delay, || {
+            format!("{request} was not answered before the step timeout: {error}")
+        })
+        .await?;
         if let Some(sent) = reconcile(s, m, &pre, intent, attempt).await? {
             return Ok(sent);
         }
         if !policy.allows_another(attempt) {
             return Err(StepError::Cloud(error));
         }
-        let delay = policy.next_delay(attempt, &error);
-        s.emit(RunEvent::Retrying {
-            step_id: step_id.clone(),
-            attempt,
-            max_attempts: policy.max_attempts,
-            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-            reason: error.to_string(),
-        });
-        tracing::info!(attempt, delay_ms = delay.as_millis() as u64, error = %error, "Retrying mutating call after reconciliation.");
-        s.pause(delay, || {
-            format!("{request} was not accepted before the step timeout: {error}")
-        })
-        .await?;
         attempt += 1;
     }
 }

@@ -157,7 +157,12 @@ pub struct Engine<C: Cloud> {
     pub(crate) events: EventSink,
     pub(crate) approvals: Approvals,
     pub(crate) env: BTreeMap<String, String>,
+    /// How long a request sent by an interrupted run may still be in flight.
+    pub(crate) in_flight_grace: Duration,
 }
+
+/// Default [`Engine::with_in_flight_grace`]: the default request timeout.
+pub const DEFAULT_IN_FLIGHT_GRACE: Duration = Duration::from_secs(30);
 
 /// The environment a template may read: `DROVER_*` names that are not config
 /// overrides (those contain `__` and may hold secrets).
@@ -176,7 +181,16 @@ impl<C: Cloud> Engine<C> {
             events,
             approvals,
             env: template_env(std::env::vars()),
+            in_flight_grace: DEFAULT_IN_FLIGHT_GRACE,
         }
+    }
+
+    /// Before reconciling an intent left by an interrupted run, wait until it is
+    /// this old: a request sent just before the crash may still be processed.
+    /// Set it to the cloud request timeout.
+    pub fn with_in_flight_grace(mut self, grace: Duration) -> Self {
+        self.in_flight_grace = grace;
+        self
     }
 
     /// Replaces the environment templates see (for tests).

@@ -29,7 +29,6 @@ pub async fn harness(config: SimConfig) -> Harness {
     let sim = start_sim(SimConfig {
         evs_groups: vec!["g1".into()],
         sdrs_groups: vec!["pg1".into()],
-        transition: Duration::from_secs(20),
         ..config
     })
     .await;

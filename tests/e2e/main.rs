@@ -2,6 +2,7 @@
 
 mod cloud;
 mod config;
+mod crash;
 mod engine;
 mod helpers;
 mod runbooks;
