@@ -4,7 +4,7 @@
 //! while a request is really in flight.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use drover::store::Store;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::{Harness, harness};
-use crate::helpers::{cloud_config, password_auth, repo};
+use crate::helpers::{cloud_config, drover_with, password_auth, repo, write_config};
 
 fn slow(endpoint: &str, ms: u64) -> Faults {
     let mut faults = Faults::default();
@@ -197,29 +197,8 @@ async fn a_killed_drover_run_process_resumes_with_one_switchover() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("drover.yaml");
-    let creds = h.sim.sim.credentials();
-    std::fs::write(
-        &config,
-        format!(
-            "database: {{ url: \"sqlite://{}\" }}\nrunbooks: {{ dir: \"{}\" }}\ncloud:\n  timeout: 3s\n  project_id: {}\n  iam_endpoint: {url}\n  evs_endpoint: {url}\n  sdrs_endpoint: {url}\n  auth: {{ method: password, user: {}, domain: {} }}\n",
-            h.db.display(),
-            repo("runbooks").display(),
-            creds.project_id,
-            creds.user,
-            creds.domain,
-            url = h.sim.url
-        ),
-    )
-    .unwrap();
-    let drover = |args: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_drover"));
-        c.args(args)
-            .arg("--config")
-            .arg(&config)
-            .env("DROVER_CLOUD__AUTH__PASSWORD", &creds.password);
-        c
-    };
+    let config = write_config(&h.sim, &h.db, dir.path());
+    let drover = |args: &[&str]| drover_with(&config, &h.sim, args);
     let mut child = drover(&[
         "run",
         "evs-switchover",

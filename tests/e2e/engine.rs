@@ -524,3 +524,93 @@ async fn the_audit_trail_verifies_names_a_tampered_event_and_holds_no_secret() {
     let broken = h.store.verify().await.unwrap().unwrap_err();
     assert_eq!(broken.seq, 4);
 }
+
+#[tokio::test(start_paused = true)]
+async fn every_remaining_action_works_and_the_webhook_gets_the_outcome() {
+    use axum::routing::post;
+    let h = harness(SimConfig::default()).await;
+    // A webhook receiver capturing what `finally` posts.
+    let received: Arc<Mutex<Vec<(String, serde_json::Value)>>> = Arc::default();
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(
+            move |headers: axum::http::HeaderMap, body: axum::Json<serde_json::Value>| {
+                let sink = sink.clone();
+                async move {
+                    let drill = headers
+                        .get("x-drill")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    sink.lock().unwrap().push((drill, body.0));
+                    "ok"
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let engine = h
+        .engine(false)
+        .with_env([("DROVER_WEBHOOK_URL".to_string(), hook)].into());
+    let runbook = runbook::load(&repo("tests/fixtures/runbooks/every-action.yaml")).unwrap();
+    let status_url = format!("{}/_sim/faults", h.sim.url);
+    let params = [
+        ("group_id", "g1"),
+        ("pg_id", "pg1"),
+        ("status_url", status_url.as_str()),
+    ];
+    let start = tokio::time::Instant::now();
+    let summary = engine
+        .run(
+            RunRequest {
+                runbook,
+                params: params
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                trigger: "cli".into(),
+                requested_by: "alice".into(),
+            },
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(summary.status, "succeeded", "{:?}", summary.error);
+    assert!(
+        start.elapsed() >= Duration::from_secs(90),
+        "the sleep step slept (in paused time)"
+    );
+    let bodies: Vec<_> = h
+        .sim
+        .sim
+        .journal()
+        .into_iter()
+        .filter(|e| e.changed && e.endpoint != "iam.token")
+        .map(|e| e.body.to_string())
+        .collect();
+    for key in [
+        "os-stop-",
+        "os-sync-",
+        "os-failover-",
+        "os-reprotect-",
+        "stop-server-group",
+        "start-server-group",
+    ] {
+        assert_eq!(
+            bodies.iter().filter(|b| b.contains(key)).count(),
+            1,
+            "{key} sent once: {bodies:?}"
+        );
+    }
+    let received = received.lock().unwrap().clone();
+    assert_eq!(received.len(), 1, "the webhook was called once");
+    assert_eq!(received[0].0, "every-action", "headers are rendered");
+    assert_eq!(
+        received[0].1,
+        serde_json::json!({"run": summary.run_id, "outcome": "succeeded", "group": "failovered"})
+    );
+}

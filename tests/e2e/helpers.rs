@@ -91,3 +91,35 @@ pub fn calls(sim: &Sim) -> Vec<(String, Option<u16>)> {
         .map(|e| (e.endpoint, e.status))
         .collect()
 }
+
+/// Writes a config file pointing `drover` at the simulator and database `db`
+/// (cloud request timeout 3 s); the password goes in `DROVER_CLOUD__AUTH__PASSWORD`.
+pub fn write_config(sim: &Sim, db: &std::path::Path, dir: &std::path::Path) -> PathBuf {
+    let creds = sim.sim.credentials();
+    let path = dir.join("drover.yaml");
+    let text = format!(
+        "database: {{ url: \"sqlite://{}\" }}\nrunbooks: {{ dir: \"{}\" }}\ncloud:\n  timeout: 3s\n  project_id: {}\n  iam_endpoint: {url}\n  evs_endpoint: {url}\n  sdrs_endpoint: {url}\n  auth: {{ method: password, user: {}, domain: {} }}\n",
+        db.display(),
+        repo("runbooks").display(),
+        creds.project_id,
+        creds.user,
+        creds.domain,
+        url = sim.url
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A `drover` command with `--config` and the simulator's password in the environment.
+pub fn drover_with(config: &std::path::Path, sim: &Sim, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_drover"));
+    c.args(args)
+        .arg("--config")
+        .arg(config)
+        .env(
+            "DROVER_CLOUD__AUTH__PASSWORD",
+            sim.sim.credentials().password,
+        )
+        .current_dir(repo(""));
+    c
+}

@@ -1,5 +1,6 @@
 //! Integration tests of drover, one binary. Each module covers one surface.
 
+mod cli;
 mod cloud;
 mod config;
 mod crash;

@@ -1,0 +1,271 @@
+//! The command line as an on-call engineer and an auditor use it: `drover run`
+//! (progress, dry run, the approval prompt, failures and exit codes), `drover
+//! audit` (list, show, export, verify) and `drover demo`.
+
+use std::io::Write;
+use std::process::Stdio;
+
+use drover::sim::SimConfig;
+
+use crate::engine::harness;
+use crate::helpers::{drover_with, repo, stdout};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_then_audit_list_show_export_and_verify() {
+    let h = harness(SimConfig {
+        transition: std::time::Duration::from_millis(100),
+        ..SimConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::helpers::write_config(&h.sim, &h.db, dir.path());
+    let run = |args: &[&str]| drover_with(&config, &h.sim, args).output().unwrap();
+
+    let out = run(&[
+        "run",
+        "evs-switchover",
+        "-p",
+        "group_id=g1",
+        "--approve",
+        "alice",
+    ]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("approve            approved by alice"),
+        "{text}"
+    );
+    let run_id = text
+        .split_whitespace()
+        .skip_while(|w| *w != "run")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    assert!(
+        text.contains(&format!(
+            "run {run_id} (evs-switchover) succeeded; recovery time"
+        )),
+        "{text}"
+    );
+
+    let list = stdout(&run(&["audit", "list"]));
+    assert!(
+        list.contains(&run_id) && list.contains("succeeded"),
+        "{list}"
+    );
+    let show = stdout(&run(&["audit", "show", &run_id]));
+    assert!(
+        show.contains("step switchover")
+            && show.contains("intent")
+            && show.contains("-> accepted [200]"),
+        "{show}"
+    );
+    assert!(show.contains("approved by alice"), "{show}");
+
+    let jsonl = stdout(&run(&["audit", "export", "--format", "jsonl"]));
+    let events: Vec<serde_json::Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(events.len() > 10);
+    assert_eq!(events[0]["kind"], "run.started");
+    let csv = stdout(&run(&["audit", "export", "--format", "csv"]));
+    assert_eq!(
+        csv.lines().next(),
+        Some("seq,at,actor,kind,run_id,step_id,data,prev_hash,hash")
+    );
+    let future = stdout(&run(&[
+        "audit",
+        "export",
+        "--format",
+        "jsonl",
+        "--since",
+        "2999-01-01",
+    ]));
+    assert!(future.is_empty(), "--since filters");
+
+    let ok = run(&["audit", "verify"]);
+    assert!(ok.status.success());
+    assert!(stdout(&ok).starts_with(&format!(
+        "audit chain intact: {} events verified",
+        events.len()
+    )));
+    h.store
+        .execute_unchecked("UPDATE audit_events SET data = '{\"status\":\"failed\"}' WHERE seq = 7")
+        .await
+        .unwrap();
+    let broken = run(&["audit", "verify"]);
+    assert_eq!(broken.status.code(), Some(1));
+    assert_eq!(
+        stdout(&broken).trim(),
+        "audit chain broken at event 7: content does not match its hash (the event was altered)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_prints_what_it_would_send_and_sends_no_change() {
+    let h = harness(SimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::helpers::write_config(&h.sim, &h.db, dir.path());
+    let out = drover_with(
+        &config,
+        &h.sim,
+        &["run", "evs-switchover", "-p", "group_id=g1", "--dry-run"],
+    )
+    .output()
+    .unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("DRY RUN: no change is sent"), "{text}");
+    assert!(text.contains("switchover         dry run, would send: POST /v2/0123456789abcdef0123456789abcdef/os-vendor-replication-consistency-groups/g1/action"), "{text}");
+    assert!(text.contains("(dry run: no change was sent)"), "{text}");
+    assert!(
+        h.sim
+            .sim
+            .journal()
+            .iter()
+            .all(|e| e.method == "GET" || e.endpoint == "iam.token")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_approval_prompt_records_the_typed_name() {
+    let h = harness(SimConfig {
+        transition: std::time::Duration::from_millis(100),
+        ..SimConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::helpers::write_config(&h.sim, &h.db, dir.path());
+    let mut child = drover_with(
+        &config,
+        &h.sim,
+        &["run", "evs-switchover", "-p", "group_id=g1"],
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    child.stdin.take().unwrap().write_all(b"bob\n").unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("Switch g1 (production in eu-de-01) to the secondary AZ?")
+    );
+    assert!(text.contains("approved by bob"), "{text}");
+
+    // Refusing fails the run before anything is sent.
+    h.sim.sim.add_evs_group("g2", "eu-de-01", "eu-de-02");
+    let mut child = drover_with(
+        &config,
+        &h.sim,
+        &["run", "evs-switchover", "-p", "group_id=g2"],
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    child.stdin.take().unwrap().write_all(b"no\n").unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("was refused"), "{}", stdout(&out));
+    assert_eq!(
+        h.sim
+            .sim
+            .journal()
+            .iter()
+            .filter(|e| e.endpoint == "evs.action")
+            .count(),
+        1,
+        "only bob's approved switchover"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_one_readable_paragraph_with_exit_codes() {
+    let h = harness(SimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::helpers::write_config(&h.sim, &h.db, dir.path());
+    let out = drover_with(
+        &config,
+        &h.sim,
+        &[
+            "run",
+            "evs-switchover",
+            "-p",
+            "group_id=nope",
+            "--approve",
+            "a",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    let last = text.lines().last().unwrap();
+    assert!(
+        last.contains("failed: step `precheck` failed: GET /v2/"),
+        "{last}"
+    );
+    assert!(
+        last.contains("answered 404 EVS.5404")
+            && last.contains("Steps that completed: none")
+            && last.contains("drover audit show"),
+        "{last}"
+    );
+
+    let out = drover_with(
+        &config,
+        &h.sim,
+        &["run", "evs-switchover", "-p", "group=g1"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown parameter `group`, did you mean `group_id`?")
+            && err.contains("missing required parameter `group_id`"),
+        "{err}"
+    );
+    let out = drover_with(&config, &h.sim, &["run", "no-such-runbook"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no runbook `no-such-runbook`"));
+}
+
+#[test]
+fn demo_runs_the_switchover_against_the_simulator() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("demo.db");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drover"))
+        .arg("demo")
+        .current_dir(repo(""))
+        .env("DROVER_DATABASE__URL", format!("sqlite://{}", db.display()))
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("(evs-switchover) succeeded; recovery time"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("audit database: sqlite://{}", db.display())),
+        "{text}"
+    );
+    assert!(db.exists());
+}
