@@ -614,3 +614,81 @@ async fn every_remaining_action_works_and_the_webhook_gets_the_outcome() {
         serde_json::json!({"run": summary.run_id, "outcome": "succeeded", "group": "failovered"})
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_run_stops_at_a_step_boundary_and_resumes_later() {
+    let h = harness(SimConfig::default()).await;
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    let client = CloudClient::new(&cloud_config(&h.sim, password_auth(&h.sim))).unwrap();
+    let engine = Engine::new(
+        Arc::new(client),
+        h.store.clone(),
+        Arc::new(move |e: &RunEvent| {
+            // The signal arrives while `precheck` runs.
+            if matches!(e, RunEvent::StepStarted { step_id, .. } if step_id == "precheck") {
+                trigger.cancel();
+            }
+        }),
+        Approvals::Given(vec!["tester".into()]),
+    );
+    let stopped = engine
+        .run(request("evs-switchover", &[("group_id", "g1")]), &cancel)
+        .await
+        .unwrap();
+    assert_eq!(stopped.status, "running", "resumable, not failed");
+    let steps: BTreeMap<_, _> = stopped.steps.iter().cloned().collect();
+    assert_eq!(
+        (steps["precheck"].as_str(), steps["approve"].as_str()),
+        ("succeeded", "pending"),
+        "the step in progress finished"
+    );
+    assert_eq!(h.changes("evs.action"), 0);
+    assert_eq!(h.store.interrupted_runs().await.unwrap().len(), 1);
+
+    let resumed = h
+        .engine(false)
+        .resume_interrupted(&CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(resumed.len(), 1);
+    assert_eq!(resumed[0].status, "succeeded");
+    assert_eq!(h.changes("evs.action"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_approval_needs_enough_distinct_approvers() {
+    let h = harness(SimConfig::default()).await;
+    let text = std::fs::read_to_string(repo("runbooks/evs-switchover.yaml"))
+        .unwrap()
+        .replace("approvers: 1", "approvers: 2");
+    let runbook = runbook::parse(&text, std::path::Path::new("two-approvers.yaml")).unwrap();
+    let client = CloudClient::new(&cloud_config(&h.sim, password_auth(&h.sim))).unwrap();
+    let engine = Engine::new(
+        Arc::new(client),
+        h.store.clone(),
+        Arc::new(|_: &RunEvent| {}),
+        Approvals::Given(vec!["tester".into(), "tester".into()]),
+    );
+    let params = [("group_id".to_string(), "g1".to_string())].into();
+    let summary = engine
+        .run(
+            RunRequest {
+                runbook,
+                params,
+                trigger: "cli".into(),
+                requested_by: "alice".into(),
+            },
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(summary.status, "failed");
+    assert!(
+        summary
+            .error
+            .unwrap()
+            .contains("needs 2 distinct approvers, 1 given")
+    );
+    assert_eq!(h.changes("evs.action"), 0);
+}
