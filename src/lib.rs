@@ -13,6 +13,7 @@
 //! - [`runbook`]: runbook files -> validated [`runbook::Runbook`] values.
 //! - [`engine`]: run execution: retries, exactly-once mutating calls, durable runs.
 //! - [`store`]: the audit store (SQLite), the only code that runs SQL.
+//! - [`scheduler`]: cron schedules with time zones, missed fires, no overlap.
 //! - [`sim`]: the OTC simulator (today: the EVS group state machine).
 //! - [`telemetry`]: tracing setup.
 //! - [`yaml`]: located YAML and the error-collecting deserializer under both
@@ -24,6 +25,7 @@ pub mod cloud;
 pub mod config;
 pub mod engine;
 pub mod runbook;
+pub mod scheduler;
 pub mod sim;
 pub mod store;
 pub mod telemetry;

@@ -27,11 +27,18 @@ use tokio::sync::Mutex;
 
 pub use audit::{BrokenLink, Event};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    20261126000000,
-    "create audit store",
-    include_str!("../migrations/20261126000000_create_audit_store.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        20261126000000,
+        "create audit store",
+        include_str!("../migrations/20261126000000_create_audit_store.sql"),
+    ),
+    (
+        20261126010000,
+        "create schedule fires",
+        include_str!("../migrations/20261126010000_create_schedule_fires.sql"),
+    ),
+];
 
 /// The run columns in the order `run_record` reads them (a macro so queries stay `&'static str`).
 macro_rules! run_columns {
@@ -611,6 +618,71 @@ impl Store {
         Ok(())
     }
 
+    /// Records what the scheduler did with one fire time (with its audit event).
+    pub async fn record_fire(
+        &self,
+        runbook: &str,
+        schedule: &str,
+        fire_at: DateTime<Utc>,
+        outcome: &str,
+        run_id: Option<&str>,
+        detail: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.lock().await;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let at = fire_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        sqlx::query("INSERT OR REPLACE INTO schedule_fires (runbook, schedule, fire_at, outcome, run_id, detail, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(runbook)
+            .bind(schedule)
+            .bind(&at)
+            .bind(outcome)
+            .bind(run_id)
+            .bind(detail)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        let data = serde_json::json!({ "runbook": runbook, "schedule": schedule, "fire_at": at, "outcome": outcome, "detail": detail });
+        append(&mut tx, "scheduler", "schedule.fire", run_id, None, data).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The latest fire time the scheduler handled for a schedule.
+    pub async fn last_fire(
+        &self,
+        runbook: &str,
+        schedule: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row = sqlx::query(
+            "SELECT MAX(fire_at) FROM schedule_fires WHERE runbook = ? AND schedule = ?",
+        )
+        .bind(runbook)
+        .bind(schedule)
+        .fetch_one(&mut *self.conn.lock().await)
+        .await?;
+        let at: Option<String> = row.get(0);
+        Ok(at
+            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&Utc)))
+    }
+
+    /// Fire records of a schedule, oldest first: (fire time, outcome, run id).
+    pub async fn fires(
+        &self,
+        runbook: &str,
+        schedule: &str,
+    ) -> Result<Vec<(String, String, Option<String>)>, StoreError> {
+        let rows = sqlx::query("SELECT fire_at, outcome, run_id FROM schedule_fires WHERE runbook = ? AND schedule = ? ORDER BY fire_at")
+            .bind(runbook)
+            .bind(schedule)
+            .fetch_all(&mut *self.conn.lock().await)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
     /// One run.
     pub async fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
         let row = sqlx::query(concat!(run_columns!(), " WHERE id = ?"))
@@ -942,5 +1014,40 @@ mod tests {
             .await
             .unwrap();
         store.create_run(&new_run("r2", &["evs:g1"])).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn schedule_fires_are_recorded_with_their_latest_time() {
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        assert_eq!(store.last_fire("rb", "weekly").await.unwrap(), None);
+        let t1 = DateTime::parse_from_rfc3339("2026-05-01T03:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let t2 = DateTime::parse_from_rfc3339("2026-05-08T03:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        store
+            .record_fire("rb", "weekly", t1, "started", Some("r1"), None)
+            .await
+            .unwrap();
+        store
+            .record_fire("rb", "weekly", t2, "missed", None, Some("down"))
+            .await
+            .unwrap();
+        assert_eq!(store.last_fire("rb", "weekly").await.unwrap(), Some(t2));
+        let fires = store.fires("rb", "weekly").await.unwrap();
+        assert_eq!(
+            fires[1],
+            (
+                "2026-05-08T03:00:00Z".to_string(),
+                "missed".to_string(),
+                None
+            )
+        );
+        assert_eq!(
+            store.verify().await.unwrap(),
+            Ok(2),
+            "fires are audit events"
+        );
     }
 }
