@@ -121,6 +121,7 @@ pub fn progress_printer(json: bool) -> EventSink {
                 max_attempts,
                 delay_ms,
                 reason,
+                ..
             } => {
                 format!(
                     "{step_id:<18} attempt {attempt}/{max_attempts} failed, retrying in {:.1}s: {reason}",
@@ -145,6 +146,13 @@ pub fn progress_printer(json: bool) -> EventSink {
             ),
             RunEvent::WouldSend { step_id, request } => {
                 format!("{step_id:<18} dry run, would send: {request}")
+            }
+            RunEvent::AwaitingApproval {
+                step_id,
+                prompt,
+                needed,
+            } => {
+                format!("{step_id:<18} waiting for {needed} approval(s): {prompt}")
             }
             RunEvent::Approved { step_id, approver } => {
                 format!("{step_id:<18} approved by {approver}")
@@ -292,6 +300,7 @@ async fn execute(
                 params: parse_params(&options.params)?,
                 trigger: "cli".into(),
                 requested_by: options.requested_by.clone(),
+                idempotency: None,
             };
             engine.run(request, &cancel).await?
         }

@@ -176,6 +176,8 @@ pub enum RunEvent {
         max_attempts: u32,
         /// Wait before the next attempt.
         delay_ms: u64,
+        /// HTTP status of the failure, if there was an answer.
+        status: Option<u16>,
         /// What failed.
         reason: String,
     },
@@ -208,6 +210,15 @@ pub enum RunEvent {
         step_id: String,
         /// The request.
         request: String,
+    },
+    /// An approval step waits for operators (daemon mode).
+    AwaitingApproval {
+        /// Step id.
+        step_id: String,
+        /// The question.
+        prompt: String,
+        /// Distinct approvers needed.
+        needed: u32,
     },
     /// An approval was given.
     Approved {
@@ -257,6 +268,9 @@ pub enum Approvals {
     Given(Vec<String>),
     /// Asked on the terminal.
     Prompt,
+    /// Given through the daemon's API and read from the store: distinct
+    /// approvers, never the requester; a rejection fails the step.
+    Api,
     /// Refused: nobody can approve in this mode.
     Refuse,
 }

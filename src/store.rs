@@ -38,12 +38,17 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "create schedule fires",
         include_str!("../migrations/20261126010000_create_schedule_fires.sql"),
     ),
+    (
+        20261126020000,
+        "add run control",
+        include_str!("../migrations/20261126020000_add_run_control.sql"),
+    ),
 ];
 
 /// The run columns in the order `run_record` reads them (a macro so queries stay `&'static str`).
 macro_rules! run_columns {
     () => {
-        "SELECT id, runbook, runbook_digest, runbook_source, runbook_path, kind, trigger, requested_by, params, dry_run, status, error, created_at, finished_at, recovered_at FROM runs"
+        "SELECT id, runbook, runbook_digest, runbook_source, runbook_path, kind, trigger, requested_by, params, dry_run, status, error, created_at, finished_at, recovered_at, cancel_requested_by FROM runs"
     };
 }
 
@@ -123,6 +128,8 @@ pub struct NewRun {
     pub steps: Vec<(String, String)>,
     /// Cloud targets to lease (`evs:<id>`, `sdrs:<id>`).
     pub targets: Vec<String>,
+    /// `Idempotency-Key` of an API trigger: (actor, key, sha256 of the request).
+    pub idempotency: Option<(String, String, String)>,
 }
 
 /// A stored run.
@@ -159,6 +166,8 @@ pub struct RunRecord {
     pub finished_at: Option<String>,
     /// When the last main step succeeded (recovery time = this - created_at).
     pub recovered_at: Option<String>,
+    /// Who asked to cancel the run, if anyone did.
+    pub cancel_requested_by: Option<String>,
 }
 
 /// A stored step state.
@@ -371,6 +380,16 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        if let Some((actor, key, request)) = &run.idempotency {
+            sqlx::query("INSERT INTO idempotency_keys (actor, key, request, run_id, created_at) VALUES (?, ?, ?, ?, ?)")
+                .bind(actor)
+                .bind(key)
+                .bind(request)
+                .bind(&run.id)
+                .bind(&at)
+                .execute(&mut *tx)
+                .await?;
+        }
         for target in &run.targets {
             sqlx::query("INSERT OR IGNORE INTO target_leases (target, run_id, acquired_at) VALUES (?, ?, ?)")
                 .bind(target)
@@ -535,6 +554,46 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(id)
+    }
+
+    /// The run an `Idempotency-Key` of `actor` started, with the request digest it came with.
+    pub async fn idempotent_run(
+        &self,
+        actor: &str,
+        key: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let row =
+            sqlx::query("SELECT request, run_id FROM idempotency_keys WHERE actor = ? AND key = ?")
+                .bind(actor)
+                .bind(key)
+                .fetch_optional(&mut *self.conn.lock().await)
+                .await?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// Asks a running run to stop; `false` when it is not running.
+    pub async fn request_cancel(&self, run_id: &str, actor: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.lock().await;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let changed = sqlx::query("UPDATE runs SET cancel_requested_by = COALESCE(cancel_requested_by, ?) WHERE id = ? AND status = 'running'")
+            .bind(actor)
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if changed > 0 {
+            append(
+                &mut tx,
+                actor,
+                "run.cancel_requested",
+                Some(run_id),
+                None,
+                serde_json::json!({}),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(changed > 0)
     }
 
     /// Records the answer to an intent.
@@ -829,6 +888,7 @@ fn run_record(r: &SqliteRow) -> RunRecord {
         created_at: r.get(12),
         finished_at: r.get(13),
         recovered_at: r.get(14),
+        cancel_requested_by: r.get(15),
     }
 }
 
@@ -911,6 +971,7 @@ mod tests {
                 ("notify".into(), "finally".into()),
             ],
             targets: targets.iter().map(|t| t.to_string()).collect(),
+            idempotency: None,
         }
     }
 

@@ -442,6 +442,7 @@ pub(crate) async fn mutate<C: Cloud>(s: &StepRun<'_, C>, m: &Mutation) -> Result
                 attempt,
                 max_attempts: policy.max_attempts,
                 delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                status: error.status,
                 reason: error.to_string(),
             });
             tracing::info!(attempt, delay_ms = delay.as_millis() as u64, error = %error, "Mutating call unanswered; re-reading after the backoff.");

@@ -28,6 +28,8 @@ pub struct RunRequest {
     pub trigger: String,
     /// Who asked.
     pub requested_by: String,
+    /// `Idempotency-Key` of an API trigger: (key, sha256 of the request).
+    pub idempotency: Option<(String, String)>,
 }
 
 /// How a run ended (or stopped).
@@ -238,9 +240,12 @@ impl<C: Cloud> Engine<C> {
             path: runbook.path.display().to_string(),
             kind: runbook.kind.to_string(),
             trigger: request.trigger,
-            requested_by: request.requested_by,
+            requested_by: request.requested_by.clone(),
             params,
             dry_run: self.cloud.is_dry_run(),
+            idempotency: request
+                .idempotency
+                .map(|(key, digest)| (request.requested_by.clone(), key, digest)),
             steps,
         };
         self.store.create_run(&new).await?;
@@ -322,10 +327,24 @@ impl<C: Cloud> Engine<C> {
         });
 
         let mut failure: Option<String> = None;
+        let mut cancelled: Option<String> = ctx.run.cancel_requested_by.clone();
         let main = ctx.runbook.steps.clone();
         for step in &main {
+            // A cancel request (API) is checked at every step boundary.
+            if cancelled.is_none() {
+                cancelled = self
+                    .store
+                    .run(run_id)
+                    .await?
+                    .and_then(|r| r.cancel_requested_by);
+            }
+            let skip = match (&cancelled, &failure) {
+                (Some(by), _) => Some(format!("the run was cancelled by {by}")),
+                (None, Some(_)) => Some("an earlier step failed".to_string()),
+                (None, None) => None,
+            };
             match self
-                .advance(&mut ctx, step, failure.is_some(), cancel)
+                .advance(&mut ctx, step, skip.as_deref(), cancel)
                 .await?
             {
                 Flow::Continue => {}
@@ -336,18 +355,19 @@ impl<C: Cloud> Engine<C> {
                 Flow::Interrupted => return self.summary(&ctx, status::RUNNING, None).await,
             }
         }
-        if failure.is_none() {
+        if failure.is_none() && cancelled.is_none() {
             self.store.mark_recovered(run_id).await?;
         }
-        ctx.outcome = if failure.is_some() {
-            status::FAILED
-        } else {
-            status::SUCCEEDED
-        }
-        .to_string();
+        let (final_status, reason) = match (&cancelled, failure) {
+            (Some(by), _) => (status::CANCELLED, Some(format!("cancelled by {by}"))),
+            (None, Some(f)) => (status::FAILED, Some(f)),
+            (None, None) => (status::SUCCEEDED, None),
+        };
+        ctx.outcome = final_status.to_string();
+        let mut failure = reason;
         let finally = ctx.runbook.finally.clone();
         for step in &finally {
-            match self.advance(&mut ctx, step, false, cancel).await? {
+            match self.advance(&mut ctx, step, None, cancel).await? {
                 Flow::Failed(error) if step.on_failure == OnFailure::Abort => {
                     failure.get_or_insert(format!("step `{}` failed: {error}", step.id));
                 }
@@ -355,10 +375,9 @@ impl<C: Cloud> Engine<C> {
                 _ => {}
             }
         }
-        let final_status = if failure.is_some() {
-            status::FAILED
-        } else {
-            status::SUCCEEDED
+        let final_status = match (final_status, &failure) {
+            (status::SUCCEEDED, Some(_)) => status::FAILED,
+            (s, _) => s,
         };
         self.store
             .finish_run(
@@ -383,7 +402,7 @@ impl<C: Cloud> Engine<C> {
         &self,
         ctx: &mut RunContext,
         step: &Step,
-        aborted: bool,
+        skip: Option<&str>,
         cancel: &CancellationToken,
     ) -> Result<Flow, EngineError> {
         let state = ctx.steps.get(&step.id).cloned();
@@ -412,8 +431,8 @@ impl<C: Cloud> Engine<C> {
         if cancel.is_cancelled() {
             return Ok(Flow::Interrupted);
         }
-        if aborted {
-            return self.skip(ctx, step, "an earlier step failed").await;
+        if let Some(reason) = skip {
+            return self.skip(ctx, step, reason).await;
         }
         if let Some(when) = &step.when {
             let rendered = match ctx.render(when) {

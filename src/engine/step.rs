@@ -136,6 +136,7 @@ impl<C: Cloud> StepRun<'_, C> {
                 attempt,
                 max_attempts: policy.max_attempts,
                 delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                status: error.status,
                 reason: error.to_string(),
             });
             failures.push((attempt, delay, error.clone()));
@@ -880,6 +881,7 @@ async fn approval<C: Cloud>(s: &StepRun<'_, C>, i: &ApprovalInput) -> Result<Val
             distinct.truncate(needed);
             distinct
         }
+        Approvals::Api => return approval_from_api(s, &prompt, needed).await,
         Approvals::Refuse => {
             return Err(StepError::Failed(format!(
                 "`{prompt}` needs approval and none can be given in this mode"
@@ -909,6 +911,69 @@ async fn approval<C: Cloud>(s: &StepRun<'_, C>, i: &ApprovalInput) -> Result<Val
         });
     }
     Ok(json!({ "approved_by": approvers }))
+}
+
+/// Waits for approvals given through the API: `needed` distinct approvers other
+/// than the requester. They are in the store, so a restart loses none.
+async fn approval_from_api<C: Cloud>(
+    s: &StepRun<'_, C>,
+    prompt: &str,
+    needed: usize,
+) -> Result<Value, StepError> {
+    let store = &s.engine.store;
+    let (run_id, step_id) = (&s.ctx.run.id, &s.step.id);
+    s.emit(RunEvent::AwaitingApproval {
+        step_id: step_id.clone(),
+        prompt: prompt.to_string(),
+        needed: needed as u32,
+    });
+    loop {
+        let records: Vec<_> = store
+            .approvals(run_id)
+            .await?
+            .into_iter()
+            .filter(|a| &a.step_id == step_id)
+            .collect();
+        if let Some(r) = records.iter().find(|a| a.decision == "rejected") {
+            return Err(StepError::Failed(format!(
+                "`{prompt}` was rejected by {}",
+                r.approver
+            )));
+        }
+        let mut approvers: Vec<String> = Vec::new();
+        for r in records
+            .iter()
+            .filter(|a| a.decision == "approved" && a.approver != s.ctx.run.requested_by)
+        {
+            if !approvers.contains(&r.approver) {
+                approvers.push(r.approver.clone());
+            }
+        }
+        if approvers.len() >= needed {
+            for name in &approvers {
+                s.emit(RunEvent::Approved {
+                    step_id: step_id.clone(),
+                    approver: name.clone(),
+                });
+            }
+            return Ok(json!({ "approved_by": approvers }));
+        }
+        if store
+            .run(run_id)
+            .await?
+            .and_then(|r| r.cancel_requested_by)
+            .is_some()
+        {
+            return Err(StepError::Failed(format!(
+                "the run was cancelled while `{prompt}` waited for approval"
+            )));
+        }
+        let have = approvers.len();
+        s.pause(Duration::from_secs(1), || {
+            format!("`{prompt}` has {have} of {needed} approvals")
+        })
+        .await?;
+    }
 }
 
 /// Asks on the terminal for `needed` distinct approvers.

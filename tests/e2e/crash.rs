@@ -73,6 +73,7 @@ async fn a_crash_right_after_the_intent_is_resumed_without_a_second_switchover()
         params: [("group_id".to_string(), "g1".to_string())].into(),
         trigger: "cli".into(),
         requested_by: "alice".into(),
+        idempotency: None,
     };
     let first = engine(&h, Arc::default());
     let run_id = first.start(request).await.unwrap();

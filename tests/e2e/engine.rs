@@ -96,6 +96,7 @@ pub fn request(runbook: &str, params: &[(&str, &str)]) -> RunRequest {
             .collect(),
         trigger: "cli".into(),
         requested_by: "alice".into(),
+        idempotency: None,
     }
 }
 
@@ -574,6 +575,7 @@ async fn every_remaining_action_works_and_the_webhook_gets_the_outcome() {
                     .collect(),
                 trigger: "cli".into(),
                 requested_by: "alice".into(),
+                idempotency: None,
             },
             &CancellationToken::new(),
         )
@@ -678,6 +680,7 @@ async fn an_approval_needs_enough_distinct_approvers() {
                 params,
                 trigger: "cli".into(),
                 requested_by: "alice".into(),
+                idempotency: None,
             },
             &CancellationToken::new(),
         )
