@@ -48,6 +48,24 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the daemon: HTTP API, scheduled drills, approvals, resume of interrupted runs.
+    Daemon {
+        /// Config file (default: config/drover.yaml if present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Talk to a running daemon (token from DROVER_TOKEN).
+    Runs {
+        /// Daemon base URL (default: api.server from the config).
+        #[arg(long, env = "DROVER_SERVER")]
+        server: Option<String>,
+        /// Config file, for the default server.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// What to do.
+        #[command(subcommand)]
+        command: RunsCommand,
+    },
     /// Read and verify the audit trail.
     Audit {
         /// Config file (default: config/drover.yaml if present).
@@ -83,6 +101,64 @@ pub struct RunArgs {
     /// Machine output (JSON lines: events, then the summary).
     #[arg(long)]
     pub json: bool,
+}
+
+/// `drover runs` commands.
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Recent runs.
+    List {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Machine output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run; `--follow` streams its events until it ends.
+    Show {
+        /// Run id.
+        id: String,
+        /// Follow live.
+        #[arg(long)]
+        follow: bool,
+        /// Machine output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a run.
+    Trigger {
+        /// Runbook name.
+        runbook: String,
+        /// Parameter `KEY=VALUE` (repeatable).
+        #[arg(short = 'p', long = "param")]
+        params: Vec<String>,
+        /// Send no change.
+        #[arg(long)]
+        dry_run: bool,
+        /// Repeat-safe key: the same key returns the same run.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Follow the run until it ends.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Ask a run to stop at its next step boundary.
+    Cancel {
+        /// Run id.
+        id: String,
+    },
+    /// Approve (or with --reject, reject) the approval a run waits for.
+    Approve {
+        /// Run id.
+        id: String,
+        /// Reject instead of approving.
+        #[arg(long)]
+        reject: bool,
+        /// A note for the audit trail.
+        #[arg(long)]
+        comment: Option<String>,
+    },
 }
 
 /// `drover audit` commands.
@@ -164,6 +240,12 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         Command::Run(args) => run_command(args, out).await,
         Command::Demo { config, json } => demo(config, json, out).await,
         Command::Audit { config, command } => audit(config, command, out).await,
+        Command::Daemon { config } => daemon(config).await,
+        Command::Runs {
+            server,
+            config,
+            command,
+        } => crate::client::runs(server, config, command, out).await,
         Command::Validate { paths, json } => validate(&paths, json, out),
         Command::Schema => {
             let schema = runbook::schema::runbook_schema();
@@ -197,6 +279,30 @@ fn summary_outcome(summary: &crate::engine::RunSummary) -> Outcome {
         Outcome::Success
     } else {
         Outcome::Failure
+    }
+}
+
+async fn daemon(config_path: Option<PathBuf>) -> anyhow::Result<Outcome> {
+    let config = app::load_config(config_path.as_deref())?;
+    let listener = tokio::net::TcpListener::bind(config.api_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (api.listen)", config.api_listen))?;
+    let daemon = crate::daemon::Daemon::new(config, config_path).await?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    crate::daemon::handle_signals(daemon.clone(), shutdown.clone())?;
+    crate::daemon::serve(daemon, listener, shutdown).await?;
+    Ok(Outcome::Success)
+}
+
+impl Cli {
+    /// The log format the command asks for (the daemon's comes from its config).
+    pub fn log_format(&self) -> crate::config::LogFormat {
+        match &self.command {
+            Command::Daemon { config } => crate::config::Config::load(config.as_deref())
+                .map(|c| c.log_format)
+                .unwrap_or_default(),
+            _ => crate::config::LogFormat::Text,
+        }
     }
 }
 

@@ -131,7 +131,7 @@ impl Cloud for CloudClient {
 }
 
 /// Something that happened during a run, for live progress and followers.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum RunEvent {
     /// The run started (or resumed).

@@ -6,8 +6,12 @@
 //! exactly-once mutating calls, and keeps a tamper-evident audit trail.
 //!
 //! # Layout
+//! - [`client`]: `drover runs`, the client of a running daemon.
 //! - [`cli`]: command-line surface (`validate`, `schema`, `run`, `demo`, `audit`, `sim`).
 //! - [`app`]: wiring of config, store, cloud client and engine for the commands.
+//! - [`daemon`]: the long-running service (runs, schedules, reload, shutdown).
+//! - [`api`]: the daemon's HTTP API with roles and its OpenAPI document.
+//! - [`metrics`]: Prometheus metrics fed by run events.
 //! - [`cloud`]: the only code that talks to OTC: errors, signing, resources.
 //! - [`config`]: `config/drover.yaml` plus `DROVER_*` environment overrides.
 //! - [`runbook`]: runbook files -> validated [`runbook::Runbook`] values.
@@ -19,11 +23,15 @@
 //! - [`yaml`]: located YAML and the error-collecting deserializer under both
 //!   runbooks and config.
 
+pub mod api;
 pub mod app;
 pub mod cli;
+pub mod client;
 pub mod cloud;
 pub mod config;
+pub mod daemon;
 pub mod engine;
+pub mod metrics;
 pub mod runbook;
 pub mod scheduler;
 pub mod sim;

@@ -4,12 +4,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use drover::cli::{self, Cli, Outcome};
-use drover::config::LogFormat;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    drover::telemetry::init(LogFormat::Text);
+    drover::telemetry::init(cli.log_format());
     let mut stdout = std::io::stdout().lock();
     match cli::run(cli, &mut stdout).await {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

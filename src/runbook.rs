@@ -48,7 +48,7 @@ pub struct Runbook {
 }
 
 /// A declared parameter.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Param {
     /// Name, as used in `params.<name>`.
     pub name: String,

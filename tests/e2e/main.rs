@@ -4,6 +4,7 @@ mod cli;
 mod cloud;
 mod config;
 mod crash;
+mod daemon;
 mod engine;
 mod helpers;
 mod runbooks;

@@ -1,0 +1,504 @@
+//! The long-running service: loads config and runbooks, resumes interrupted
+//! runs, fires schedules, serves the API, reloads on SIGHUP and stops
+//! gracefully on SIGTERM/SIGINT (a second signal exits at once).
+//!
+//! It owns the runs it executes (their live event channels and the task
+//! tracker); the API and the scheduler go through it. It reuses the engine and
+//! the store as they are.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::cloud::CloudClient;
+use crate::config::Config;
+use crate::engine::run::EngineError;
+use crate::engine::{Approvals, Engine, RunEvent, RunRequest};
+use crate::metrics::Metrics;
+use crate::runbook::{self, Kind, Runbook};
+use crate::scheduler::{self, Job, Launcher, TokioClock};
+use crate::store::{Store, StoreError, status};
+use crate::yaml::Diagnostic;
+
+/// How long SIGTERM waits for runs to reach a step boundary.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
+
+/// The loaded runbooks and the files that did not load.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    /// Runbooks by name.
+    pub runbooks: BTreeMap<String, Runbook>,
+    /// Problems by file; a file listed here may still have its previous version loaded.
+    pub errors: BTreeMap<PathBuf, Vec<Diagnostic>>,
+}
+
+impl Registry {
+    /// Loads every runbook in `dir`. A file that no longer validates keeps its
+    /// version from `previous`, and its errors are listed.
+    pub fn load(dir: &Path, previous: Option<&Registry>) -> Registry {
+        let mut registry = Registry::default();
+        let files = match runbook::find_files(&[dir.to_path_buf()]) {
+            Ok(f) => f,
+            Err(d) => {
+                registry.errors.insert(dir.to_path_buf(), vec![d]);
+                return registry;
+            }
+        };
+        for file in files {
+            match runbook::load(&file) {
+                Ok(r) => {
+                    if let Some(other) = registry.runbooks.get(&r.name) {
+                        let message = format!(
+                            "runbook name `{}` is already used by {}",
+                            r.name,
+                            other.path.display()
+                        );
+                        registry.errors.insert(
+                            file.clone(),
+                            vec![Diagnostic {
+                                file: file.clone(),
+                                loc: crate::yaml::Loc::Unknown,
+                                step: None,
+                                message,
+                            }],
+                        );
+                        continue;
+                    }
+                    registry.runbooks.insert(r.name.clone(), r);
+                }
+                Err(errors) => {
+                    tracing::error!(file = %file.display(), errors = errors.len(), "Runbook does not validate: {}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
+                    if let Some(old) =
+                        previous.and_then(|p| p.runbooks.values().find(|r| r.path == file))
+                    {
+                        tracing::warn!(runbook = %old.name, "Keeping the previous version.");
+                        registry.runbooks.insert(old.name.clone(), old.clone());
+                    }
+                    registry.errors.insert(file, errors);
+                }
+            }
+        }
+        registry
+    }
+
+    /// Every schedule of every runbook.
+    pub fn jobs(&self) -> Vec<Job> {
+        self.runbooks
+            .values()
+            .flat_map(|r| {
+                r.schedules.iter().map(|s| Job {
+                    runbook: r.name.clone(),
+                    schedule: s.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Why a run could not be triggered.
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    /// No runbook of that name.
+    #[error("no runbook named `{0}`")]
+    UnknownRunbook(String),
+    /// The engine refused (parameters, lease, store).
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A dry-run client could not be built.
+    #[error("{0}")]
+    Client(String),
+}
+
+/// The daemon's shared state.
+pub struct Daemon {
+    config: RwLock<Config>,
+    config_path: Option<PathBuf>,
+    store: Store,
+    registry: RwLock<Registry>,
+    cloud: RwLock<Arc<CloudClient>>,
+    metrics: Metrics,
+    live: Mutex<HashMap<String, broadcast::Sender<RunEvent>>>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+    jobs: watch::Sender<Vec<Job>>,
+    ready: AtomicBool,
+}
+
+impl Daemon {
+    /// Builds the daemon from a loaded config (opens the store, loads runbooks).
+    pub async fn new(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<Arc<Daemon>> {
+        let store = Store::open(&config.database_url).await?;
+        let cloud = CloudClient::new(&config.cloud).context("cloud client")?;
+        let registry = Registry::load(&config.runbooks_dir, None);
+        let (jobs, _) = watch::channel(registry.jobs());
+        Ok(Arc::new(Daemon {
+            config: RwLock::new(config),
+            config_path,
+            store,
+            registry: RwLock::new(registry),
+            cloud: RwLock::new(Arc::new(cloud)),
+            metrics: Metrics::new(),
+            live: Mutex::new(HashMap::new()),
+            stop: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            jobs,
+            ready: AtomicBool::new(false),
+        }))
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// A copy of the current config.
+    pub fn config(&self) -> Config {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A copy of the current runbooks.
+    pub fn registry(&self) -> Registry {
+        self.registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// True once runs are resumed and the scheduler is started.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// A live event channel of a run being executed here, if it is.
+    pub fn subscribe(&self, run_id: &str) -> Option<broadcast::Receiver<RunEvent>> {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(run_id)
+            .map(broadcast::Sender::subscribe)
+    }
+
+    /// Starts a run and executes it in the background; its id.
+    pub async fn trigger(
+        self: &Arc<Self>,
+        name: &str,
+        params: BTreeMap<String, String>,
+        trigger: &str,
+        actor: &str,
+        dry_run: bool,
+        idempotency: Option<(String, String)>,
+    ) -> Result<String, TriggerError> {
+        let runbook = self
+            .registry()
+            .runbooks
+            .get(name)
+            .cloned()
+            .ok_or_else(|| TriggerError::UnknownRunbook(name.to_string()))?;
+        let kind = runbook.kind;
+        let cloud = if dry_run {
+            let config = self.config();
+            Arc::new(
+                CloudClient::new(&config.cloud)
+                    .map_err(|e| TriggerError::Client(e.to_string()))?
+                    .with_dry_run(true),
+            )
+        } else {
+            self.cloud.read().unwrap_or_else(|p| p.into_inner()).clone()
+        };
+        let request = RunRequest {
+            runbook,
+            params,
+            trigger: trigger.to_string(),
+            requested_by: actor.to_string(),
+            idempotency,
+        };
+        let engine = self.engine(cloud.clone(), None);
+        let run_id = engine.start(request).await?;
+        self.metrics.run_started(name);
+        self.execute(run_id.clone(), cloud, name.to_string(), kind);
+        Ok(run_id)
+    }
+
+    fn engine(
+        &self,
+        cloud: Arc<CloudClient>,
+        events: Option<broadcast::Sender<RunEvent>>,
+    ) -> Engine<CloudClient> {
+        let timeout = self.config().cloud.timeout;
+        let sink = Arc::new(move |e: &RunEvent| {
+            if let Some(tx) = &events {
+                let _ = tx.send(e.clone());
+            }
+        });
+        Engine::new(cloud, self.store.clone(), sink, Approvals::Api).with_in_flight_grace(timeout)
+    }
+
+    /// Executes a stored run in the background (new or resumed).
+    fn execute(
+        self: &Arc<Self>,
+        run_id: String,
+        cloud: Arc<CloudClient>,
+        runbook: String,
+        kind: Kind,
+    ) {
+        let (tx, _) = broadcast::channel(1024);
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(run_id.clone(), tx.clone());
+        // Metrics see every event of the run.
+        let metrics_rx = tx.subscribe();
+        let engine = self.engine(cloud, Some(tx));
+        let daemon = self.clone();
+        let stop = self.stop.clone();
+        self.tracker.spawn(async move {
+            let observer = tokio::spawn(observe(daemon.clone(), metrics_rx, runbook.clone(), kind));
+            match engine.execute(&run_id, &stop).await {
+                Ok(summary) => {
+                    tracing::info!(run.id = %run_id, status = %summary.status, "Run ended.")
+                }
+                Err(e) => {
+                    tracing::error!(run.id = %run_id, error = %e, "Run stopped; it is resumable.")
+                }
+            }
+            daemon
+                .live
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&run_id);
+            let _ = observer.await;
+        });
+    }
+
+    /// Resumes every interrupted run; how many.
+    pub async fn resume_interrupted(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let runs = self.store.interrupted_runs().await?;
+        for run in &runs {
+            tracing::info!(run.id = %run.id, runbook = %run.runbook, "Resuming an interrupted run.");
+            let kind = match run.kind.as_str() {
+                "switchover" => Kind::Switchover,
+                "failover" => Kind::Failover,
+                "drill" => Kind::Drill,
+                _ => Kind::Maintenance,
+            };
+            let cloud = if run.dry_run {
+                match CloudClient::new(&self.config().cloud) {
+                    Ok(c) => Arc::new(c.with_dry_run(true)),
+                    Err(e) => {
+                        tracing::error!(run.id = %run.id, error = %e, "Cannot build a client for the dry run.");
+                        continue;
+                    }
+                }
+            } else {
+                self.cloud.read().unwrap_or_else(|p| p.into_inner()).clone()
+            };
+            self.execute(run.id.clone(), cloud, run.runbook.clone(), kind);
+        }
+        Ok(runs.len())
+    }
+
+    /// Reloads config and runbooks (SIGHUP). Runbooks that no longer validate
+    /// keep their previous version; their errors are logged and shown by the API.
+    pub async fn reload(&self) {
+        match Config::load(self.config_path.as_deref()) {
+            Ok(config) => {
+                match CloudClient::new(&config.cloud) {
+                    Ok(c) => *self.cloud.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(c),
+                    Err(e) => tracing::error!(error = %e, "Keeping the previous cloud client."),
+                }
+                *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
+            }
+            Err(errors) => {
+                tracing::error!(
+                    "Config does not validate; keeping the previous one: {}",
+                    errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                );
+            }
+        }
+        let dir = self.config().runbooks_dir;
+        let registry = Registry::load(&dir, Some(&self.registry()));
+        let (count, errors) = (registry.runbooks.len(), registry.errors.len());
+        let _ = self.jobs.send(registry.jobs());
+        *self.registry.write().unwrap_or_else(|p| p.into_inner()) = registry;
+        tracing::info!(runbooks = count, invalid_files = errors, "Reloaded.");
+        let data = serde_json::json!({ "runbooks": count, "invalid_files": errors });
+        if let Err(e) = self
+            .store
+            .record_event("signal", "config.reload", None, data)
+            .await
+        {
+            tracing::error!(error = %e, "Cannot record the reload.");
+        }
+    }
+
+    /// Asks every run to stop at its next step boundary and waits up to `grace`.
+    pub async fn stop(&self, grace: Duration) {
+        self.stop.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "Runs did not reach a step boundary in time; they resume at the next start."
+            );
+        }
+    }
+
+    /// Next fire time of each schedule of a runbook.
+    pub fn next_fires(
+        runbook: &Runbook,
+        now: DateTime<Utc>,
+    ) -> Vec<(String, Option<DateTime<Utc>>)> {
+        runbook
+            .schedules
+            .iter()
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    if s.enabled {
+                        scheduler::next_fire(s, now)
+                    } else {
+                        None
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+/// Feeds a run's events to the metrics until it ends.
+async fn observe(
+    daemon: Arc<Daemon>,
+    mut rx: broadcast::Receiver<RunEvent>,
+    runbook: String,
+    kind: Kind,
+) {
+    loop {
+        match rx.recv().await {
+            Ok(event) => {
+                let finished = matches!(event, RunEvent::RunFinished { .. });
+                daemon.metrics.observe(&runbook, kind, &event);
+                if finished {
+                    return;
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// The scheduler starts runs through the daemon.
+pub struct DaemonLauncher(pub Arc<Daemon>);
+
+impl Launcher for DaemonLauncher {
+    async fn launch(&self, job: &Job, fire_at: DateTime<Utc>) -> Result<String, String> {
+        let actor = format!("schedule:{}", job.schedule.name);
+        tracing::info!(runbook = %job.runbook, %fire_at, "Schedule fires.");
+        self.0
+            .trigger(
+                &job.runbook,
+                job.schedule.params.clone(),
+                "schedule",
+                &actor,
+                false,
+                None,
+            )
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn is_active(&self, run_id: &str) -> bool {
+        matches!(self.0.store.run(run_id).await, Ok(Some(r)) if r.status == status::RUNNING)
+    }
+}
+
+/// Runs the daemon on `listener` until `shutdown` (or a signal, when `signals`).
+pub async fn serve(
+    daemon: Arc<Daemon>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    let resumed = daemon.resume_interrupted().await?;
+    let config = daemon.config();
+    let scheduler_stop = CancellationToken::new();
+    let scheduler = tokio::spawn(scheduler::run(
+        daemon.jobs.subscribe(),
+        Arc::new(daemon.store.clone()),
+        Arc::new(DaemonLauncher(daemon.clone())),
+        Arc::new(TokioClock::system()),
+        config.scheduler.missed_fire_grace,
+        scheduler_stop.clone(),
+    ));
+    let router = crate::api::router(daemon.clone());
+    daemon.ready.store(true, Ordering::Relaxed);
+    let registry = daemon.registry();
+    tracing::info!(
+        %addr,
+        runbooks = registry.runbooks.len(),
+        invalid_files = registry.errors.len(),
+        schedules = registry.jobs().len(),
+        resumed,
+        database = %config.database_url,
+        "drover daemon serving http://{addr}/v1"
+    );
+    let server =
+        axum::serve(listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    server.await?;
+    scheduler_stop.cancel();
+    let _ = scheduler.await;
+    daemon.stop(SHUTDOWN_GRACE).await;
+    Ok(())
+}
+
+/// Installs signal handling: SIGTERM/SIGINT cancel `shutdown` (a second one
+/// exits at once), SIGHUP reloads.
+pub fn handle_signals(daemon: Arc<Daemon>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        let mut stopping = false;
+        loop {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+                _ = hup.recv() => { daemon.reload().await; continue; }
+            }
+            if stopping {
+                tracing::warn!(
+                    "Second signal: exiting now; unfinished runs resume at the next start."
+                );
+                std::process::exit(130);
+            }
+            stopping = true;
+            tracing::info!("Stopping: no new requests; runs stop at their next step boundary.");
+            shutdown.cancel();
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,720 @@
+//! The daemon's API: every endpoint with every role, approvals, idempotency,
+//! input errors, live events, cancel, reload, OpenAPI, health and metrics; and
+//! the real binary killed mid-run and restarted.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use drover::config::Config;
+use drover::daemon::Daemon;
+use drover::sim::SimConfig;
+use reqwest::Method;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{Sim, repo, start_sim};
+
+const ROLES: [&str; 5] = ["viewer", "auditor", "drill", "operator", "admin"];
+
+struct Api {
+    sim: Sim,
+    daemon: Arc<Daemon>,
+    url: String,
+    http: reqwest::Client,
+    runbooks: std::path::PathBuf,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn token(role: &str) -> String {
+    format!("token-of-{role}")
+}
+
+fn config_text(sim: &Sim, db: &std::path::Path, runbooks: &std::path::Path) -> String {
+    let creds = sim.sim.credentials();
+    let mut tokens = String::new();
+    for role in ROLES {
+        tokens.push_str(&format!(
+            "    - {{ name: {role}, role: {role}, sha256: {} }}\n",
+            hex::encode(Sha256::digest(token(role).as_bytes()))
+        ));
+    }
+    tokens.push_str(&format!(
+        "    - {{ name: operator2, role: operator, sha256: {} }}\n",
+        hex::encode(Sha256::digest(b"token-of-operator2"))
+    ));
+    format!(
+        "database: {{ url: \"sqlite://{}\" }}\nrunbooks: {{ dir: \"{}\" }}\napi:\n  listen: 127.0.0.1:0\n  tokens:\n{tokens}cloud:\n  timeout: 3s\n  project_id: {}\n  iam_endpoint: {url}\n  evs_endpoint: {url}\n  sdrs_endpoint: {url}\n  auth: {{ method: password, user: {}, domain: {} }}\n",
+        db.display(),
+        runbooks.display(),
+        creds.project_id,
+        creds.user,
+        creds.domain,
+        url = sim.url
+    )
+}
+
+async fn start() -> Api {
+    let sim = start_sim(SimConfig {
+        evs_groups: vec!["g1".into(), "g2".into()],
+        sdrs_groups: vec!["pg1".into()],
+        transition: Duration::from_millis(300),
+        ..SimConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let runbooks = dir.path().join("runbooks");
+    std::fs::create_dir(&runbooks).unwrap();
+    for f in std::fs::read_dir(repo("runbooks")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, runbooks.join(f.file_name().unwrap())).unwrap();
+    }
+    let file = dir.path().join("drover.yaml");
+    std::fs::write(
+        &file,
+        config_text(&sim, &dir.path().join("audit.db"), &runbooks),
+    )
+    .unwrap();
+    let env: BTreeMap<String, String> = [(
+        "DROVER_CLOUD__AUTH__PASSWORD".to_string(),
+        sim.sim.credentials().password,
+    )]
+    .into();
+    let config = Config::load_with_env(Some(&file), &env).unwrap();
+    let daemon = Daemon::new(config, Some(file)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(drover::daemon::serve(
+        daemon.clone(),
+        listener,
+        shutdown.clone(),
+    ));
+    Api {
+        sim,
+        daemon,
+        url,
+        http: reqwest::Client::new(),
+        runbooks,
+        shutdown,
+        _dir: dir,
+    }
+}
+
+impl Api {
+    async fn call(
+        &self,
+        who: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(who) = who {
+            req = req.bearer_auth(token(who));
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let answer = req.send().await.unwrap();
+        let status = answer.status().as_u16();
+        let text = answer.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn trigger(&self, who: &str, runbook: &str, group: &str) -> String {
+        let (status, body) = self
+            .call(
+                Some(who),
+                Method::POST,
+                "/v1/runs",
+                Some(json!({"runbook": runbook, "params": {"group_id": group}})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_str().unwrap().to_string()
+    }
+
+    async fn wait_for(&self, id: &str, check: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..600 {
+            let (_, detail) = self
+                .call(Some("admin"), Method::GET, &format!("/v1/runs/{id}"), None)
+                .await;
+            if check(&detail) {
+                return detail;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("run {id} never reached the expected state");
+    }
+
+    async fn audit_count(&self) -> usize {
+        self.daemon.store().events(None).await.unwrap().len()
+    }
+}
+
+fn waiting_for_approval(d: &Value) -> bool {
+    d["steps"].as_array().is_some_and(|s| {
+        s.iter()
+            .any(|s| s["step_id"] == "approve" && s["status"] == "running")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_with_every_role() {
+    let api = start().await;
+    let run = api.trigger("admin", "evs-switchover", "g1").await;
+    api.wait_for(&run, waiting_for_approval).await;
+    let switch = json!({"runbook": "evs-switchover", "params": {"group_id": "g2"}});
+    let drill = json!({"runbook": "evs-round-trip-drill", "params": {"group_id": "g2"}});
+    // (method, path, body, roles allowed)
+    let endpoints: Vec<(Method, String, Option<Value>, &[&str])> = vec![
+        (Method::GET, "/v1/runs".into(), None, &ROLES),
+        (Method::GET, format!("/v1/runs/{run}"), None, &ROLES),
+        (Method::GET, "/v1/runbooks".into(), None, &ROLES),
+        (
+            Method::GET,
+            "/v1/runbooks/evs-switchover".into(),
+            None,
+            &ROLES,
+        ),
+        (
+            Method::GET,
+            "/v1/audit/events".into(),
+            None,
+            &["auditor", "admin"],
+        ),
+        (
+            Method::GET,
+            "/v1/audit/verify".into(),
+            None,
+            &["auditor", "admin"],
+        ),
+        (
+            Method::POST,
+            "/v1/runs".into(),
+            Some(switch),
+            &["operator", "admin"],
+        ),
+        (
+            Method::POST,
+            "/v1/runs".into(),
+            Some(drill),
+            &["drill", "operator", "admin"],
+        ),
+        (
+            Method::POST,
+            format!("/v1/runs/{run}/approvals"),
+            Some(json!({"decision": "approve"})),
+            &["operator", "admin"],
+        ),
+        (
+            Method::POST,
+            format!("/v1/runs/{run}/cancel"),
+            None,
+            &["operator", "admin"],
+        ),
+    ];
+    // Forbidden and unauthenticated calls first: none may change anything.
+    let before = (
+        api.audit_count().await,
+        api.daemon.store().runs(100).await.unwrap().len(),
+    );
+    for (method, path, body, allowed) in &endpoints {
+        for role in ROLES.iter().filter(|r| !allowed.contains(r)) {
+            let (status, answer) = api
+                .call(Some(role), method.clone(), path, body.clone())
+                .await;
+            assert_eq!(status, 403, "{role} {method} {path}: {answer}");
+            assert_eq!(answer["code"], "forbidden");
+        }
+        let (status, answer) = api.call(None, method.clone(), path, body.clone()).await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (401, Some("unauthorized")),
+            "no token {method} {path}"
+        );
+        let wrong = api
+            .http
+            .request(method.clone(), format!("{}{path}", api.url))
+            .bearer_auth("not-a-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), 401, "wrong token {method} {path}");
+    }
+    let after = (
+        api.audit_count().await,
+        api.daemon.store().runs(100).await.unwrap().len(),
+    );
+    assert_eq!(
+        before, after,
+        "forbidden and unauthenticated calls changed nothing"
+    );
+
+    // Every allowed read answers 200.
+    for (method, path, body, allowed) in &endpoints {
+        if *method != Method::GET {
+            continue;
+        }
+        for role in *allowed {
+            let (status, answer) = api
+                .call(Some(role), method.clone(), path, body.clone())
+                .await;
+            assert_eq!(status, 200, "{role} {method} {path}: {answer}");
+        }
+    }
+    // And each allowed change once, by its least-privileged role.
+    let (status, _) = api
+        .call(
+            Some("drill"),
+            Method::POST,
+            "/v1/runs",
+            Some(json!({"runbook": "sdrs-drill", "params": {"group_id": "pg1", "hold": "1s"}})),
+        )
+        .await;
+    assert_eq!(status, 201, "drill may trigger a drill");
+    let (status, approval) = api
+        .call(
+            Some("operator"),
+            Method::POST,
+            &format!("/v1/runs/{run}/approvals"),
+            Some(json!({"decision": "approve", "comment": "go"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{approval}");
+    assert_eq!(approval["approver"], "operator");
+    let done = api
+        .wait_for(&run, |d| d["run"]["status"] != "running")
+        .await;
+    assert_eq!(done["run"]["status"], "succeeded", "{done}");
+    assert_eq!(done["approvals"][0]["approver"], "operator");
+    let events = api.daemon.store().events(None).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "approval" && e.actor == "operator"),
+        "the approval is an audit event with its actor"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "run.started" && e.actor == "admin")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_need_someone_other_than_the_requester_and_survive_in_the_store() {
+    let api = start().await;
+    let run = api.trigger("operator", "evs-switchover", "g1").await;
+    api.wait_for(&run, waiting_for_approval).await;
+    let (status, body) = api
+        .call(
+            Some("operator"),
+            Method::POST,
+            &format!("/v1/runs/{run}/approvals"),
+            Some(json!({"decision": "approve"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("requester_cannot_approve"))
+    );
+    let (status, body) = api
+        .call(
+            Some("admin"),
+            Method::POST,
+            &format!("/v1/runs/{run}/approvals"),
+            Some(json!({"decision": "maybe"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("malformed_json"))
+    );
+    let mut req = api
+        .http
+        .post(format!("{}/v1/runs/{run}/approvals", api.url))
+        .bearer_auth("token-of-operator2");
+    req = req.json(&json!({"decision": "approve"}));
+    assert_eq!(req.send().await.unwrap().status(), 201);
+    let (status, body) = api
+        .call(
+            Some("admin"),
+            Method::POST,
+            &format!("/v1/runs/{run}/approvals"),
+            Some(json!({"decision": "approve"})),
+        )
+        .await;
+    let done = api
+        .wait_for(&run, |d| d["run"]["status"] != "running")
+        .await;
+    assert_eq!(done["run"]["status"], "succeeded");
+    assert!(
+        status == 201 || body["code"] == "no_approval_pending",
+        "{body}"
+    );
+    assert_eq!(
+        api.sim
+            .sim
+            .journal()
+            .iter()
+            .filter(|e| e.endpoint == "evs.action" && e.changed)
+            .count(),
+        1
+    );
+
+    // A rejection fails the run before anything is sent.
+    let run = api.trigger("operator", "evs-switchover", "g2").await;
+    api.wait_for(&run, waiting_for_approval).await;
+    let (status, _) = api
+        .call(
+            Some("admin"),
+            Method::POST,
+            &format!("/v1/runs/{run}/approvals"),
+            Some(json!({"decision": "reject", "comment": "not now"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let done = api
+        .wait_for(&run, |d| d["run"]["status"] != "running")
+        .await;
+    assert_eq!(done["run"]["status"], "failed");
+    assert!(
+        done["run"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("was rejected by admin")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_name_the_problem() {
+    let api = start().await;
+    let post = |body: &'static str| {
+        api.http
+            .post(format!("{}/v1/runs", api.url))
+            .bearer_auth(token("admin"))
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    let cases = [
+        (
+            "{\"runbook\": ",
+            400,
+            "malformed_json",
+            "not a valid run request",
+        ),
+        (
+            "{\"runbook\": \"evs-switchovr\"}",
+            404,
+            "unknown_runbook",
+            "did you mean `evs-switchover`?",
+        ),
+        (
+            "{\"runbook\": \"evs-switchover\"}",
+            422,
+            "invalid_params",
+            "missing required parameter `group_id`",
+        ),
+        (
+            "{\"runbook\": \"evs-switchover\", \"params\": {\"group_id\": {\"a\": 1}}}",
+            400,
+            "bad_param_type",
+            "parameter `group_id` must be a string",
+        ),
+        (
+            "{\"runbook\": \"evs-switchover\", \"params\": {\"group_id\": \"g1\", \"verify_timeout\": \"soon\"}}",
+            422,
+            "invalid_params",
+            "invalid duration `soon`",
+        ),
+        (
+            "{\"runbook\": \"evs-switchover\", \"parms\": {}}",
+            400,
+            "malformed_json",
+            "unknown field `parms`",
+        ),
+    ];
+    for (body, status, code, phrase) in cases {
+        let answer = post(body).send().await.unwrap();
+        assert_eq!(answer.status().as_u16(), status, "{body}");
+        let json: Value = answer.json().await.unwrap();
+        assert_eq!(json["code"], code, "{body}");
+        assert!(
+            json["message"].as_str().unwrap().contains(phrase),
+            "{body}: {json}"
+        );
+    }
+    let first = api.trigger("admin", "evs-switchover", "g1").await;
+    let (status, body) = api
+        .call(
+            Some("admin"),
+            Method::POST,
+            "/v1/runs",
+            Some(json!({"runbook": "evs-round-trip-drill", "params": {"group_id": "g1"}})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("target_in_use"))
+    );
+    assert!(body["message"].as_str().unwrap().contains(&first));
+    let (status, _) = api
+        .call(Some("admin"), Method::GET, "/v1/runs/nope", None)
+        .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_key_returns_the_same_run() {
+    let api = start().await;
+    let send = |body: Value| {
+        api.http
+            .post(format!("{}/v1/runs", api.url))
+            .bearer_auth(token("admin"))
+            .header("Idempotency-Key", "change-4711")
+            .json(&body)
+            .send()
+    };
+    let body = json!({"runbook": "evs-switchover", "params": {"group_id": "g1"}});
+    let first = send(body.clone()).await.unwrap();
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    let again = send(body).await.unwrap();
+    assert_eq!(again.status(), 200);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(first["id"], again["id"]);
+    let other = send(json!({"runbook": "evs-switchover", "params": {"group_id": "g2"}}))
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 422);
+    assert_eq!(api.daemon.store().runs(10).await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_stream_live_and_cancel_stops_at_a_boundary() {
+    let api = start().await;
+    let run = api.trigger("admin", "evs-switchover", "g1").await;
+    let mut stream = api
+        .http
+        .get(format!("{}/v1/runs/{run}/events", api.url))
+        .bearer_auth(token("viewer"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let mut seen = String::new();
+    while !seen.contains("event: awaiting_approval") {
+        seen.push_str(&String::from_utf8_lossy(
+            &stream.chunk().await.unwrap().unwrap(),
+        ));
+    }
+    assert!(seen.starts_with("event: snapshot"), "{seen}");
+    let (status, body) = api
+        .call(
+            Some("operator"),
+            Method::POST,
+            &format!("/v1/runs/{run}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    while let Some(chunk) = stream.chunk().await.unwrap() {
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(
+        seen.contains("event: run_finished") && seen.contains("\"status\":\"cancelled\""),
+        "{seen}"
+    );
+    let done = api
+        .wait_for(&run, |d| d["run"]["status"] != "running")
+        .await;
+    assert_eq!(done["run"]["status"], "cancelled");
+    assert_eq!(done["run"]["cancel_requested_by"], "operator");
+    let steps: BTreeMap<String, String> = done["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["step_id"].as_str().unwrap().into(),
+                s["status"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(steps["switchover"], "skipped");
+    assert_eq!(
+        steps["notify"], "skipped",
+        "finally steps still ran (and their `when` was false)"
+    );
+    assert_eq!(
+        api.sim
+            .sim
+            .journal()
+            .iter()
+            .filter(|e| e.endpoint == "evs.action")
+            .count(),
+        0
+    );
+    let (status, body) = api
+        .call(
+            Some("operator"),
+            Method::POST,
+            &format!("/v1/runs/{run}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("run_not_running"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runbooks_show_next_fires_and_a_broken_reload_keeps_the_previous_version() {
+    let api = start().await;
+    std::fs::write(
+        api.runbooks.join("nightly.yaml"),
+        "name: nightly\nkind: drill\nsteps:\n  - { id: look, action: evs.check_group, with: { group: g2 } }\nschedules:\n  - { name: n, cron: \"30 2 * * *\", timezone: Europe/Berlin }\n",
+    )
+    .unwrap();
+    api.daemon.reload().await;
+    let (_, list) = api
+        .call(Some("viewer"), Method::GET, "/v1/runbooks", None)
+        .await;
+    let nightly = list["runbooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "nightly")
+        .unwrap()
+        .clone();
+    let next = nightly["schedules"][0]["next_fire"].as_str().unwrap();
+    let next = chrono::DateTime::parse_from_rfc3339(next).unwrap();
+    assert_eq!(
+        next.with_timezone(&chrono_tz::Europe::Berlin)
+            .format("%H:%M")
+            .to_string(),
+        "02:30"
+    );
+
+    let path = api.runbooks.join("evs-switchover.yaml");
+    let good = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        good.replace("action: evs.switchover", "action: evs.switchovr"),
+    )
+    .unwrap();
+    api.daemon.reload().await;
+    let (_, list) = api
+        .call(Some("viewer"), Method::GET, "/v1/runbooks", None)
+        .await;
+    assert!(
+        list["runbooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "evs-switchover"),
+        "the previous version stays"
+    );
+    let invalid = &list["invalid"][0];
+    assert!(
+        invalid["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("evs-switchover.yaml")
+    );
+    assert!(
+        invalid["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("did you mean `evs.switchover`?"),
+        "{invalid}"
+    );
+    assert_eq!(
+        api.trigger("admin", "evs-switchover", "g1").await.len(),
+        36,
+        "still runnable"
+    );
+    assert!(
+        api.daemon
+            .store()
+            .events(None)
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.kind == "config.reload")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_health_and_metrics_need_no_token() {
+    let api = start().await;
+    let (status, doc) = api.call(None, Method::GET, "/v1/openapi.json", None).await;
+    assert_eq!(status, 200);
+    for path in [
+        "/v1/runs",
+        "/v1/runs/{id}",
+        "/v1/runs/{id}/events",
+        "/v1/runs/{id}/cancel",
+        "/v1/runs/{id}/approvals",
+        "/v1/runbooks",
+        "/v1/runbooks/{name}",
+        "/v1/audit/events",
+        "/v1/audit/verify",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} in the served document"
+        );
+    }
+    assert_eq!(
+        doc["openapi"].as_str().map(|v| v.starts_with("3.")),
+        Some(true)
+    );
+    assert_eq!(api.call(None, Method::GET, "/healthz", None).await.0, 200);
+    assert_eq!(api.call(None, Method::GET, "/readyz", None).await.0, 200);
+    std::fs::write(
+        api.runbooks.join("quick-drill.yaml"),
+        "name: quick-drill\nkind: drill\nparams: { group_id: { required: true } }\nsteps:\n  - { id: look, action: evs.check_group, with: { group: \"{{ params.group_id }}\" } }\n",
+    )
+    .unwrap();
+    api.daemon.reload().await;
+    let run = api.trigger("admin", "quick-drill", "g1").await;
+    api.wait_for(&run, |d| d["run"]["status"] == "succeeded")
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, metrics) = api.call(None, Method::GET, "/metrics", None).await;
+    assert_eq!(status, 200);
+    let text = metrics.as_str().unwrap();
+    assert!(
+        text.contains("drover_runs_started_total{runbook=\"quick-drill\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "drover_runs_finished_total{runbook=\"quick-drill\",outcome=\"succeeded\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("drover_last_successful_drill_timestamp_seconds{runbook=\"quick-drill\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("drover_step_duration_seconds_bucket"),
+        "{text}"
+    );
+}
