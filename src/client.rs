@@ -4,13 +4,22 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
 use serde_json::{Value, json};
 
 use crate::api::{RunCreated, RunDetail, RunView};
 use crate::app;
 use crate::cli::{Outcome, RunsCommand};
 use crate::engine::RunEvent;
+
+/// The daemon refused the request (its answer is the message).
+#[derive(Debug, thiserror::Error)]
+#[error("the daemon answered {status}: {message} ({code})")]
+struct Refused {
+    status: reqwest::StatusCode,
+    message: String,
+    code: String,
+}
 
 struct Client {
     http: reqwest::Client,
@@ -36,16 +45,33 @@ impl Client {
         }
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
-        bail!(
-            "the daemon answered {status}: {} ({})",
-            body["message"].as_str().unwrap_or("no message"),
-            body["code"].as_str().unwrap_or("no code")
-        )
+        Err(Refused {
+            status,
+            message: body["message"].as_str().unwrap_or("no message").to_string(),
+            code: body["code"].as_str().unwrap_or("no code").to_string(),
+        }
+        .into())
     }
 }
 
-/// Runs a `drover runs` command.
+/// Runs a `drover runs` command. A refusal by the daemon is a failure (exit 1),
+/// with the daemon's message on stderr; bad input stays an error (exit 2).
 pub async fn runs(
+    server: Option<String>,
+    config: Option<PathBuf>,
+    command: RunsCommand,
+    out: &mut dyn Write,
+) -> anyhow::Result<Outcome> {
+    match run_command(server, config, command, out).await {
+        Err(e) if e.is::<Refused>() => {
+            eprintln!("error: {e}");
+            Ok(Outcome::Failure)
+        }
+        other => other,
+    }
+}
+
+async fn run_command(
     server: Option<String>,
     config: Option<PathBuf>,
     command: RunsCommand,

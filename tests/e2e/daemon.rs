@@ -718,3 +718,262 @@ async fn openapi_health_and_metrics_need_no_token() {
         "{text}"
     );
 }
+
+/// The real `drover daemon` process.
+struct Process {
+    child: std::process::Child,
+    url: String,
+}
+
+fn spawn_daemon(config: &std::path::Path, password: &str) -> Process {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["daemon", "--config"])
+        .arg(config)
+        .env("DROVER_CLOUD__AUTH__PASSWORD", password)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if !sent && let Some(at) = line.find("serving http://") {
+                let url = line[at + "serving ".len()..]
+                    .split("/v1")
+                    .next()
+                    .unwrap()
+                    .to_string();
+                let _ = tx.send(url);
+                sent = true;
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the daemon logs the address it serves");
+    Process { child, url }
+}
+
+fn signal(p: &Process, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &p.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+async fn step_status(http: &reqwest::Client, url: &str, run: &str, step: &str) -> (String, String) {
+    let d: Value = http
+        .get(format!("{url}/v1/runs/{run}"))
+        .bearer_auth(token("admin"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let s = d["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step_id"] == step)
+        .unwrap()["status"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (d["run"]["status"].as_str().unwrap().to_string(), s)
+}
+
+async fn until(mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..800 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("condition never met");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_daemon_resumes_the_run_with_one_switchover_and_keeps_pending_approvals() {
+    let sim = start_sim(SimConfig {
+        evs_groups: vec!["g1".into()],
+        transition: Duration::from_secs(4),
+        ..SimConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("drover.yaml");
+    std::fs::write(
+        &config,
+        config_text(&sim, &dir.path().join("audit.db"), &repo("runbooks")),
+    )
+    .unwrap();
+    let password = sim.sim.credentials().password;
+    let http = reqwest::Client::new();
+
+    let mut daemon = spawn_daemon(&config, &password);
+    let created: Value = http
+        .post(format!("{}/v1/runs", daemon.url))
+        .bearer_auth(token("admin"))
+        .json(&json!({"runbook": "evs-switchover", "params": {"group_id": "g1"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let run = created["id"].as_str().unwrap().to_string();
+    until(async || step_status(&http, &daemon.url, &run, "approve").await.1 == "running").await;
+    daemon.child.kill().unwrap(); // SIGKILL while the approval is pending
+    daemon.child.wait().unwrap();
+
+    let mut daemon = spawn_daemon(&config, &password);
+    until(async || step_status(&http, &daemon.url, &run, "approve").await.1 == "running").await;
+    let approved = http
+        .post(format!("{}/v1/runs/{run}/approvals", daemon.url))
+        .bearer_auth(token("operator"))
+        .json(&json!({"decision": "approve"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        approved.status(),
+        201,
+        "the pending approval survived the restart"
+    );
+    until(async || step_status(&http, &daemon.url, &run, "verify").await.1 == "running").await;
+    daemon.child.kill().unwrap(); // SIGKILL while waiting for `active`
+    daemon.child.wait().unwrap();
+
+    let mut daemon = spawn_daemon(&config, &password);
+    until(async || step_status(&http, &daemon.url, &run, "verify").await.0 == "succeeded").await;
+    let changed = sim
+        .sim
+        .journal()
+        .iter()
+        .filter(|e| e.endpoint == "evs.action" && e.changed)
+        .count();
+    assert_eq!(changed, 1, "exactly one switchover");
+
+    // SIGHUP reloads (an audit event), SIGTERM stops cleanly.
+    signal(&daemon, "HUP");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    signal(&daemon, "TERM");
+    let status = tokio::task::spawn_blocking(move || daemon.child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "graceful stop exits 0");
+    let store = drover::store::Store::open(&format!(
+        "sqlite://{}",
+        dir.path().join("audit.db").display()
+    ))
+    .await
+    .unwrap();
+    assert!(
+        store
+            .events(None)
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.kind == "config.reload" && e.actor == "signal")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runs_client_triggers_approves_follows_and_cancels() {
+    let api = start().await;
+    let client = |who: &str, args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_drover"));
+        c.arg("runs")
+            .arg("--server")
+            .arg(&api.url)
+            .args(args)
+            .env("DROVER_TOKEN", token(who));
+        c
+    };
+    let out = client(
+        "operator",
+        &[
+            "trigger",
+            "evs-switchover",
+            "-p",
+            "group_id=g1",
+            "--idempotency-key",
+            "k1",
+        ],
+    )
+    .output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = text.split_whitespace().nth(1).unwrap().to_string();
+    api.wait_for(&run, waiting_for_approval).await;
+
+    let mut follow = client("viewer", &["show", &run, "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = client("operator", &["approve", &run]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the requester cannot approve: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("requester_cannot_approve"));
+    let out = client("admin", &["approve", &run, "--comment", "window open"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("step `approve` approved by admin"));
+    let followed = tokio::task::spawn_blocking(move || follow.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&followed.stdout);
+    assert!(followed.status.success(), "{text}");
+    assert!(
+        text.contains("approved by admin") && text.contains(&format!("run {run} succeeded")),
+        "{text}"
+    );
+
+    let list = client("viewer", &["list"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&list.stdout).contains(&run));
+    let show = client("viewer", &["show", &run]).output().unwrap();
+    assert!(String::from_utf8_lossy(&show.stdout).contains("switchover         succeeded"));
+
+    let out = client(
+        "operator",
+        &["trigger", "evs-switchover", "-p", "group_id=g2"],
+    )
+    .output()
+    .unwrap();
+    let second = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let out = client("operator", &["cancel", &second]).output().unwrap();
+    assert!(out.status.success());
+    api.wait_for(&second, |d| d["run"]["status"] == "cancelled")
+        .await;
+    let out = client("viewer", &["cancel", &second]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("403"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["runs", "--server", &api.url, "list"])
+        .env_remove("DROVER_TOKEN")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("set DROVER_TOKEN"));
+}
