@@ -921,7 +921,7 @@ async fn the_runs_client_triggers_approves_follows_and_cancels() {
     let run = text.split_whitespace().nth(1).unwrap().to_string();
     api.wait_for(&run, waiting_for_approval).await;
 
-    let mut follow = client("viewer", &["show", &run, "--follow"])
+    let follow = client("viewer", &["show", &run, "--follow"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
