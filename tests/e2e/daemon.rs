@@ -977,3 +977,45 @@ async fn the_runs_client_triggers_approves_follows_and_cancels() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("set DROVER_TOKEN"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_fire_runs_in_the_daemon() {
+    let api = start().await;
+    // Seconds field: fires every two seconds.
+    std::fs::write(
+        api.runbooks.join("tick.yaml"),
+        "name: tick\nkind: drill\nsteps:\n  - { id: look, action: evs.check_group, with: { group: g2 } }\nschedules:\n  - { name: every-2s, cron: \"*/2 * * * * *\" }\n",
+    )
+    .unwrap();
+    api.daemon.reload().await;
+    let mut runs = Vec::new();
+    for _ in 0..200 {
+        runs = api
+            .daemon
+            .store()
+            .runs(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.trigger == "schedule")
+            .collect();
+        if runs.iter().any(|r| r.status == "succeeded") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let run = runs
+        .iter()
+        .find(|r| r.status == "succeeded")
+        .expect("a scheduled run succeeded");
+    assert_eq!(
+        (run.runbook.as_str(), run.requested_by.as_str()),
+        ("tick", "schedule:every-2s")
+    );
+    let fires = api.daemon.store().fires("tick", "every-2s").await.unwrap();
+    assert!(
+        fires
+            .iter()
+            .any(|(_, outcome, id)| outcome == "started" && id.as_deref() == Some(run.id.as_str()))
+    );
+}
