@@ -254,46 +254,27 @@ pub(crate) async fn execute<C: Cloud>(
         Action::EvsWaitGroup(i) => {
             let id = s.render(&i.group.value)?;
             let interval = s.interval(&i.interval, DEFAULT_POLL_INTERVAL)?;
-            let mut polls = 0;
-            loop {
-                let g = read_evs(&s, &id).await?;
-                let seen = evs_summary(&g);
-                if let Some(fail) = &i.fail_if
-                    && !fail.is_empty_expect()
-                    && evs_mismatches(&s, fail, &g)?.is_empty()
-                {
-                    return Err(StepError::Failed(format!(
-                        "group {id} reached a failure state: {seen}"
-                    )));
-                }
-                if evs_mismatches(&s, &i.until, &g)?.is_empty() {
-                    return Ok(to_json(&g));
-                }
-                if s.dry_run() {
-                    s.note(format!("dry run: not waiting (group {id} is {seen})"));
-                    return Ok(to_json(&g));
-                }
-                polls += 1;
-                s.record(
-                    polls,
-                    "poll",
-                    &format!("GET consistency group {id}"),
-                    None,
-                    None,
-                    Some(Outcome {
-                        outcome: seen.clone(),
-                        http_status: Some(200),
-                        ..Outcome::default()
-                    }),
-                )
-                .await?;
-                s.emit(RunEvent::Waiting {
-                    step_id: step.id.clone(),
-                    observed: seen.clone(),
-                });
-                s.pause(interval, || format!("group {id} is still {seen}"))
-                    .await?;
-            }
+            let watch = Watch {
+                what: format!("group {id}"),
+                request: format!("GET consistency group {id}"),
+                interval,
+            };
+            poll_until(
+                &s,
+                &watch,
+                || read_evs(&s, &id),
+                evs_summary,
+                |g| {
+                    Ok(i.fail_if
+                        .as_ref()
+                        .filter(|f| !f.is_empty_expect())
+                        .map(|f| evs_mismatches(&s, f, g))
+                        .transpose()?
+                        .is_some_and(|m| m.is_empty()))
+                },
+                |g| Ok(evs_mismatches(&s, &i.until, g)?.is_empty()),
+            )
+            .await
         }
         Action::EvsSwitchover(i) => evs_mutation(&s, &i.group.value, EvsAction::Switchover).await,
         Action::EvsFailover(i) => evs_mutation(&s, &i.group.value, EvsAction::Failover).await,
@@ -316,50 +297,25 @@ pub(crate) async fn execute<C: Cloud>(
         Action::SdrsWaitGroup(i) => {
             let id = s.render(&i.group.value)?;
             let interval = s.interval(&i.interval, DEFAULT_POLL_INTERVAL)?;
-            let mut polls = 0;
-            loop {
-                let g = read_sdrs(&s, &id).await?;
-                let seen = sdrs_summary(&g);
-                if let Some(fail) = &i.fail_if
-                    && fail.status.is_some()
-                    && sdrs_mismatches(fail, &g).is_empty()
-                {
-                    return Err(StepError::Failed(format!(
-                        "protection group {id} reached a failure state: {seen}"
-                    )));
-                }
-                if sdrs_mismatches(&i.until, &g).is_empty() {
-                    return Ok(to_json(&g));
-                }
-                if s.dry_run() {
-                    s.note(format!(
-                        "dry run: not waiting (protection group {id} is {seen})"
-                    ));
-                    return Ok(to_json(&g));
-                }
-                polls += 1;
-                s.record(
-                    polls,
-                    "poll",
-                    &format!("GET server-group {id}"),
-                    None,
-                    None,
-                    Some(Outcome {
-                        outcome: seen.clone(),
-                        http_status: Some(200),
-                        ..Outcome::default()
-                    }),
-                )
-                .await?;
-                s.emit(RunEvent::Waiting {
-                    step_id: step.id.clone(),
-                    observed: seen.clone(),
-                });
-                s.pause(interval, || {
-                    format!("protection group {id} is still {seen}")
-                })
-                .await?;
-            }
+            let watch = Watch {
+                what: format!("protection group {id}"),
+                request: format!("GET server-group {id}"),
+                interval,
+            };
+            poll_until(
+                &s,
+                &watch,
+                || read_sdrs(&s, &id),
+                sdrs_summary,
+                |g| {
+                    Ok(i.fail_if
+                        .as_ref()
+                        .filter(|f| f.status.is_some())
+                        .is_some_and(|f| sdrs_mismatches(f, g).is_empty()))
+                },
+                |g| Ok(sdrs_mismatches(&i.until, g).is_empty()),
+            )
+            .await
         }
         Action::SdrsSwitchover(i) => {
             sdrs_mutation(
@@ -442,6 +398,66 @@ pub(crate) async fn execute<C: Cloud>(
             .await?;
             Ok(json!({ "slept_ms": d.as_millis() as u64 }))
         }
+    }
+}
+
+/// What a wait step follows.
+struct Watch {
+    /// `group g1`, for messages.
+    what: String,
+    /// The read, as recorded.
+    request: String,
+    /// Time between polls.
+    interval: Duration,
+}
+
+/// Polls with `read` until `done` holds (the resource as output), failing at
+/// once when `failed` holds, and at the deadline. A dry run reads once.
+async fn poll_until<C, T, R, Fut>(
+    s: &StepRun<'_, C>,
+    watch: &Watch,
+    read: R,
+    summary: fn(&T) -> String,
+    failed: impl Fn(&T) -> Result<bool, StepError>,
+    done: impl Fn(&T) -> Result<bool, StepError>,
+) -> Result<Value, StepError>
+where
+    C: Cloud,
+    T: serde::Serialize,
+    R: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StepError>>,
+{
+    let what = &watch.what;
+    let mut polls = 0;
+    loop {
+        let current = read().await?;
+        let seen = summary(&current);
+        if failed(&current)? {
+            return Err(StepError::Failed(format!(
+                "{what} reached a failure state: {seen}"
+            )));
+        }
+        if done(&current)? {
+            return Ok(to_json(&current));
+        }
+        if s.dry_run() {
+            s.note(format!("dry run: not waiting ({what} is {seen})"));
+            return Ok(to_json(&current));
+        }
+        polls += 1;
+        let outcome = Outcome {
+            outcome: seen.clone(),
+            http_status: Some(200),
+            ..Outcome::default()
+        };
+        s.record(polls, "poll", &watch.request, None, None, Some(outcome))
+            .await?;
+        s.emit(RunEvent::Waiting {
+            step_id: s.step.id.clone(),
+            observed: seen.clone(),
+        });
+        s.pause(watch.interval, || format!("{what} is still {seen}"))
+            .await?;
     }
 }
 
