@@ -384,5 +384,5 @@ pub async fn demo(
     )
     .await;
     shutdown.cancel();
-    Ok((summary?, config.database_url.clone()))
+    Ok((summary?, crate::config::redact_url(&config.database_url)))
 }

@@ -354,7 +354,11 @@ async fn audit(
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&runs)?)?;
             } else if runs.is_empty() {
-                writeln!(out, "no runs recorded in {}", config.database_url)?;
+                writeln!(
+                    out,
+                    "no runs recorded in {}",
+                    crate::config::redact_url(&config.database_url)
+                )?;
             } else {
                 writeln!(
                     out,
@@ -374,7 +378,10 @@ async fn audit(
         }
         AuditCommand::Show { run, json } => {
             let Some(record) = store.run(&run).await? else {
-                anyhow::bail!("run {run} not found in {}", config.database_url);
+                anyhow::bail!(
+                    "run {run} not found in {}",
+                    crate::config::redact_url(&config.database_url)
+                );
             };
             let steps = store.steps(&run).await?;
             let attempts = store.attempts(&run).await?;

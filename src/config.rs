@@ -536,7 +536,7 @@ fn check_url(url: &Located<String>, what: &str, sink: &Sink) {
 }
 
 /// Hides a password in a database URL before it is shown.
-fn redact_url(url: &str) -> String {
+pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             format!("{}://[REDACTED]@{}", &url[..scheme], &url[at + 1..])

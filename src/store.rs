@@ -285,8 +285,9 @@ pub struct Store {
 impl Store {
     /// Opens (creating if missing) the database at `url` and applies migrations.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
+        // The URL may carry a password: errors show it redacted.
         let open_error = |reason: String| StoreError::Open {
-            url: url.to_string(),
+            url: crate::config::redact_url(url),
             reason,
         };
         let path = url
@@ -1075,6 +1076,18 @@ mod tests {
             .await
             .unwrap();
         store.create_run(&new_run("r2", &["evs:g1"])).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn open_errors_do_not_show_a_password() {
+        let err = Store::open("postgres://drover:hunter2@db.example/drover")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("postgres://[REDACTED]@db.example/drover") && !err.contains("hunter2"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
