@@ -157,14 +157,10 @@ impl FromRequestParts<AppState> for Caller {
         let token = header
             .strip_prefix("Bearer ")
             .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
-        let config = state.config();
-        let found = config
+        let (name, role) = state
             .find_token(token.trim())
             .ok_or_else(|| unauthorized("unknown token"))?;
-        Ok(Caller {
-            name: found.name.clone(),
-            role: found.role,
-        })
+        Ok(Caller { name, role })
     }
 }
 

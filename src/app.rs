@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,37 +39,35 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(Store::open(&config.database_url).await?)
 }
 
-/// A runbook by path, or by name from the runbooks folder.
+/// A runbook by path, or by name (file stem or `name:`) from the runbooks folder.
 pub fn find_runbook(dir: &Path, name_or_path: &str) -> anyhow::Result<Runbook> {
-    let as_path = PathBuf::from(name_or_path);
-    let path = if as_path.is_file() {
-        as_path
-    } else {
-        let candidates = runbook::find_files(&[dir.to_path_buf()]).map_err(|d| anyhow!("{d}"))?;
-        candidates
-            .into_iter()
-            .find(|p| {
-                p.file_stem().and_then(|s| s.to_str()) == Some(name_or_path)
-                    || runbook::load(p).is_ok_and(|r| r.name == name_or_path)
-            })
-            .ok_or_else(|| {
-                anyhow!(
-                    "no runbook `{name_or_path}`: not a file, and not a runbook name in {}",
-                    dir.display()
-                )
-            })?
+    let load = |path: &Path| {
+        runbook::load(path).map_err(|errors| {
+            let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+            anyhow!("{} is invalid:\n{}", path.display(), lines.join("\n"))
+        })
     };
-    runbook::load(&path).map_err(|errors| {
-        anyhow!(
-            "{} is invalid:\n{}",
-            path.display(),
-            errors
-                .iter()
-                .map(|e| format!("  {e}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    })
+    let as_path = Path::new(name_or_path);
+    if as_path.is_file() {
+        return load(as_path);
+    }
+    let candidates = runbook::find_files(&[dir.to_path_buf()]).map_err(|d| anyhow!("{d}"))?;
+    if let Some(path) = candidates
+        .iter()
+        .find(|p| p.file_stem().and_then(|s| s.to_str()) == Some(name_or_path))
+    {
+        return load(path);
+    }
+    candidates
+        .iter()
+        .filter_map(|p| runbook::load(p).ok())
+        .find(|r| r.name == name_or_path)
+        .ok_or_else(|| {
+            anyhow!(
+                "no runbook `{name_or_path}`: not a file, and not a runbook name in {}",
+                dir.display()
+            )
+        })
 }
 
 /// Parses `-p key=value` pairs.

@@ -603,24 +603,23 @@ fn validate(paths: &[PathBuf], json: bool, out: &mut dyn Write) -> anyhow::Resul
             return Ok(Outcome::Failure);
         }
     };
-    let mut reports: Vec<FileReport> = files
-        .iter()
-        .map(|file| match runbook::load(file) {
+    let reports: Vec<FileReport> = runbook::load_all(&files)
+        .into_iter()
+        .map(|(file, result)| match result {
             Ok(r) => FileReport {
-                file: file.clone(),
+                file,
                 valid: true,
                 runbook: Some((&r).into()),
                 errors: Vec::new(),
             },
             Err(errors) => FileReport {
-                file: file.clone(),
+                file,
                 valid: false,
                 runbook: None,
                 errors,
             },
         })
         .collect();
-    check_unique_names(&mut reports);
     let invalid = reports.iter().filter(|r| !r.valid).count();
     if json {
         serde_json::to_writer_pretty(&mut *out, &reports).context("writing JSON")?;
@@ -661,27 +660,4 @@ fn validate(paths: &[PathBuf], json: bool, out: &mut dyn Write) -> anyhow::Resul
     } else {
         Outcome::Failure
     })
-}
-
-/// Two files with one runbook name would make runs ambiguous.
-fn check_unique_names(reports: &mut [FileReport]) {
-    let mut seen: std::collections::HashMap<String, PathBuf> = std::collections::HashMap::new();
-    for r in reports.iter_mut() {
-        let Some(s) = &r.runbook else { continue };
-        if let Some(first) = seen.get(&s.name) {
-            r.valid = false;
-            r.errors.push(Diagnostic {
-                file: r.file.clone(),
-                loc: crate::yaml::Loc::Unknown,
-                step: None,
-                message: format!(
-                    "runbook name `{}` is already used by {}",
-                    s.name,
-                    first.display()
-                ),
-            });
-        } else {
-            seen.insert(s.name.clone(), r.file.clone());
-        }
-    }
 }

@@ -53,26 +53,9 @@ impl Registry {
                 return registry;
             }
         };
-        for file in files {
-            match runbook::load(&file) {
+        for (file, result) in runbook::load_all(&files) {
+            match result {
                 Ok(r) => {
-                    if let Some(other) = registry.runbooks.get(&r.name) {
-                        let message = format!(
-                            "runbook name `{}` is already used by {}",
-                            r.name,
-                            other.path.display()
-                        );
-                        registry.errors.insert(
-                            file.clone(),
-                            vec![Diagnostic {
-                                file: file.clone(),
-                                loc: crate::yaml::Loc::Unknown,
-                                step: None,
-                                message,
-                            }],
-                        );
-                        continue;
-                    }
                     registry.runbooks.insert(r.name.clone(), r);
                 }
                 Err(errors) => {
@@ -171,6 +154,12 @@ impl Daemon {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The name and role of the API token `token`, if it is one.
+    pub fn find_token(&self, token: &str) -> Option<(String, crate::config::Role)> {
+        let config = self.config.read().unwrap_or_else(|p| p.into_inner());
+        config.find_token(token).map(|t| (t.name.clone(), t.role))
     }
 
     /// A copy of the current runbooks.
@@ -292,12 +281,7 @@ impl Daemon {
         let runs = self.store.interrupted_runs().await?;
         for run in &runs {
             tracing::info!(run.id = %run.id, runbook = %run.runbook, "Resuming an interrupted run.");
-            let kind = match run.kind.as_str() {
-                "switchover" => Kind::Switchover,
-                "failover" => Kind::Failover,
-                "drill" => Kind::Drill,
-                _ => Kind::Maintenance,
-            };
+            let kind = Kind::parse(&run.kind).unwrap_or(Kind::Maintenance);
             let cloud = if run.dry_run {
                 match CloudClient::new(&self.config().cloud) {
                     Ok(c) => Arc::new(c.with_dry_run(true)),

@@ -271,6 +271,4 @@ pub enum Approvals {
     /// Given through the daemon's API and read from the store: distinct
     /// approvers, never the requester; a rejection fails the step.
     Api,
-    /// Refused: nobody can approve in this mode.
-    Refuse,
 }

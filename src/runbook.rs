@@ -168,6 +168,32 @@ pub fn load(path: &Path) -> Result<Runbook, Vec<Diagnostic>> {
     }
 }
 
+/// Loads several files; a second file using a runbook name already taken by an
+/// earlier one is an error (runs would be ambiguous). Results in file order.
+pub fn load_all(files: &[PathBuf]) -> Vec<(PathBuf, Result<Runbook, Vec<Diagnostic>>)> {
+    let mut seen: std::collections::HashMap<String, PathBuf> = std::collections::HashMap::new();
+    files
+        .iter()
+        .map(|file| {
+            let result = load(file).and_then(|r| match seen.get(&r.name) {
+                Some(first) => Err(vec![whole_file(
+                    file,
+                    format!(
+                        "runbook name `{}` is already used by {}",
+                        r.name,
+                        first.display()
+                    ),
+                )]),
+                None => {
+                    seen.insert(r.name.clone(), file.clone());
+                    Ok(r)
+                }
+            });
+            (file.clone(), result)
+        })
+        .collect()
+}
+
 /// Validates runbook text; `path` is used in messages and recorded in the runbook.
 pub fn parse(text: &str, path: &Path) -> Result<Runbook, Vec<Diagnostic>> {
     let root = yaml::parse(text, path).map_err(|d| vec![d])?;

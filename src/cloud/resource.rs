@@ -172,9 +172,6 @@ pub struct JobEntities {
     /// Protection group the job acts on.
     #[serde(default)]
     pub server_group_id: Option<String>,
-    /// Drill the job created or deletes.
-    #[serde(default)]
-    pub disaster_recovery_drill_id: Option<String>,
     /// Sub-jobs, same shape.
     #[serde(default)]
     pub sub_jobs: Vec<Job>,

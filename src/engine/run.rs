@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::step::{self, StepError};
 use super::{Approvals, Cloud, EventSink, RunEvent};
 use crate::runbook::{self, Action, OnFailure, Runbook, Step, template};
-use crate::store::{self, NewRun, RunRecord, Store, StoreError, status};
+use crate::store::{NewRun, RunRecord, Store, StoreError, status};
 
 /// A run to start.
 #[derive(Debug, Clone)]
@@ -646,12 +646,4 @@ pub fn targets(
 /// Waits at most `d`, or forever.
 pub(crate) fn deadline_after(d: Option<Duration>) -> Option<tokio::time::Instant> {
     d.map(|d| tokio::time::Instant::now() + d)
-}
-
-/// Used by tests and the CLI to see if a run is finished.
-pub fn is_finished(status_text: &str) -> bool {
-    matches!(
-        status_text,
-        store::status::SUCCEEDED | store::status::FAILED | store::status::CANCELLED
-    )
 }

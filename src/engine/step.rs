@@ -898,11 +898,6 @@ async fn approval<C: Cloud>(s: &StepRun<'_, C>, i: &ApprovalInput) -> Result<Val
             distinct
         }
         Approvals::Api => return approval_from_api(s, &prompt, needed).await,
-        Approvals::Refuse => {
-            return Err(StepError::Failed(format!(
-                "`{prompt}` needs approval and none can be given in this mode"
-            )));
-        }
         Approvals::Prompt => {
             let ask = tokio::task::spawn_blocking(move || prompt_approvers(&prompt, needed));
             let answer = match s.deadline {

@@ -57,6 +57,20 @@ pub enum Kind {
     Maintenance,
 }
 
+impl Kind {
+    /// Reads the spelling `Display` writes.
+    pub fn parse(text: &str) -> Option<Kind> {
+        [
+            Kind::Switchover,
+            Kind::Failover,
+            Kind::Drill,
+            Kind::Maintenance,
+        ]
+        .into_iter()
+        .find(|k| k.to_string() == text)
+    }
+}
+
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
