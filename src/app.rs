@@ -257,7 +257,7 @@ pub async fn run(
     execute(
         store,
         client,
-        config.cloud.timeout,
+        &config.engine,
         &config.runbooks_dir,
         options,
         cancel,
@@ -268,7 +268,7 @@ pub async fn run(
 async fn execute(
     store: Store,
     client: CloudClient,
-    request_timeout: Duration,
+    settings: &crate::config::EngineConfig,
     dir: &Path,
     options: RunOptions,
     cancel: CancellationToken,
@@ -284,7 +284,7 @@ async fn execute(
         progress_printer(options.json),
         approvals,
     )
-    .with_in_flight_grace(request_timeout);
+    .with_settings(settings);
     let summary = match &options.resume {
         Some(run_id) => engine.execute(run_id, &cancel).await?,
         None => {
@@ -375,7 +375,7 @@ pub async fn demo(
     let summary = execute(
         store,
         client,
-        cloud.timeout,
+        &config.engine,
         &config.runbooks_dir,
         options,
         cancel,

@@ -5,12 +5,14 @@
 //! - [`evs`], [`sdrs`]: typed operations of the two APIs.
 //! - [`resource`]: tolerant reads of groups, protection groups, jobs and drills.
 //! - [`error`]: every documented error shape and the retry decision.
+//! - [`id`]: the cloud's id syntax, checked where ids enter, encoded in paths.
 //! - [`auth`]: AK/SK signing and the token refresh rule.
 
 pub mod auth;
 pub mod error;
 pub mod evs;
 pub mod http;
+pub mod id;
 pub mod resource;
 pub mod sdrs;
 

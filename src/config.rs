@@ -44,6 +44,8 @@ pub struct Config {
     pub cloud: CloudConfig,
     /// Scheduler settings.
     pub scheduler: SchedulerConfig,
+    /// Run execution settings.
+    pub engine: EngineConfig,
 }
 
 /// How logs are written.
@@ -169,6 +171,22 @@ pub struct SchedulerConfig {
     pub missed_fire_grace: Duration,
 }
 
+/// Run execution settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Before a resumed run reconciles a mutating call whose answer was never
+    /// recorded, it waits until the call is this old: the interrupted
+    /// process's request may still be on its way. Default: the cloud request
+    /// timeout plus 5 s.
+    pub in_flight_grace: Duration,
+    /// Upper bound of any sleep, step timeout, poll interval or hold a runbook
+    /// asks for once rendered. Default 24 h.
+    pub max_duration: Duration,
+}
+
+/// Default of [`EngineConfig::max_duration`].
+pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
 // ---- raw model -------------------------------------------------------------
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -186,6 +204,8 @@ struct RawConfig {
     cloud: Checked<RawCloud>,
     #[serde(default)]
     scheduler: Checked<RawScheduler>,
+    #[serde(default)]
+    engine: Checked<RawEngine>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -283,6 +303,15 @@ enum AuthMethod {
 struct RawScheduler {
     #[serde(default)]
     missed_fire_grace: Checked<Located<FixedDuration>>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RawEngine {
+    #[serde(default)]
+    in_flight_grace: Checked<Located<FixedDuration>>,
+    #[serde(default)]
+    max_duration: Checked<Located<FixedDuration>>,
 }
 
 // ---- loading ---------------------------------------------------------------
@@ -502,6 +531,18 @@ fn build(raw: RawConfig, sink: &Sink) -> Config {
             .map_or(Duration::from_secs(3600), |d| d.value.0),
     };
 
+    let raw_engine = raw.engine.0.unwrap_or_default();
+    let engine = EngineConfig {
+        in_flight_grace: raw_engine
+            .in_flight_grace
+            .0
+            .map_or(cloud.timeout + Duration::from_secs(5), |d| d.value.0),
+        max_duration: raw_engine
+            .max_duration
+            .0
+            .map_or(DEFAULT_MAX_DURATION, |d| d.value.0),
+    };
+
     Config {
         database_url,
         runbooks_dir: PathBuf::from(
@@ -516,6 +557,7 @@ fn build(raw: RawConfig, sink: &Sink) -> Config {
         log_format,
         cloud,
         scheduler,
+        engine,
     }
 }
 

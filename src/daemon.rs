@@ -230,13 +230,13 @@ impl Daemon {
         cloud: Arc<CloudClient>,
         events: Option<broadcast::Sender<RunEvent>>,
     ) -> Engine<CloudClient> {
-        let timeout = self.config().cloud.timeout;
+        let settings = self.config().engine.clone();
         let sink = Arc::new(move |e: &RunEvent| {
             if let Some(tx) = &events {
                 let _ = tx.send(e.clone());
             }
         });
-        Engine::new(cloud, self.store.clone(), sink, Approvals::Api).with_in_flight_grace(timeout)
+        Engine::new(cloud, self.store.clone(), sink, Approvals::Api).with_settings(&settings)
     }
 
     /// Executes a stored run in the background (new or resumed).

@@ -6,10 +6,12 @@
 //! - [`step`]: what each action does.
 //! - [`reconcile`]: the exactly-once path of mutating calls.
 //! - [`retry`]: the one retry policy and the one loop that applies it.
+//! - [`crash`]: crash points at the durable boundaries, for the kill tests.
 //!
 //! The engine reaches the cloud only through the small [`Cloud`] trait and
 //! persists only through the store, so its tests can use fakes and paused time.
 
+pub mod crash;
 pub mod reconcile;
 pub mod retry;
 pub mod run;

@@ -8,6 +8,7 @@ use drover::cli::{self, Cli, Outcome};
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _crash_points = drover::engine::crash::arm();
     drover::telemetry::init(cli.log_format());
     let mut stdout = std::io::stdout().lock();
     match cli::run(cli, &mut stdout).await {

@@ -43,6 +43,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "add run control",
         include_str!("../migrations/20261126020000_add_run_control.sql"),
     ),
+    (
+        20261129000000,
+        "add attempt job id",
+        include_str!("../migrations/20261129000000_add_attempt_job_id.sql"),
+    ),
 ];
 
 /// The run columns in the order `run_record` reads them (a macro so queries stay `&'static str`).
@@ -223,6 +228,8 @@ pub struct Outcome {
     pub error_message: Option<String>,
     /// How long it took.
     pub duration: Duration,
+    /// The SDRS job an accepted call started.
+    pub job_id: Option<String>,
 }
 
 /// A stored attempt.
@@ -254,6 +261,8 @@ pub struct AttemptRecord {
     pub started_at: String,
     /// Duration.
     pub duration_ms: Option<i64>,
+    /// The SDRS job an accepted call started.
+    pub job_id: Option<String>,
 }
 
 /// A stored approval.
@@ -607,16 +616,17 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut conn = self.conn.lock().await;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query("UPDATE step_attempts SET outcome = ?, http_status = ?, error_code = ?, error_message = ?, duration_ms = ? WHERE id = ?")
+        sqlx::query("UPDATE step_attempts SET outcome = ?, http_status = ?, error_code = ?, error_message = ?, duration_ms = ?, job_id = COALESCE(?, job_id) WHERE id = ?")
             .bind(&o.outcome)
             .bind(o.http_status.map(i64::from))
             .bind(&o.error_code)
             .bind(&o.error_message)
             .bind(o.duration.as_millis() as i64)
+            .bind(&o.job_id)
             .bind(attempt_id)
             .execute(&mut *tx)
             .await?;
-        let data = serde_json::json!({ "attempt_id": attempt_id, "outcome": o.outcome, "http_status": o.http_status, "error_code": o.error_code });
+        let data = serde_json::json!({ "attempt_id": attempt_id, "outcome": o.outcome, "http_status": o.http_status, "error_code": o.error_code, "job_id": o.job_id });
         append(
             &mut tx,
             "drover",
@@ -799,7 +809,7 @@ impl Store {
     /// A run's attempts in order.
     pub async fn attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, step_id, attempt, kind, request, request_body, pre_image, http_status, error_code, error_message, outcome, started_at, duration_ms
+            "SELECT id, step_id, attempt, kind, request, request_body, pre_image, http_status, error_code, error_message, outcome, started_at, duration_ms, job_id
              FROM step_attempts WHERE run_id = ? ORDER BY id",
         )
         .bind(run_id)
@@ -821,6 +831,7 @@ impl Store {
                 outcome: r.get(10),
                 started_at: r.get(11),
                 duration_ms: r.get(12),
+                job_id: r.get(13),
             })
             .collect())
     }

@@ -66,8 +66,9 @@ impl CloudClient {
         struct One {
             replication_consistency_group: EvsGroup,
         }
+        let seg = super::id::in_path("GET consistency group", id)?;
         let answer = self
-            .send(&Request::get(Service::Evs, format!("{GROUPS}/{id}")))
+            .send(&Request::get(Service::Evs, format!("{GROUPS}/{seg}")))
             .await?;
         Ok(answer
             .json::<One>(&format!("GET consistency group {id}"))?
@@ -76,7 +77,8 @@ impl CloudClient {
 
     /// Sends a group action (200, no body).
     pub async fn evs_action(&self, id: &str, action: EvsAction) -> Result<(), CloudError> {
-        let request = Request::post(Service::Evs, format!("{GROUPS}/{id}/action"), action.body());
+        let seg = super::id::in_path("POST consistency group action", id)?;
+        let request = Request::post(Service::Evs, format!("{GROUPS}/{seg}/action"), action.body());
         self.send(&request).await.map(|_| ())
     }
 }

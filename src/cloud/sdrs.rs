@@ -61,8 +61,9 @@ impl CloudClient {
         struct One {
             server_group: ProtectionGroup,
         }
+        let seg = super::id::in_path("GET server-group", id)?;
         let answer = self
-            .send(&Request::get(Service::Sdrs, format!("/server-groups/{id}")))
+            .send(&Request::get(Service::Sdrs, format!("/server-groups/{seg}")))
             .await?;
         Ok(answer
             .json::<One>(&format!("GET server-group {id}"))?
@@ -71,9 +72,10 @@ impl CloudClient {
 
     /// Sends a protection-group action; returns the job id.
     pub async fn sdrs_action(&self, id: &str, action: SdrsAction) -> Result<String, CloudError> {
+        let seg = super::id::in_path("POST server-group action", id)?;
         let request = Request::post(
             Service::Sdrs,
-            format!("/server-groups/{id}/action"),
+            format!("/server-groups/{seg}/action"),
             action.body(),
         );
         Ok(self
@@ -85,8 +87,9 @@ impl CloudClient {
 
     /// Reads a job.
     pub async fn sdrs_get_job(&self, job_id: &str) -> Result<Job, CloudError> {
+        let seg = super::id::in_path("GET job", job_id)?;
         let answer = self
-            .send(&Request::get(Service::Sdrs, format!("/jobs/{job_id}")))
+            .send(&Request::get(Service::Sdrs, format!("/jobs/{seg}")))
             .await?;
         answer.json(&format!("GET job {job_id}"))
     }
@@ -98,6 +101,7 @@ impl CloudClient {
         name: &str,
         drill_vpc_id: Option<&str>,
     ) -> Result<String, CloudError> {
+        super::id::in_path("POST disaster-recovery-drills", group)?;
         let mut spec = json!({ "server_group_id": group, "name": name });
         if let Some(vpc) = drill_vpc_id.filter(|v| !v.is_empty()) {
             spec["drill_vpc_id"] = json!(vpc);
@@ -149,10 +153,11 @@ impl CloudClient {
         struct One {
             disaster_recovery_drill: Drill,
         }
+        let seg = super::id::in_path("GET disaster-recovery-drill", id)?;
         let answer = self
             .send(&Request::get(
                 Service::Sdrs,
-                format!("/disaster-recovery-drills/{id}"),
+                format!("/disaster-recovery-drills/{seg}"),
             ))
             .await?;
         Ok(answer
@@ -162,7 +167,8 @@ impl CloudClient {
 
     /// Deletes a drill; returns the job id.
     pub async fn sdrs_delete_drill(&self, id: &str) -> Result<String, CloudError> {
-        let request = Request::delete(Service::Sdrs, format!("/disaster-recovery-drills/{id}"));
+        let seg = super::id::in_path("DELETE disaster-recovery-drill", id)?;
+        let request = Request::delete(Service::Sdrs, format!("/disaster-recovery-drills/{seg}"));
         Ok(self
             .send(&request)
             .await?

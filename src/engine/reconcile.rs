@@ -17,6 +17,7 @@
 use serde_json::{Value, json};
 
 use super::Cloud;
+use super::crash;
 use super::step::{StepError, StepRun, failed_outcome, read_evs, read_sdrs, sdrs_summary};
 use crate::cloud::CloudError;
 use crate::cloud::evs::EvsAction;
@@ -239,25 +240,31 @@ impl Mutation {
                     status_in(&["failovering", "failovered", "error_failovering"])
                         .or_else(|| changed("priority_station"))
                 }
+                // A finished sync or reprotect of a replicating group leaves
+                // the group as it was except for its update time.
                 EvsAction::Sync => (field(now, "replication_status") == "copying"
                     || (field(pre, "replication_status") != "active"
                         && field(now, "replication_status") == "active"))
                     .then(|| {
                         changed("replication_status")
                             .unwrap_or_else(|| "replication_status copying".into())
-                    }),
+                    })
+                    .or_else(|| changed("updated_at")),
                 EvsAction::Stop => ["active-stopped", "inactive"]
                     .contains(&field(now, "replication_status"))
                     .then(|| changed("replication_status"))
                     .flatten(),
                 EvsAction::Reprotect => (field(now, "replication_status") == "copying"
                     || (field(pre, "status") == "failovered"
-                        && field(now, "status") == "available"))
+                        && field(now, "status") == "available")
+                    || (field(pre, "replication_status") != "active"
+                        && field(now, "replication_status") == "active"))
                     .then(|| {
                         changed("status")
                             .or_else(|| changed("replication_status"))
                             .unwrap_or_else(|| "replication_status copying".into())
-                    }),
+                    })
+                    .or_else(|| changed("updated_at")),
             },
             Mutation::Sdrs { action, .. } => match action {
                 SdrsAction::Switchover(to) => {
@@ -314,11 +321,14 @@ fn is_drill_not_found(e: &CloudError) -> bool {
     e.code.as_deref() == Some("SDRS.1902") || e.status == Some(404)
 }
 
-/// An intent is unresolved when its answer never arrived or was ambiguous and
-/// no reconciliation settled it.
-fn unresolved(outcome: Option<&str>) -> bool {
-    matches!(outcome, None | Some("ambiguous"))
-}
+/// The cloud accepted the call.
+const ACCEPTED: &str = "accepted";
+/// A reconciliation found that the call took effect.
+const APPLIED: &str = "applied";
+/// The cloud refused the call with a definite answer.
+const FAILED: &str = "failed";
+/// A reconciliation found that the call did not take effect.
+const NOT_APPLIED: &str = "not_applied";
 
 /// Performs a mutating call exactly once (see the module docs).
 pub(crate) async fn mutate<C: Cloud>(s: &StepRun<'_, C>, m: &Mutation) -> Result<Sent, StepError> {
@@ -335,38 +345,89 @@ pub(crate) async fn mutate<C: Cloud>(s: &StepRun<'_, C>, m: &Mutation) -> Result
         .collect();
     let mut attempt = u32::try_from(intents.len()).unwrap_or(u32::MAX) + 1;
 
-    // A run resumed after a crash: the last request may or may not have been acted on.
-    if let Some(open) = intents.last().filter(|a| unresolved(a.outcome.as_deref())) {
-        s.emit(RunEvent::Ambiguous {
-            step_id: step_id.clone(),
-            reason: format!(
-                "resumed with intent #{} of {} unanswered",
-                open.attempt, open.request
-            ),
-        });
-        // The interrupted run's request may still be on its way: let it land first.
-        let age = chrono::DateTime::parse_from_rfc3339(&open.started_at)
-            .map(|t| {
-                (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
-                    .to_std()
-                    .unwrap_or_default()
-            })
-            .unwrap_or_default();
-        if let Some(wait) = s
-            .engine
-            .in_flight_grace
-            .checked_sub(age)
-            .filter(|w| !w.is_zero())
-        {
-            s.note(format!(
-                "waiting {:.1}s for a request the interrupted run may still have in flight",
-                wait.as_secs_f64()
-            ));
-            tokio::time::sleep(wait).await;
-        }
-        let pre = open.pre_image.clone().unwrap_or(Value::Null);
-        if let Some(sent) = reconcile(s, m, &pre, open.id, attempt).await? {
-            return Ok(sent);
+    // A run resumed after a crash. The last intent's recorded outcome is
+    // authoritative: a call the cloud accepted (or that a reconciliation found
+    // applied) is never sent again, whatever the resource looks like now.
+    if let Some(last) = intents.last() {
+        match last.outcome.as_deref() {
+            Some(ACCEPTED) => {
+                s.note(format!(
+                    "intent #{} ({}) was accepted before the interruption; not sending it again",
+                    last.attempt, last.request
+                ));
+                return Ok(Sent::Answered {
+                    job_id: last.job_id.clone(),
+                });
+            }
+            Some(APPLIED) => {
+                s.note(format!(
+                    "intent #{} ({}) was found applied before the interruption; not sending it again",
+                    last.attempt, last.request
+                ));
+                return Ok(Sent::Applied {
+                    evidence: "applied before the interruption".into(),
+                });
+            }
+            Some(FAILED) => {
+                return Err(StepError::Failed(format!(
+                    "{} was refused before the interruption: {}",
+                    last.request,
+                    last.error_message.as_deref().unwrap_or("no message")
+                )));
+            }
+            Some(NOT_APPLIED) => {
+                // A re-send is still due, within the attempt budget.
+                if !policy.allows_another(attempt - 1) {
+                    return Err(StepError::Failed(format!(
+                        "{request} did not take effect in {} attempts",
+                        attempt - 1
+                    )));
+                }
+            }
+            None | Some(_) => {
+                s.emit(RunEvent::Ambiguous {
+                    step_id: step_id.clone(),
+                    reason: format!(
+                        "resumed with intent #{} of {} unanswered",
+                        last.attempt, last.request
+                    ),
+                });
+                // The interrupted run's request may still be on its way: let it land first.
+                let age = chrono::DateTime::parse_from_rfc3339(&last.started_at)
+                    .map(|t| {
+                        (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+                            .to_std()
+                            .unwrap_or_default()
+                    })
+                    .unwrap_or_default();
+                if let Some(wait) = s
+                    .engine
+                    .in_flight_grace
+                    .checked_sub(age)
+                    .filter(|w| !w.is_zero())
+                {
+                    s.note(format!(
+                        "waiting {:.1}s for a request the interrupted run may still have in flight",
+                        wait.as_secs_f64()
+                    ));
+                    tokio::time::sleep(wait).await;
+                }
+                let pre = last.pre_image.clone().ok_or_else(|| {
+                    StepError::Failed(format!(
+                        "intent #{} of {} has no stored pre-image; cannot tell whether it took effect",
+                        last.attempt, last.request
+                    ))
+                })?;
+                if let Some(sent) = reconcile(s, m, &pre, last.id, attempt).await? {
+                    return Ok(sent);
+                }
+                if !policy.allows_another(attempt - 1) {
+                    return Err(StepError::Failed(format!(
+                        "{request} did not take effect in {} attempts",
+                        attempt - 1
+                    )));
+                }
+            }
         }
     }
 
@@ -380,6 +441,7 @@ pub(crate) async fn mutate<C: Cloud>(s: &StepRun<'_, C>, m: &Mutation) -> Result
             s.flush_would_send(attempt).await?;
             return Ok(Sent::Answered { job_id });
         }
+        crash::point("mutate.before_intent");
         // Durable before the request leaves: a crash from here on is reconciled on resume.
         let intent = s
             .record(
@@ -391,20 +453,24 @@ pub(crate) async fn mutate<C: Cloud>(s: &StepRun<'_, C>, m: &Mutation) -> Result
                 None,
             )
             .await?;
+        crash::point("mutate.after_intent");
         let started = tokio::time::Instant::now();
         let result = m.send(s).await;
         let duration = started.elapsed();
+        crash::point("mutate.after_send");
         let error = match result {
             Ok(job_id) => {
                 let outcome = Outcome {
-                    outcome: "accepted".into(),
+                    outcome: ACCEPTED.into(),
                     http_status: Some(200),
                     duration,
+                    job_id: job_id.clone(),
                     ..Outcome::default()
                 };
                 store
                     .record_outcome(run_id, step_id, intent, &outcome)
                     .await?;
+                crash::point("mutate.after_outcome");
                 return Ok(Sent::Answered { job_id });
             }
             Err(e) => e,
@@ -412,7 +478,7 @@ pub(crate) async fn mutate<C: Cloud>(s: &StepRun<'_, C>, m: &Mutation) -> Result
         if !policy.retries(&error) {
             let outcome = Outcome {
                 duration,
-                ..failed_outcome("failed", &error)
+                ..failed_outcome(FAILED, &error)
             };
             store
                 .record_outcome(run_id, step_id, intent, &outcome)
@@ -447,13 +513,18 @@ pub(crate) async fn mutate<C: Cloud>(s: &StepRun<'_, C>, m: &Mutation) -> Result
             });
             tracing::info!(attempt, delay_ms = delay.as_millis() as u64, error = %error, "Mutating call unanswered; re-reading after the backoff.");
         }
-        s.pause(delay, || {
-            format!("{request} was not answered before the step timeout: {error}")
-        })
-        .await?;
+        // Not cut short by a cancel: the late request must have landed before the re-read.
+        let waited = s
+            .hold(delay, || {
+                format!("{request} was not answered before the step timeout: {error}")
+            })
+            .await;
+        // Even when the step timed out, the intent is settled before the step
+        // fails: a failed run must say whether its call took effect.
         if let Some(sent) = reconcile(s, m, &pre, intent, attempt).await? {
             return Ok(sent);
         }
+        waited?;
         if !policy.allows_another(attempt) {
             return Err(StepError::Cloud(error));
         }
@@ -473,9 +544,9 @@ async fn reconcile<C: Cloud>(
     let now = m.read(s).await?;
     let verdict = m.applied(pre, &now);
     let word = if verdict.is_some() {
-        "applied"
+        APPLIED
     } else {
-        "not_applied"
+        NOT_APPLIED
     };
     let evidence = verdict
         .clone()
@@ -511,6 +582,7 @@ async fn reconcile<C: Cloud>(
         evidence: evidence.clone(),
     });
     tracing::info!(outcome = word, %evidence, "Reconciled.");
+    crash::point("mutate.after_reconcile");
     Ok(verdict.map(|evidence| Sent::Applied { evidence }))
 }
 
@@ -711,6 +783,5 @@ mod tests {
                 )
                 .is_some()
         );
-        assert!(unresolved(None) && unresolved(Some("ambiguous")) && !unresolved(Some("applied")));
     }
 }

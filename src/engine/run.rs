@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use super::crash;
 use super::step::{self, StepError};
 use super::{Approvals, Cloud, EventSink, RunEvent};
 use crate::runbook::{self, Action, OnFailure, Runbook, Step, template};
@@ -161,10 +162,12 @@ pub struct Engine<C: Cloud> {
     pub(crate) env: BTreeMap<String, String>,
     /// How long a request sent by an interrupted run may still be in flight.
     pub(crate) in_flight_grace: Duration,
+    /// Upper bound of any rendered sleep, timeout, interval or hold.
+    pub(crate) max_duration: Duration,
 }
 
-/// Default [`Engine::with_in_flight_grace`]: the default request timeout.
-pub const DEFAULT_IN_FLIGHT_GRACE: Duration = Duration::from_secs(30);
+/// Default [`Engine::with_in_flight_grace`]: the default request timeout plus 5 s.
+pub const DEFAULT_IN_FLIGHT_GRACE: Duration = Duration::from_secs(35);
 
 /// The environment a template may read: `DROVER_*` names that are not config
 /// overrides (those contain `__` and may hold secrets).
@@ -184,12 +187,20 @@ impl<C: Cloud> Engine<C> {
             approvals,
             env: template_env(std::env::vars()),
             in_flight_grace: DEFAULT_IN_FLIGHT_GRACE,
+            max_duration: crate::config::DEFAULT_MAX_DURATION,
         }
+    }
+
+    /// Applies the `engine` section of the config.
+    pub fn with_settings(mut self, settings: &crate::config::EngineConfig) -> Self {
+        self.in_flight_grace = settings.in_flight_grace;
+        self.max_duration = settings.max_duration;
+        self
     }
 
     /// Before reconciling an intent left by an interrupted run, wait until it is
     /// this old: a request sent just before the crash may still be processed.
-    /// Set it to the cloud request timeout.
+    /// Set it above the cloud request timeout.
     pub fn with_in_flight_grace(mut self, grace: Duration) -> Self {
         self.in_flight_grace = grace;
         self
@@ -232,7 +243,12 @@ impl<C: Cloud> Engine<C> {
             )
             .collect();
         let new = NewRun {
-            targets: targets(runbook, &params, &self.env),
+            // A dry run changes nothing, so it holds nothing: it never blocks a real run.
+            targets: if self.cloud.is_dry_run() {
+                Vec::new()
+            } else {
+                targets(runbook, &params, &self.env)
+            },
             id: id.clone(),
             runbook: runbook.name.clone(),
             digest: runbook.digest.clone(),
@@ -354,7 +370,9 @@ impl<C: Cloud> Engine<C> {
                 Flow::Failed(_) => {}
                 Flow::Interrupted => return self.summary(&ctx, status::RUNNING, None).await,
             }
+            crash::point("run.after_step");
         }
+        crash::point("run.before_finally");
         if failure.is_none() && cancelled.is_none() {
             self.store.mark_recovered(run_id).await?;
         }
@@ -467,6 +485,7 @@ impl<C: Cloud> Engine<C> {
             step_id: step.id.clone(),
             action: step.action.name().to_string(),
         });
+        crash::point("step.after_start");
         let started = tokio::time::Instant::now();
         let result = step::execute(self, ctx, step).await;
         self.conclude(ctx, step, result, started).await

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use super::crash;
 use super::reconcile::{self, Mutation, Sent};
 use super::retry;
 use super::run::RunContext;
@@ -24,6 +25,9 @@ use crate::runbook::model::{
 use crate::runbook::{Action, DEFAULT_JOB_INTERVAL, DEFAULT_POLL_INTERVAL, DurationSpec, Step};
 use crate::store::{NewAttempt, Outcome, StoreError};
 use crate::yaml::Located;
+
+/// How often a sleep, wait or poll looks for a cancel request.
+pub const CANCEL_CHECK: Duration = Duration::from_secs(1);
 
 /// How long a wait or job poll may take when its step sets no timeout.
 pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -156,22 +160,75 @@ impl<C: Cloud> StepRun<'_, C> {
         result.map_err(StepError::from)
     }
 
-    /// Sleeps `d`, or fails with `timed out` if the deadline comes first.
+    /// Sleeps `d`, or fails with `timed out` if the deadline comes first. A
+    /// cancel request ends the sleep within [`CANCEL_CHECK`] (not in a
+    /// `finally` step, which runs whatever happened).
     pub async fn pause(
         &self,
         d: Duration,
         still: impl FnOnce() -> String,
     ) -> Result<(), StepError> {
-        match self.deadline {
-            Some(deadline) if Instant::now() + d > deadline => {
-                tokio::time::sleep_until(deadline).await;
-                Err(StepError::TimedOut(still()))
+        self.sleep(d, still, !self.is_finally()).await
+    }
+
+    /// Like [`Self::pause`], but a cancel request does not cut it short: the
+    /// wait before reconciling an unanswered mutating call must run out, or a
+    /// late request could land after the run said it did nothing.
+    pub async fn hold(
+        &self,
+        d: Duration,
+        still: impl FnOnce() -> String,
+    ) -> Result<(), StepError> {
+        self.sleep(d, still, false).await
+    }
+
+    async fn sleep(
+        &self,
+        d: Duration,
+        still: impl FnOnce() -> String,
+        cancellable: bool,
+    ) -> Result<(), StepError> {
+        let end = Instant::now() + d;
+        let (until, timed_out) = match self.deadline {
+            Some(deadline) if end > deadline => (deadline, true),
+            _ => (end, false),
+        };
+        if cancellable {
+            loop {
+                let now = Instant::now();
+                if now >= until {
+                    break;
+                }
+                tokio::time::sleep((until - now).min(CANCEL_CHECK)).await;
+                if let Some(by) = self.cancel_requested().await? {
+                    return Err(StepError::Failed(format!(
+                        "cancelled by {by} while {}",
+                        still()
+                    )));
+                }
             }
-            _ => {
-                tokio::time::sleep(d).await;
-                Ok(())
-            }
+        } else {
+            tokio::time::sleep_until(until).await;
         }
+        if timed_out {
+            Err(StepError::TimedOut(still()))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Who asked to cancel the run, if anyone has.
+    pub async fn cancel_requested(&self) -> Result<Option<String>, StepError> {
+        Ok(self
+            .engine
+            .store
+            .run(&self.ctx.run.id)
+            .await?
+            .and_then(|r| r.cancel_requested_by))
+    }
+
+    fn is_finally(&self) -> bool {
+        self.ctx.runbook.finally.iter().any(|f| f.id == self.step.id)
     }
 
     pub fn render(&self, source: &str) -> Result<String, StepError> {
@@ -189,14 +246,24 @@ impl<C: Cloud> StepRun<'_, C> {
         }
     }
 
+    /// A duration of the runbook, rendered, and at most `engine.max_duration`.
     pub fn duration(&self, spec: &DurationSpec) -> Result<Duration, StepError> {
-        match spec {
-            DurationSpec::Fixed(d) => Ok(*d),
+        let d = match spec {
+            DurationSpec::Fixed(d) => *d,
             DurationSpec::Template(t) => {
                 let text = self.render(t)?;
-                model::parse_duration(&text).map_err(StepError::Failed)
+                model::parse_duration(&text).map_err(StepError::Failed)?
             }
+        };
+        let max = self.engine.max_duration;
+        if d > max {
+            return Err(StepError::Failed(format!(
+                "duration {} is longer than engine.max_duration ({})",
+                model::format_duration(d),
+                model::format_duration(max)
+            )));
         }
+        Ok(d)
     }
 }
 
@@ -207,6 +274,7 @@ pub(crate) fn failed_outcome(word: &str, e: &CloudError) -> Outcome {
         error_code: e.code.clone(),
         error_message: Some(e.message.clone()),
         duration: Duration::ZERO,
+        job_id: None,
     }
 }
 
@@ -389,6 +457,13 @@ pub(crate) async fn execute<C: Cloud>(
         Action::Approval(i) => approval(&s, i).await,
         Action::Sleep(i) => {
             let d = s.duration(&i.duration.value)?;
+            if s.dry_run() {
+                s.note(format!(
+                    "dry run: not sleeping {}",
+                    model::format_duration(d)
+                ));
+                return Ok(json!({ "slept_ms": 0, "dry_run": true }));
+            }
             s.pause(d, || {
                 format!(
                     "the step timeout is shorter than its {} sleep",
@@ -452,6 +527,7 @@ where
         };
         s.record(polls, "poll", &watch.request, None, None, Some(outcome))
             .await?;
+        crash::point("wait.after_poll");
         s.emit(RunEvent::Waiting {
             step_id: s.step.id.clone(),
             observed: seen.clone(),
@@ -729,6 +805,7 @@ async fn wait_job<C: Cloud>(
             }),
         )
         .await?;
+        crash::point("job.after_poll");
         s.emit(RunEvent::Waiting {
             step_id: s.step.id.clone(),
             observed: seen.clone(),
@@ -911,6 +988,7 @@ async fn approval<C: Cloud>(s: &StepRun<'_, C>, i: &ApprovalInput) -> Result<Val
                 .map_err(StepError::Failed)?
         }
     };
+    crash::point("approval.before_record");
     for name in &approvers {
         s.engine
             .store
@@ -969,18 +1047,8 @@ async fn approval_from_api<C: Cloud>(
             }
             return Ok(json!({ "approved_by": approvers }));
         }
-        if store
-            .run(run_id)
-            .await?
-            .and_then(|r| r.cancel_requested_by)
-            .is_some()
-        {
-            return Err(StepError::Failed(format!(
-                "the run was cancelled while `{prompt}` waited for approval"
-            )));
-        }
         let have = approvers.len();
-        s.pause(Duration::from_secs(1), || {
+        s.pause(CANCEL_CHECK, || {
             format!("`{prompt}` has {have} of {needed} approvals")
         })
         .await?;

@@ -352,8 +352,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         };
         total = total.saturating_add(part);
     }
+    if total > MAX_DURATION_TEXT {
+        return Err(format!(
+            "duration `{text}` is longer than the {} any duration may be",
+            format_duration(MAX_DURATION_TEXT)
+        ));
+    }
     Ok(total)
 }
+
+/// The longest duration any runbook or config text may name (a week); the
+/// engine's own `engine.max_duration` bounds rendered values further.
+pub const MAX_DURATION_TEXT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Formats a duration the way runbooks write it (`1h30m`, `500ms`).
 pub fn format_duration(d: Duration) -> String {
