@@ -7,5 +7,6 @@ mod crash;
 mod daemon;
 mod engine;
 mod helpers;
+mod killpoints;
 mod runbooks;
 mod sim;

@@ -1,0 +1,580 @@
+//! Exactly-once at every durable boundary, proven with the real binary: for
+//! each mutating action and each crash point it meets, `drover run` is made to
+//! abort there (no unwinding, nothing more recorded), then resumed (some
+//! crash a second time during the resume). Every scenario asserts exactly one
+//! mutation the simulator acted on, the state the action leads to, a
+//! succeeded run, and an audit chain that verifies.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use drover::sim::evs::EvsAction;
+use drover::runbook::model::SdrsStatus;
+use drover::sim::SimConfig;
+use drover::sim::faults::{Fault, Forced};
+use drover::store::Store;
+
+use crate::helpers::{Sim, start_sim, write_config};
+
+/// The endpoints whose requests change cloud state.
+pub const MUTATING: &[&str] = &[
+    "evs.action",
+    "sdrs.action",
+    "sdrs.drill.create",
+    "sdrs.drill.delete",
+];
+
+/// One mutating action with the runbook step that performs it.
+pub struct Case {
+    pub name: &'static str,
+    pub kind: &'static str,
+    /// The `act` step's action and `with`, in YAML flow style.
+    pub act: &'static str,
+    /// A pre-check before it.
+    pub precheck: &'static str,
+    /// A wait after it (EVS actions finish only by polling), if any.
+    pub settle: Option<&'static str>,
+    /// Puts the simulator into the state the action needs; extra parameters.
+    pub setup: fn(&Sim) -> Vec<(String, String)>,
+    /// Checks the state the action leads to.
+    pub done: fn(&Sim) -> Result<(), String>,
+    /// True when the action polls an SDRS job.
+    pub job: bool,
+}
+
+const EVS_CHECK: &str = "{ action: evs.check_group, with: { group: \"{{ params.group_id }}\" } }";
+const SDRS_CHECK: &str = "{ action: sdrs.check_group, with: { group: \"{{ params.group_id }}\" } }";
+
+fn evs_state(sim: &Sim) -> (String, String, String) {
+    sim.sim
+        .with_evs_group("g1", |g| {
+            (
+                g.status.to_string(),
+                g.replication_status.to_string(),
+                g.priority_station.clone(),
+            )
+        })
+        .expect("group g1")
+}
+
+fn expect_evs(sim: &Sim, want: (&str, &str, &str)) -> Result<(), String> {
+    let got = evs_state(sim);
+    if (got.0.as_str(), got.1.as_str(), got.2.as_str()) == want {
+        Ok(())
+    } else {
+        Err(format!("group g1 is {got:?}, expected {want:?}"))
+    }
+}
+
+fn sdrs_state(sim: &Sim) -> (String, String) {
+    sim.sim.with_sdrs(|s| {
+        let g = &s.groups["pg1"];
+        (g.status.to_string(), g.priority_station.to_string())
+    })
+}
+
+fn expect_sdrs(sim: &Sim, want: (&str, &str)) -> Result<(), String> {
+    let got = sdrs_state(sim);
+    if (got.0.as_str(), got.1.as_str()) == want {
+        Ok(())
+    } else {
+        Err(format!("protection group pg1 is {got:?}, expected {want:?}"))
+    }
+}
+
+fn evs_failed_over(sim: &Sim) -> Vec<(String, String)> {
+    sim.sim.with_evs_group("g1", |g| {
+        g.act(EvsAction::Failover, Duration::ZERO).unwrap();
+        g.advance(Duration::from_secs(3600));
+    });
+    Vec::new()
+}
+
+fn nothing(_: &Sim) -> Vec<(String, String)> {
+    Vec::new()
+}
+
+fn sdrs_available(sim: &Sim) -> Vec<(String, String)> {
+    sim.sim.with_sdrs(|s| {
+        s.groups.get_mut("pg1").unwrap().status = SdrsStatus::Available;
+    });
+    Vec::new()
+}
+
+fn a_drill(sim: &Sim) -> Vec<(String, String)> {
+    let id = sim.sim.with_sdrs(|s| {
+        s.create_drill("pg1", "old-drill", None, Duration::ZERO)
+            .unwrap();
+        s.advance(Duration::from_secs(3600));
+        s.drills.keys().next().unwrap().clone()
+    });
+    vec![("drill_id".into(), id)]
+}
+
+/// Every mutating action of the catalog.
+pub fn cases() -> Vec<Case> {
+    let evs_wait = "{ action: evs.wait_group, with: { group: \"{{ params.group_id }}\", until: { status: [available, failovered], replication_status: [active, active-stopped] }, interval: 100ms }, timeout: 30s }";
+    vec![
+        Case {
+            name: "evs.switchover",
+            kind: "switchover",
+            act: "{ action: evs.switchover, with: { group: \"{{ params.group_id }}\" } }",
+            precheck: EVS_CHECK,
+            settle: Some(evs_wait),
+            setup: nothing,
+            done: |s| expect_evs(s, ("available", "active", "eu-de-02")),
+            job: false,
+        },
+        Case {
+            name: "evs.failover",
+            kind: "failover",
+            act: "{ action: evs.failover, with: { group: \"{{ params.group_id }}\" } }",
+            precheck: EVS_CHECK,
+            settle: Some(evs_wait),
+            setup: nothing,
+            done: |s| expect_evs(s, ("failovered", "active-stopped", "eu-de-02")),
+            job: false,
+        },
+        Case {
+            name: "evs.sync",
+            kind: "maintenance",
+            act: "{ action: evs.sync, with: { group: \"{{ params.group_id }}\" } }",
+            precheck: EVS_CHECK,
+            settle: Some(evs_wait),
+            setup: nothing,
+            done: |s| expect_evs(s, ("available", "active", "eu-de-01")),
+            job: false,
+        },
+        Case {
+            name: "evs.stop",
+            kind: "maintenance",
+            act: "{ action: evs.stop, with: { group: \"{{ params.group_id }}\" } }",
+            precheck: EVS_CHECK,
+            settle: None,
+            setup: nothing,
+            done: |s| expect_evs(s, ("available", "active-stopped", "eu-de-01")),
+            job: false,
+        },
+        Case {
+            name: "evs.reprotect",
+            kind: "maintenance",
+            act: "{ action: evs.reprotect, with: { group: \"{{ params.group_id }}\" } }",
+            precheck: EVS_CHECK,
+            settle: Some(evs_wait),
+            setup: evs_failed_over,
+            done: |s| expect_evs(s, ("available", "active", "eu-de-02")),
+            job: false,
+        },
+        Case {
+            name: "sdrs.switchover",
+            kind: "switchover",
+            act: "{ action: sdrs.switchover, with: { group: \"{{ params.group_id }}\", priority_station: target, interval: 100ms }, timeout: 30s }",
+            precheck: SDRS_CHECK,
+            settle: None,
+            setup: nothing,
+            done: |s| expect_sdrs(s, ("protected", "target")),
+            job: true,
+        },
+        Case {
+            name: "sdrs.failover",
+            kind: "failover",
+            act: "{ action: sdrs.failover, with: { group: \"{{ params.group_id }}\", interval: 100ms }, timeout: 30s }",
+            precheck: SDRS_CHECK,
+            settle: None,
+            setup: nothing,
+            done: |s| expect_sdrs(s, ("failed-over", "target")),
+            job: true,
+        },
+        Case {
+            name: "sdrs.enable",
+            kind: "maintenance",
+            act: "{ action: sdrs.enable, with: { group: \"{{ params.group_id }}\", interval: 100ms }, timeout: 30s }",
+            precheck: SDRS_CHECK,
+            settle: None,
+            setup: sdrs_available,
+            done: |s| expect_sdrs(s, ("protected", "source")),
+            job: true,
+        },
+        Case {
+            name: "sdrs.disable",
+            kind: "maintenance",
+            act: "{ action: sdrs.disable, with: { group: \"{{ params.group_id }}\", interval: 100ms }, timeout: 30s }",
+            precheck: SDRS_CHECK,
+            settle: None,
+            setup: nothing,
+            done: |s| expect_sdrs(s, ("available", "source")),
+            job: true,
+        },
+        Case {
+            name: "sdrs.create_drill",
+            kind: "drill",
+            act: "{ action: sdrs.create_drill, with: { group: \"{{ params.group_id }}\", name: kp-drill, interval: 100ms }, timeout: 30s }",
+            precheck: SDRS_CHECK,
+            settle: None,
+            setup: nothing,
+            done: |s| {
+                let drills: Vec<(String, String)> = s.sim.with_sdrs(|s| {
+                    s.drills
+                        .values()
+                        .map(|d| (d.name.clone(), d.status.to_string()))
+                        .collect()
+                });
+                if drills == [("kp-drill".to_string(), "available".to_string())] {
+                    Ok(())
+                } else {
+                    Err(format!("drills are {drills:?}, expected one kp-drill"))
+                }
+            },
+            job: true,
+        },
+        Case {
+            name: "sdrs.delete_drill",
+            kind: "drill",
+            act: "{ action: sdrs.delete_drill, with: { drill: \"{{ params.drill_id }}\", interval: 100ms }, timeout: 30s }",
+            precheck: SDRS_CHECK,
+            settle: None,
+            setup: a_drill,
+            done: |s| {
+                let left = s.sim.with_sdrs(|s| s.drills.len());
+                if left == 0 {
+                    Ok(())
+                } else {
+                    Err(format!("{left} drills left, expected none"))
+                }
+            },
+            job: true,
+        },
+    ]
+}
+
+impl Case {
+    /// The runbook: approve, precheck, act, [settle]; finally a check.
+    pub fn runbook(&self) -> String {
+        let mut steps = vec![
+            ("approve", "{ action: approval, with: { prompt: \"go?\" } }"),
+            ("precheck", self.precheck),
+            ("act", self.act),
+        ];
+        if let Some(settle) = self.settle {
+            steps.push(("settle", settle));
+        }
+        let params = if self.name == "sdrs.delete_drill" {
+            "params:\n  group_id: { required: true }\n  drill_id: { required: true }\n"
+        } else {
+            "params:\n  group_id: { required: true }\n"
+        };
+        let mut text = format!(
+            "name: kp-{}\nkind: {}\n{params}retry:\n  max_attempts: 6\n  backoff: {{ initial: 100ms, max: 200ms }}\nsteps:\n",
+            self.name.replace(['.', '_'], "-"),
+            self.kind
+        );
+        for (id, body) in &steps {
+            text.push_str(&format!("  - {{ id: {id}, {} \n", &body[1..]));
+        }
+        text.push_str(&format!("finally:\n  - {{ id: final, {} \n", &self.final_check()[1..]));
+        text
+    }
+
+    fn final_check(&self) -> &'static str {
+        if self.name.starts_with("evs") {
+            EVS_CHECK
+        } else {
+            SDRS_CHECK
+        }
+    }
+
+    fn main_steps(&self) -> usize {
+        3 + usize::from(self.settle.is_some())
+    }
+
+    /// The crash points this action meets, as `FAILPOINTS` values.
+    pub fn points(&self) -> Vec<(String, &'static str)> {
+        let mut out = vec![
+            ("approval.before_record=return".to_string(), "approval given"),
+            ("step.after_start=2*off->return".into(), "action step started"),
+            ("mutate.before_intent=return".into(), "before the intent"),
+            ("mutate.after_intent=return".into(), "intent stored, not sent"),
+            ("mutate.after_send=return".into(), "answered, not stored"),
+            ("mutate.after_outcome=return".into(), "answer stored, step not"),
+            ("mutate.after_reconcile=return".into(), "reconciled, ambiguous"),
+            ("run.after_step=2*off->return".into(), "action step stored"),
+            ("run.before_finally=return".into(), "before finally"),
+            (
+                format!("step.after_start={}*off->return", self.main_steps()),
+                "finally step started",
+            ),
+        ];
+        if self.job {
+            out.push(("job.after_poll=return".into(), "job polled"));
+        }
+        if self.settle.is_some() && self.name != "evs.stop" {
+            out.push(("wait.after_poll=return".into(), "wait polled"));
+        }
+        out
+    }
+}
+
+
+/// One scenario's world: a simulator, a database, a config and the runbook.
+pub struct World {
+    pub sim: Sim,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub runbook: PathBuf,
+    pub params: Vec<(String, String)>,
+    pub db: PathBuf,
+}
+
+/// A fresh simulator and database for `case`.
+pub async fn world(case: &Case, transition: Duration) -> World {
+    let sim = start_sim(SimConfig {
+        transition,
+        evs_groups: vec!["g1".into()],
+        sdrs_groups: vec!["pg1".into()],
+        ..SimConfig::default()
+    })
+    .await;
+    let mut params = vec![(
+        "group_id".to_string(),
+        if case.name.starts_with("evs") {
+            "g1"
+        } else {
+            "pg1"
+        }
+        .to_string(),
+    )];
+    params.extend((case.setup)(&sim));
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let config = write_config(&sim, &db, dir.path());
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("engine: { in_flight_grace: 300ms }\n");
+    std::fs::write(&config, text).unwrap();
+    let runbook = dir.path().join("kp.yaml");
+    std::fs::write(&runbook, case.runbook()).unwrap();
+    World {
+        sim,
+        dir,
+        config,
+        runbook,
+        params,
+        db,
+    }
+}
+
+impl World {
+    pub fn command(&self, args: &[&str], failpoints: Option<&str>) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_drover"));
+        c.args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .env(
+                "DROVER_CLOUD__AUTH__PASSWORD",
+                self.sim.sim.credentials().password,
+            )
+            .env_remove("FAILPOINTS")
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(f) = failpoints {
+            c.env("FAILPOINTS", f);
+        }
+        c
+    }
+
+    /// Starts the run (`drover run ... --approve tester`).
+    pub fn start(&self, failpoints: Option<&str>) -> tokio::process::Command {
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            self.runbook.display().to_string(),
+            "--approve".into(),
+            "tester".into(),
+        ];
+        for (k, v) in &self.params {
+            args.push("-p".into());
+            args.push(format!("{k}={v}"));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.command(&args, failpoints)
+    }
+
+    /// Resumes run `id`.
+    pub fn resume(&self, id: &str, failpoints: Option<&str>) -> tokio::process::Command {
+        self.command(
+            &["run", "--resume", id, "--approve", "tester"],
+            failpoints,
+        )
+    }
+
+    /// The one run in the database and its status.
+    pub async fn run(&self) -> (String, String) {
+        let store = Store::open(&format!("sqlite://{}", self.db.display()))
+            .await
+            .unwrap();
+        let runs = store.runs(10).await.unwrap();
+        assert_eq!(runs.len(), 1, "one run");
+        (runs[0].id.clone(), runs[0].status.clone())
+    }
+
+    /// Mutating requests the simulator acted on.
+    pub fn acted(&self) -> usize {
+        self.sim
+            .sim
+            .journal()
+            .iter()
+            .filter(|e| MUTATING.contains(&e.endpoint.as_str()) && e.changed)
+            .count()
+    }
+
+    /// `drover audit verify` succeeds.
+    pub async fn audit_verifies(&self) -> Result<(), String> {
+        let out = self
+            .command(&["audit", "verify"], None)
+            .output()
+            .await
+            .unwrap();
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "audit verify failed: {}",
+                String::from_utf8_lossy(&out.stdout)
+            ))
+        }
+    }
+}
+
+fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs one scenario: crash at `first`, then at each of `then` while resuming,
+/// then a clean resume. `Err` says what went wrong.
+async fn scenario(case: &Case, first: &str, then: &[&str]) -> Result<(), String> {
+    let w = world(case, Duration::from_millis(400)).await;
+    if first.starts_with("mutate.after_reconcile") {
+        // The first answer is lost after the cloud acted (504): a reconciliation follows.
+        w.sim.sim.force(Forced {
+            endpoint: case_endpoint(case).into(),
+            fault: Fault::Ambiguous,
+            count: 1,
+        });
+    }
+    let out = w.start(Some(first)).output().await.unwrap();
+    if out.status.signal() != Some(libc_sigabrt()) {
+        return Err(format!(
+            "the first process did not die at {first} ({:?}): {}",
+            out.status,
+            output_text(&out)
+        ));
+    }
+    let (id, status) = w.run().await;
+    if status != "running" {
+        return Err(format!("after the crash the run is {status}, not running"));
+    }
+    for point in then {
+        let out = w.resume(&id, Some(point)).output().await.unwrap();
+        if out.status.signal() != Some(libc_sigabrt()) {
+            return Err(format!(
+                "the resume did not die at {point} ({:?}): {}",
+                out.status,
+                output_text(&out)
+            ));
+        }
+    }
+    let out = w.resume(&id, None).output().await.unwrap();
+    if !out.status.success() {
+        return Err(format!("the resume failed: {}", output_text(&out)));
+    }
+    let (_, status) = w.run().await;
+    if status != "succeeded" {
+        return Err(format!("the run ended {status}: {}", output_text(&out)));
+    }
+    let acted = w.acted();
+    if acted != 1 {
+        return Err(format!(
+            "the simulator acted on {acted} mutating requests, expected exactly 1"
+        ));
+    }
+    (case.done)(&w.sim)?;
+    w.audit_verifies().await
+}
+
+fn case_endpoint(case: &Case) -> &'static str {
+    match case.name {
+        n if n.starts_with("evs.") => "evs.action",
+        "sdrs.create_drill" => "sdrs.drill.create",
+        "sdrs.delete_drill" => "sdrs.drill.delete",
+        _ => "sdrs.action",
+    }
+}
+
+const fn libc_sigabrt() -> i32 {
+    6
+}
+
+/// Runs `jobs` at most `parallel` at a time; every failure, named.
+async fn run_all(jobs: Vec<(String, Case, String, Vec<&'static str>)>, parallel: usize) {
+    use futures_util::stream::{self, StreamExt};
+    let total = jobs.len();
+    let failures: Vec<String> = stream::iter(jobs)
+        .map(|(label, case, first, then)| async move {
+            scenario(&case, &first, &then)
+                .await
+                .err()
+                .map(|e| format!("{label}: {e}"))
+        })
+        .buffer_unordered(parallel)
+        .filter_map(|f| async move { f })
+        .collect()
+        .await;
+    assert!(
+        failures.is_empty(),
+        "{} of {total} crash scenarios failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+fn by_name(name: &str) -> Case {
+    cases().into_iter().find(|c| c.name == name).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_action_survives_a_crash_at_every_point_it_meets() {
+    let mut jobs = Vec::new();
+    for case in cases() {
+        for (point, what) in case.points() {
+            let label = format!("{} / {what} ({point})", case.name);
+            jobs.push((label, by_name(case.name), point, Vec::new()));
+        }
+    }
+    assert!(jobs.len() >= 11 * 10, "{} scenarios", jobs.len());
+    run_all(jobs, 6).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_crash_during_the_resume_changes_nothing() {
+    let pairs: &[(&str, &'static str)] = &[
+        ("mutate.after_send=return", "mutate.after_reconcile=return"),
+        ("mutate.after_intent=return", "mutate.after_send=return"),
+        ("mutate.after_outcome=return", "run.after_step=return"),
+        ("mutate.after_send=return", "run.before_finally=return"),
+    ];
+    let mut jobs = Vec::new();
+    for case in cases() {
+        for (first, second) in pairs {
+            let label = format!("{}: {first} then {second}", case.name);
+            jobs.push((label, by_name(case.name), first.to_string(), vec![*second]));
+        }
+    }
+    run_all(jobs, 6).await;
+}
