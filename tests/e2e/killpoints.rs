@@ -578,3 +578,168 @@ async fn a_second_crash_during_the_resume_changes_nothing() {
     }
     run_all(jobs, 6).await;
 }
+
+impl World {
+    /// The run in the database, if one was created.
+    pub async fn maybe_run(&self) -> Option<(String, String)> {
+        let store = Store::open(&format!("sqlite://{}", self.db.display()))
+            .await
+            .unwrap();
+        let runs = store.runs(10).await.unwrap();
+        assert!(runs.len() <= 1, "at most one run");
+        runs.first().map(|r| (r.id.clone(), r.status.clone()))
+    }
+
+    /// How many reconciliations the run's attempts record.
+    pub async fn reconciliations(&self, id: &str) -> usize {
+        let store = Store::open(&format!("sqlite://{}", self.db.display()))
+            .await
+            .unwrap();
+        store
+            .attempts(id)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|a| a.kind == "reconcile")
+            .count()
+    }
+}
+
+/// What one randomized run saw.
+#[derive(Default)]
+struct Tally {
+    kills: usize,
+    reconciliations: usize,
+    duplicates: usize,
+    stuck: usize,
+    failures: Vec<String>,
+}
+
+/// One evs-switchover run under faults, killed with SIGKILL at up to three
+/// random instants, then resumed to the end.
+async fn random_run(seed: u64) -> Tally {
+    use drover::sim::faults::{FaultRule, Faults};
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let case = by_name("evs.switchover");
+    let w = world(&case, Duration::from_millis(300)).await;
+    let mut faults = Faults::default();
+    faults.rules.insert(
+        "evs.action".into(),
+        FaultRule {
+            p408: 0.05,
+            p502: 0.05,
+            p503: 0.05,
+            p504: 0.05,
+            ambiguous: 0.2,
+            reset: 0.1,
+            ..FaultRule::default()
+        },
+    );
+    faults.rules.insert(
+        "evs.get".into(),
+        FaultRule {
+            p503: 0.1,
+            reset: 0.05,
+            ..FaultRule::default()
+        },
+    );
+    w.sim.sim.set_faults(faults).unwrap();
+    let mut tally = Tally::default();
+    let kills_wanted = rng.random_range(1..=3);
+    let mut finished = false;
+    for round in 0..(kills_wanted + 3) {
+        let mut child = match w.maybe_run().await {
+            Some((id, status)) if status == "running" => w.resume(&id, None),
+            Some(_) => {
+                finished = true;
+                break;
+            }
+            None => w.start(None),
+        }
+        .spawn()
+        .unwrap();
+        if round < kills_wanted {
+            let at = Duration::from_millis(rng.random_range(0..500));
+            match tokio::time::timeout(at, child.wait()).await {
+                Ok(_) => continue,
+                Err(_) => {
+                    child.start_kill().unwrap();
+                    child.wait().await.unwrap();
+                    tally.kills += 1;
+                }
+            }
+        } else {
+            match tokio::time::timeout(Duration::from_secs(60), child.wait()).await {
+                Ok(status) => {
+                    let _ = status.unwrap();
+                }
+                Err(_) => {
+                    tally.stuck += 1;
+                    tally.failures.push(format!("seed {seed}: a resume ran over 60 s"));
+                    return tally;
+                }
+            }
+        }
+    }
+    let Some((id, status)) = w.maybe_run().await else {
+        tally.failures.push(format!("seed {seed}: no run was created"));
+        return tally;
+    };
+    if !finished && status == "running" {
+        tally.stuck += 1;
+    }
+    if status != "succeeded" {
+        tally
+            .failures
+            .push(format!("seed {seed}: the run ended {status}"));
+    }
+    let acted = w.acted();
+    if acted != 1 {
+        tally.duplicates += usize::from(acted > 1);
+        tally.failures.push(format!(
+            "seed {seed}: the simulator acted on {acted} switchovers"
+        ));
+    }
+    if let Err(e) = (case.done)(&w.sim) {
+        tally.failures.push(format!("seed {seed}: {e}"));
+    }
+    if let Err(e) = w.audit_verifies().await {
+        tally.failures.push(format!("seed {seed}: {e}"));
+    }
+    tally.reconciliations = w.reconciliations(&id).await;
+    tally
+}
+
+/// `DROVER_KILL_SEED` and `DROVER_KILL_RUNS` repeat or widen a run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_kills_under_faults_never_switch_twice() {
+    use futures_util::stream::{self, StreamExt};
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let seed = env("DROVER_KILL_SEED", 20_261_129);
+    let runs = env("DROVER_KILL_RUNS", 100);
+    let tallies: Vec<Tally> = stream::iter(0..runs)
+        .map(|i| random_run(seed.wrapping_add(i)))
+        .buffer_unordered(6)
+        .collect()
+        .await;
+    let sum = |f: fn(&Tally) -> usize| tallies.iter().map(f).sum::<usize>();
+    let (kills, reconciled, duplicates, stuck) = (
+        sum(|t| t.kills),
+        sum(|t| t.reconciliations),
+        sum(|t| t.duplicates),
+        sum(|t| t.stuck),
+    );
+    println!(
+        "random kills: seed {seed}, {runs} runs, {kills} kills, {reconciled} reconciliations, {duplicates} duplicates, {stuck} stuck"
+    );
+    let failures: Vec<&String> = tallies.iter().flat_map(|t| &t.failures).collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert_eq!((duplicates, stuck), (0, 0));
+    assert!(kills >= runs as usize / 2, "only {kills} kills landed");
+}
