@@ -280,6 +280,24 @@ pub struct ApprovalRecord {
     pub at: String,
 }
 
+/// Connects, retrying while another process holds the lock that switching a
+/// fresh file to WAL needs (that switch does not wait for the busy timeout).
+async fn connect(options: &SqliteConnectOptions) -> Result<SqliteConnection, sqlx::Error> {
+    let mut tries = 0;
+    loop {
+        match SqliteConnection::connect_with(options).await {
+            Err(sqlx::Error::Database(e))
+                if tries < 100
+                    && (e.message().contains("locked") || e.message().contains("busy")) =>
+            {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Current time as stored.
 pub fn now() -> String {
     Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -318,7 +336,7 @@ impl Store {
             // Intents must survive a crash the moment they are written.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true);
-        let mut conn = SqliteConnection::connect_with(&options)
+        let mut conn = connect(&options)
             .await
             .map_err(|e| open_error(e.to_string()))?;
         let migrations = MIGRATIONS
@@ -333,10 +351,17 @@ impl Store {
                 )
             })
             .collect();
+        // Several processes may open a fresh file at once. The whole migration
+        // run holds SQLite's write lock (each migration becomes a savepoint
+        // inside it), so exactly one of them creates the schema and the others
+        // find it done; without it two could both see an empty database.
+        let migrate = |e: sqlx::Error| StoreError::Migrate(e.to_string());
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(migrate)?;
         sqlx::migrate::Migrator::with_migrations(migrations)
-            .run(&mut conn)
+            .run_direct(None, &mut *tx, false)
             .await
             .map_err(|e| StoreError::Migrate(e.to_string()))?;
+        tx.commit().await.map_err(migrate)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -1087,6 +1112,26 @@ mod tests {
             .await
             .unwrap();
         store.create_run(&new_run("r2", &["evs:g1"])).await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn many_openers_of_a_fresh_database_all_succeed() {
+        for round in 0..10 {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("fresh.db").display());
+            let openers: Vec<_> = (0..8)
+                .map(|_| {
+                    let url = url.clone();
+                    tokio::spawn(async move { Store::open(&url).await.map(|_| ()) })
+                })
+                .collect();
+            for (i, o) in openers.into_iter().enumerate() {
+                let result = o.await.unwrap();
+                assert!(result.is_ok(), "round {round}, opener {i}: {result:?}");
+            }
+            let store = Store::open(&url).await.unwrap();
+            assert!(store.runs(1).await.unwrap().is_empty());
+        }
     }
 
     #[tokio::test]
