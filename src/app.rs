@@ -192,10 +192,17 @@ pub fn describe_summary(summary: &RunSummary) -> String {
                 .map(|ms| format!("; recovery time {}", human(Duration::from_millis(ms))))
                 .unwrap_or_default()
         ),
-        "running" => format!(
-            "run {} ({}) stopped at a step boundary; it is resumable: drover run --resume {}",
-            summary.run_id, summary.runbook, summary.run_id
-        ),
+        "running" => match &summary.error {
+            Some(why) => format!(
+                "run {id} ({}) is waiting for approval: {why}. It is resumable: approve with `drover run --resume {id} --approve NAME`, or with `drover runs approve {id}` when a daemon owns the run",
+                summary.runbook,
+                id = summary.run_id
+            ),
+            None => format!(
+                "run {} ({}) stopped at a step boundary; it is resumable: drover run --resume {}",
+                summary.run_id, summary.runbook, summary.run_id
+            ),
+        },
         _ => format!(
             "run {} ({}) failed: {}. Steps that completed: {}",
             summary.run_id,

@@ -231,6 +231,9 @@ pub enum Outcome {
     Success,
     /// The command ran and found a failure (invalid runbook, failed run).
     Failure,
+    /// The run stopped unfinished and is resumable (interrupted, or waiting
+    /// for an approval nobody could give).
+    Stopped,
 }
 
 /// Runs a parsed command, writing its output to `out`.
@@ -275,10 +278,10 @@ fn interrupt_token() -> tokio_util::sync::CancellationToken {
 }
 
 fn summary_outcome(summary: &crate::engine::RunSummary) -> Outcome {
-    if summary.status == "succeeded" {
-        Outcome::Success
-    } else {
-        Outcome::Failure
+    match summary.status.as_str() {
+        "succeeded" => Outcome::Success,
+        "running" => Outcome::Stopped,
+        _ => Outcome::Failure,
     }
 }
 

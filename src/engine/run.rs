@@ -369,6 +369,7 @@ impl<C: Cloud> Engine<C> {
                 }
                 Flow::Failed(_) => {}
                 Flow::Interrupted => return self.summary(&ctx, status::RUNNING, None).await,
+                Flow::Waiting(why) => return self.summary(&ctx, status::RUNNING, Some(why)).await,
             }
             crash::point("run.after_step");
         }
@@ -390,6 +391,7 @@ impl<C: Cloud> Engine<C> {
                     failure.get_or_insert(format!("step `{}` failed: {error}", step.id));
                 }
                 Flow::Interrupted => return self.summary(&ctx, status::RUNNING, None).await,
+                Flow::Waiting(why) => return self.summary(&ctx, status::RUNNING, Some(why)).await,
                 _ => {}
             }
         }
@@ -552,6 +554,17 @@ impl<C: Cloud> Engine<C> {
             }
             // Without the store the engine cannot promise anything: stop, resumable.
             Err(StepError::Store(e)) => Err(EngineError::Store(e)),
+            // Back to pending: a resume asks again.
+            Err(StepError::AwaitingApproval(why)) => {
+                self.store
+                    .set_step(&ctx.run.id, &step.id, status::PENDING, None, None)
+                    .await?;
+                self.emit(RunEvent::Note {
+                    step_id: step.id.clone(),
+                    message: why.clone(),
+                });
+                Ok(Flow::Waiting(why))
+            }
             Err(e) => {
                 let error = e.to_string();
                 self.store
@@ -619,6 +632,8 @@ enum Flow {
     Continue,
     Failed(String),
     Interrupted,
+    /// Stopped at an approval nobody could give; resumable.
+    Waiting(String),
 }
 
 /// The cloud resources a run touches, from its steps rendered with what is

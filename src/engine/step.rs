@@ -47,6 +47,9 @@ pub enum StepError {
     /// The store failed: the run stops, resumable.
     #[error("audit store: {0}")]
     Store(#[from] StoreError),
+    /// An approval step has nobody to ask: the run stops there, resumable.
+    #[error("{0}")]
+    AwaitingApproval(String),
 }
 
 /// One step being executed: what it may read and until when.
@@ -976,16 +979,29 @@ async fn approval<C: Cloud>(s: &StepRun<'_, C>, i: &ApprovalInput) -> Result<Val
         }
         Approvals::Api => return approval_from_api(s, &prompt, needed).await,
         Approvals::Prompt => {
-            let ask = tokio::task::spawn_blocking(move || prompt_approvers(&prompt, needed));
+            let question = prompt.clone();
+            let ask = tokio::task::spawn_blocking(move || prompt_approvers(&question, needed));
             let answer = match s.deadline {
                 Some(d) => tokio::time::timeout_at(d, ask).await.map_err(|_| {
                     StepError::TimedOut("no approval before the step timeout".into())
                 })?,
                 None => ask.await,
             };
-            answer
+            match answer
                 .map_err(|e| StepError::Failed(format!("approval prompt failed: {e}")))?
-                .map_err(StepError::Failed)?
+                .map_err(|e| StepError::Failed(format!("approval prompt failed: {e}")))?
+            {
+                Prompted::Approved(names) => names,
+                Prompted::Refused(why) => return Err(StepError::Failed(why)),
+                // Nobody is there to answer (no terminal, input closed): the
+                // run waits at this step instead of failing for good.
+                Prompted::NoInput => {
+                    return Err(StepError::AwaitingApproval(format!(
+                        "step `{}` needs {needed} approval(s) for `{prompt}` and nobody was asked",
+                        s.step.id
+                    )));
+                }
+            }
         }
     };
     crash::point("approval.before_record");
@@ -1055,8 +1071,16 @@ async fn approval_from_api<C: Cloud>(
     }
 }
 
+/// What the terminal prompt got.
+enum Prompted {
+    Approved(Vec<String>),
+    Refused(String),
+    /// The input ended before enough approvers answered.
+    NoInput,
+}
+
 /// Asks on the terminal for `needed` distinct approvers.
-fn prompt_approvers(prompt: &str, needed: usize) -> Result<Vec<String>, String> {
+fn prompt_approvers(prompt: &str, needed: usize) -> Result<Prompted, String> {
     use std::io::{BufRead, Write};
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
@@ -1070,10 +1094,11 @@ fn prompt_approvers(prompt: &str, needed: usize) -> Result<Vec<String>, String> 
             names.len() + 1
         );
         let _ = err.flush();
-        let line = lines
-            .next()
-            .ok_or("no approval: input closed")?
-            .map_err(|e| e.to_string())?;
+        let Some(line) = lines.next() else {
+            let _ = writeln!(err);
+            return Ok(Prompted::NoInput);
+        };
+        let line = line.map_err(|e| e.to_string())?;
         let answer = line.trim();
         let name = if answer.is_empty() {
             default_name.as_str()
@@ -1081,7 +1106,7 @@ fn prompt_approvers(prompt: &str, needed: usize) -> Result<Vec<String>, String> 
             answer
         };
         match name {
-            "no" | "n" | "NO" => return Err(format!("`{prompt}` was refused")),
+            "no" | "n" | "NO" => return Ok(Prompted::Refused(format!("`{prompt}` was refused"))),
             name if names.iter().any(|n| n == name) => {
                 let _ = writeln!(
                     err,
@@ -1091,5 +1116,5 @@ fn prompt_approvers(prompt: &str, needed: usize) -> Result<Vec<String>, String> 
             name => names.push(name.to_string()),
         }
     }
-    Ok(names)
+    Ok(Prompted::Approved(names))
 }

@@ -190,6 +190,70 @@ async fn the_approval_prompt_records_the_typed_name() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_with_nobody_to_approve_waits_resumable_and_says_how() {
+    let h = harness(SimConfig {
+        transition: std::time::Duration::from_millis(100),
+        ..SimConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::helpers::write_config(&h.sim, &h.db, dir.path());
+    let out = drover_with(
+        &config,
+        &h.sim,
+        &["run", "evs-switchover", "-p", "group_id=g1"],
+    )
+    .stdin(Stdio::null())
+    .output()
+    .unwrap();
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(3), "stopped, resumable: {text}");
+    assert!(text.contains("waiting for approval"), "{text}");
+    let run = h.store.runs(1).await.unwrap().remove(0);
+    assert!(
+        text.contains(&format!("drover run --resume {} --approve NAME", run.id)),
+        "{text}"
+    );
+    assert_eq!(run.status, "running");
+    let approve = h
+        .store
+        .steps(&run.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.step_id == "approve")
+        .unwrap();
+    assert_eq!(approve.status, "pending", "asked again on resume");
+    assert!(h.sim.sim.journal().iter().all(|e| e.endpoint != "evs.action"));
+
+    // A second resume with nobody to ask changes nothing either.
+    let again = drover_with(&config, &h.sim, &["run", "--resume", &run.id])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(3), "{}", stdout(&again));
+
+    let done = drover_with(
+        &config,
+        &h.sim,
+        &["run", "--resume", &run.id, "--approve", "carol"],
+    )
+    .output()
+    .unwrap();
+    assert!(done.status.success(), "{}", stdout(&done));
+    assert_eq!(
+        h.sim
+            .sim
+            .journal()
+            .iter()
+            .filter(|e| e.endpoint == "evs.action" && e.changed)
+            .count(),
+        1
+    );
+    assert_eq!(h.store.approvals(&run.id).await.unwrap()[0].approver, "carol");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_are_one_readable_paragraph_with_exit_codes() {
     let h = harness(SimConfig::default()).await;
     let dir = tempfile::tempdir().unwrap();
