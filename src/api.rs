@@ -201,7 +201,48 @@ pub fn router(daemon: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(body_too_large))
         .with_state(daemon)
+}
+
+/// The largest request body accepted (a run request, an approval).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// The longest `Idempotency-Key` accepted.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+/// The longest approval comment accepted, in characters.
+pub const MAX_COMMENT_CHARS: usize = 1000;
+
+/// The body limit answers in plain text: every error here is `{code, message}`.
+async fn body_too_large(response: Response) -> Response {
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+        )
+        .into_response();
+    }
+    response
+}
+
+/// A run id from a path, checked before it is looked up or echoed.
+fn checked_run_id(id: &str) -> Result<&str, ApiError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if ok {
+        Ok(id)
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "no run with that id: a run id is a UUID ({} characters given)",
+                id.chars().count()
+            ),
+        ))
+    }
 }
 
 /// The `/v1` routes with their OpenAPI description.
@@ -465,10 +506,25 @@ async fn create_run(
         };
         params.insert(k.clone(), text);
     }
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let text = v
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "bad_idempotency_key",
+                        format!(
+                            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+                        ),
+                    )
+                })?;
+            Some(text.to_string())
+        }
+    };
     let digest = hex::encode(Sha256::digest(
         serde_json::to_vec(
             &json!({"runbook": request.runbook, "params": params, "dry_run": request.dry_run}),
@@ -545,6 +601,7 @@ async fn get_run(
     Path(id): Path<String>,
 ) -> Result<Json<RunDetail>, ApiError> {
     caller.require(Permission::Read)?;
+    checked_run_id(&id)?;
     Ok(Json(run_detail(&d, &id).await?))
 }
 
@@ -598,6 +655,7 @@ async fn run_events(
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     caller.require(Permission::Read)?;
+    checked_run_id(&id)?;
     // Subscribe first, so nothing between the snapshot and the live events is lost.
     let live = d.subscribe(&id);
     let detail = run_detail(&d, &id).await?;
@@ -648,6 +706,7 @@ async fn cancel_run(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<CancelAccepted>), ApiError> {
     caller.require(Permission::Operate)?;
+    checked_run_id(&id)?;
     let run = d
         .store()
         .run(&id)
@@ -695,6 +754,7 @@ async fn approve_run(
     body: Bytes,
 ) -> Result<(StatusCode, Json<ApprovalView>), ApiError> {
     caller.require(Permission::Operate)?;
+    checked_run_id(&id)?;
     let request: ApprovalBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -704,6 +764,18 @@ async fn approve_run(
             ),
         )
     })?;
+    if let Some(comment) = &request.comment
+        && comment.chars().count() > MAX_COMMENT_CHARS
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "comment_too_long",
+            format!(
+                "an approval comment has at most {MAX_COMMENT_CHARS} characters, this one has {}",
+                comment.chars().count()
+            ),
+        ));
+    }
     let run = d
         .store()
         .run(&id)

@@ -122,6 +122,9 @@ impl Runbook {
     }
 }
 
+/// The longest parameter value accepted, in bytes.
+pub const MAX_PARAM_BYTES: usize = 4096;
+
 pub(crate) fn resolve_params(
     declared: &[Param],
     given: &BTreeMap<String, String>,
@@ -138,6 +141,11 @@ pub(crate) fn resolve_params(
     }
     for param in declared {
         match given.get(&param.name).or(param.default.as_ref()) {
+            Some(value) if value.len() > MAX_PARAM_BYTES => problems.push(format!(
+                "parameter `{}` is {} bytes long; a value may have at most {MAX_PARAM_BYTES}",
+                param.name,
+                value.len()
+            )),
             Some(value) => match param.kind.check(value) {
                 Ok(()) => {
                     out.insert(param.name.clone(), value.clone());

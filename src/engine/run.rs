@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 use super::crash;
 use super::step::{self, StepError};
 use super::{Approvals, Cloud, EventSink, RunEvent};
-use crate::runbook::{self, Action, OnFailure, Runbook, Step, template};
+use crate::runbook::model::IdField;
+use crate::runbook::{self, OnFailure, Runbook, Step, template};
 use crate::store::{NewRun, RunRecord, Store, StoreError, status};
 
 /// A run to start.
@@ -173,7 +174,7 @@ pub const DEFAULT_IN_FLIGHT_GRACE: Duration = Duration::from_secs(35);
 /// overrides (those contain `__` and may hold secrets).
 pub fn template_env(vars: impl IntoIterator<Item = (String, String)>) -> BTreeMap<String, String> {
     vars.into_iter()
-        .filter(|(k, _)| k.starts_with("DROVER_") && !k.contains("__") && k != "DROVER_TOKEN")
+        .filter(|(k, _)| k.starts_with("DROVER_") && !template::is_secret_name(k))
         .collect()
 }
 
@@ -230,6 +231,13 @@ impl<C: Cloud> Engine<C> {
                 runbook: runbook.name.clone(),
                 problems,
             })?;
+        let problems = check_identifiers(runbook, &params, &self.env);
+        if !problems.is_empty() {
+            return Err(EngineError::Params {
+                runbook: runbook.name.clone(),
+                problems,
+            });
+        }
         let id = uuid::Uuid::now_v7().to_string();
         let steps = runbook
             .steps
@@ -637,44 +645,99 @@ enum Flow {
 }
 
 /// The cloud resources a run touches, from its steps rendered with what is
-/// known at start (parameters, run, env). Templates that need step outputs
-/// cannot be resolved then and lease nothing.
+/// known at start (parameters, run, env), in canonical form (`evs:<id>`).
+/// Templates that need step outputs cannot be resolved then and lease
+/// nothing; invalid ids were refused by [`check_identifiers`] before.
 pub fn targets(
     runbook: &Runbook,
     params: &BTreeMap<String, String>,
     env: &BTreeMap<String, String>,
 ) -> Vec<String> {
-    let context = json!({ "params": params, "env": env, "run": {}, "steps": {} });
-    let jinja = template::environment();
-    let mut out: Vec<String> = runbook
-        .all_steps()
-        .filter_map(|step| {
-            let (prefix, group) = match &step.action {
-                Action::EvsCheckGroup(i) => ("evs", &i.group),
-                Action::EvsWaitGroup(i) => ("evs", &i.group),
-                Action::EvsSwitchover(i)
-                | Action::EvsFailover(i)
-                | Action::EvsSync(i)
-                | Action::EvsStop(i)
-                | Action::EvsReprotect(i) => ("evs", &i.group),
-                Action::SdrsCheckGroup(i) => ("sdrs", &i.group),
-                Action::SdrsWaitGroup(i) => ("sdrs", &i.group),
-                Action::SdrsSwitchover(i) => ("sdrs", &i.group),
-                Action::SdrsFailover(i) | Action::SdrsEnable(i) | Action::SdrsDisable(i) => {
-                    ("sdrs", &i.group)
-                }
-                Action::SdrsCreateDrill(i) => ("sdrs", &i.group),
-                _ => return None,
-            };
-            let rendered = jinja
-                .render_str(&group.value, minijinja::value::Serde(&context))
-                .ok()?;
-            (!rendered.trim().is_empty()).then(|| format!("{prefix}:{}", rendered.trim()))
+    let mut out: Vec<String> = start_identifiers(runbook, params, env)
+        .into_iter()
+        .filter_map(|(_, _, field, value)| {
+            let prefix = field.lease_prefix()?;
+            field.check(&value).ok()?;
+            Some(format!("{prefix}:{}", crate::cloud::id::canonical(&value)))
         })
         .collect();
     out.sort();
     out.dedup();
     out
+}
+
+/// Every identifier field that can be rendered from what is known at start:
+/// (step id, `with` key, what it names, rendered value).
+fn start_identifiers(
+    runbook: &Runbook,
+    params: &BTreeMap<String, String>,
+    env: &BTreeMap<String, String>,
+) -> Vec<(String, &'static str, IdField, String)> {
+    let context = json!({ "params": params, "env": env, "run": {}, "steps": {} });
+    let jinja = template::environment();
+    let mut out = Vec::new();
+    for step in runbook.all_steps() {
+        for (key, field, value) in step.action.identifiers() {
+            if value.value.contains("steps.") {
+                continue;
+            }
+            let Ok(rendered) = jinja.render_str(&value.value, minijinja::value::Serde(&context))
+            else {
+                continue;
+            };
+            let rendered = rendered.trim().to_string();
+            // An empty VPC means "let SDRS create one"; any other empty id is wrong.
+            if !(rendered.is_empty() && field == IdField::Vpc) {
+                out.push((step.id.clone(), key, field, rendered));
+            }
+        }
+    }
+    out
+}
+
+/// Checks every identifier the parameters decide before anything starts;
+/// each problem names the parameter it came from.
+pub fn check_identifiers(
+    runbook: &Runbook,
+    params: &BTreeMap<String, String>,
+    env: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (step, key, field, value) in start_identifiers(runbook, params, env) {
+        let Err(why) = field.check(&value) else {
+            continue;
+        };
+        let source = runbook
+            .all_steps()
+            .find(|s| s.id == step)
+            .and_then(|s| {
+                s.action
+                    .identifiers()
+                    .into_iter()
+                    .find(|(k, _, _)| *k == key)
+                    .map(|(_, _, v)| v.value.clone())
+            })
+            .unwrap_or_default();
+        let named: Vec<String> = params
+            .keys()
+            .filter(|p| {
+                source.contains(&format!("params.{p}"))
+                    || source.contains(&format!("params['{p}']"))
+                    || source.contains(&format!("params[\"{p}\"]"))
+            })
+            .map(|p| format!("parameter `{p}`"))
+            .collect();
+        let origin = if named.is_empty() {
+            "the environment".to_string()
+        } else {
+            named.join(", ")
+        };
+        let problem = format!("{origin} (`{key}` of step `{step}`): {why}");
+        if !problems.contains(&problem) {
+            problems.push(problem);
+        }
+    }
+    problems
 }
 
 /// Waits at most `d`, or forever.

@@ -19,7 +19,7 @@ use crate::cloud::http::{DRY_RUN_JOB, HttpCall, redact_query};
 use crate::cloud::resource::{EvsGroup, Job, JobStatus, ProtectionGroup};
 use crate::cloud::sdrs::SdrsAction;
 use crate::runbook::model::{
-    self, ApprovalInput, EvsExpect, EvsStatus, FaultLevel, HttpMethod, HttpRequestInput, OneOrMany,
+    self, IdField, ApprovalInput, EvsExpect, EvsStatus, FaultLevel, HttpMethod, HttpRequestInput, OneOrMany,
     ReplicationStatus, SdrsExpect, SdrsStatus,
 };
 use crate::runbook::{Action, DEFAULT_JOB_INTERVAL, DEFAULT_POLL_INTERVAL, DurationSpec, Step};
@@ -238,6 +238,22 @@ impl<C: Cloud> StepRun<'_, C> {
         self.ctx.render(source)
     }
 
+    /// Renders an identifier field and checks it against the cloud's syntax
+    /// before it can reach a URL, a lease or a row.
+    pub fn render_id(
+        &self,
+        field: IdField,
+        key: &str,
+        source: &str,
+    ) -> Result<String, StepError> {
+        let value = self.render(source)?;
+        let value = value.trim();
+        field.check(value).map_err(|why| {
+            StepError::Failed(format!("`{key}` rendered from `{source}`: {why}"))
+        })?;
+        Ok(value.to_string())
+    }
+
     pub fn interval(
         &self,
         spec: &Option<Located<DurationSpec>>,
@@ -310,7 +326,7 @@ pub(crate) async fn execute<C: Cloud>(
     };
     match &step.action {
         Action::EvsCheckGroup(i) => {
-            let id = s.render(&i.group.value)?;
+            let id = s.render_id(IdField::EvsGroup, "group", &i.group.value)?;
             let g = read_evs(&s, &id).await?;
             let mismatches = evs_mismatches(&s, &i.expect, &g)?;
             if mismatches.is_empty() {
@@ -323,7 +339,7 @@ pub(crate) async fn execute<C: Cloud>(
             }
         }
         Action::EvsWaitGroup(i) => {
-            let id = s.render(&i.group.value)?;
+            let id = s.render_id(IdField::EvsGroup, "group", &i.group.value)?;
             let interval = s.interval(&i.interval, DEFAULT_POLL_INTERVAL)?;
             let watch = Watch {
                 what: format!("group {id}"),
@@ -353,7 +369,7 @@ pub(crate) async fn execute<C: Cloud>(
         Action::EvsStop(i) => evs_mutation(&s, &i.group.value, EvsAction::Stop).await,
         Action::EvsReprotect(i) => evs_mutation(&s, &i.group.value, EvsAction::Reprotect).await,
         Action::SdrsCheckGroup(i) => {
-            let id = s.render(&i.group.value)?;
+            let id = s.render_id(IdField::SdrsGroup, "group", &i.group.value)?;
             let g = read_sdrs(&s, &id).await?;
             let mismatches = sdrs_mismatches(&i.expect, &g);
             if mismatches.is_empty() {
@@ -366,7 +382,7 @@ pub(crate) async fn execute<C: Cloud>(
             }
         }
         Action::SdrsWaitGroup(i) => {
-            let id = s.render(&i.group.value)?;
+            let id = s.render_id(IdField::SdrsGroup, "group", &i.group.value)?;
             let interval = s.interval(&i.interval, DEFAULT_POLL_INTERVAL)?;
             let watch = Watch {
                 what: format!("protection group {id}"),
@@ -407,10 +423,13 @@ pub(crate) async fn execute<C: Cloud>(
             sdrs_mutation(&s, &i.group.value, SdrsAction::Disable, &i.interval).await
         }
         Action::SdrsCreateDrill(i) => {
-            let group = s.render(&i.group.value)?;
-            let name = s.render(&i.name.value)?;
+            let group = s.render_id(IdField::SdrsGroup, "group", &i.group.value)?;
+            let name = s.render_id(IdField::DrillName, "name", &i.name.value)?;
             let vpc = match &i.drill_vpc_id {
-                Some(v) => Some(s.render(&v.value)?).filter(|v| !v.is_empty()),
+                Some(v) => Some(s.render(&v.value)?)
+                    .filter(|v| !v.trim().is_empty())
+                    .map(|_| s.render_id(IdField::Vpc, "drill_vpc_id", &v.value))
+                    .transpose()?,
                 None => None,
             };
             let interval = s.interval(&i.interval, DEFAULT_JOB_INTERVAL)?;
@@ -435,7 +454,7 @@ pub(crate) async fn execute<C: Cloud>(
             Ok(out)
         }
         Action::SdrsDeleteDrill(i) => {
-            let drill = s.render(&i.drill.value)?;
+            let drill = s.render_id(IdField::Drill, "drill", &i.drill.value)?;
             let interval = s.interval(&i.interval, DEFAULT_JOB_INTERVAL)?;
             let sent = reconcile::mutate(
                 &s,
@@ -710,7 +729,7 @@ async fn evs_mutation<C: Cloud>(
     group: &str,
     action: EvsAction,
 ) -> Result<Value, StepError> {
-    let group = s.render(group)?;
+    let group = s.render_id(IdField::EvsGroup, "group", group)?;
     let sent = reconcile::mutate(
         s,
         &Mutation::Evs {
@@ -738,7 +757,7 @@ async fn sdrs_mutation<C: Cloud>(
     action: SdrsAction,
     interval: &Option<Located<DurationSpec>>,
 ) -> Result<Value, StepError> {
-    let group = s.render(group)?;
+    let group = s.render_id(IdField::SdrsGroup, "group", group)?;
     let interval = s.interval(interval, DEFAULT_JOB_INTERVAL)?;
     let sent = reconcile::mutate(
         s,

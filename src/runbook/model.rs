@@ -827,6 +827,76 @@ macro_rules! actions {
     };
 }
 
+/// What an identifier field of an action names; it decides the syntax check
+/// and the lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdField {
+    /// An EVS replication consistency group (leased as `evs:<id>`).
+    EvsGroup,
+    /// An SDRS protection group (leased as `sdrs:<id>`).
+    SdrsGroup,
+    /// An SDRS DR drill (leased as `drill:<id>`).
+    Drill,
+    /// A VPC id (checked, not leased).
+    Vpc,
+    /// A DR drill name (a name, not an id: checked with the name rule).
+    DrillName,
+}
+
+impl IdField {
+    /// The lease prefix, for the fields that are leased.
+    pub fn lease_prefix(self) -> Option<&'static str> {
+        match self {
+            IdField::EvsGroup => Some("evs"),
+            IdField::SdrsGroup => Some("sdrs"),
+            IdField::Drill => Some("drill"),
+            IdField::Vpc | IdField::DrillName => None,
+        }
+    }
+
+    /// Checks a value of this field; the reason if it is not valid.
+    pub fn check(self, value: &str) -> Result<(), String> {
+        match self {
+            IdField::DrillName => crate::cloud::id::check_name(value),
+            _ => crate::cloud::id::check(value),
+        }
+    }
+}
+
+impl Action {
+    /// The fields of this action that name cloud resources: the `with` key,
+    /// what it names and its (possibly templated) value.
+    pub fn identifiers(&self) -> Vec<(&'static str, IdField, &Located<String>)> {
+        match self {
+            Action::EvsCheckGroup(i) => vec![("group", IdField::EvsGroup, &i.group)],
+            Action::EvsWaitGroup(i) => vec![("group", IdField::EvsGroup, &i.group)],
+            Action::EvsSwitchover(i)
+            | Action::EvsFailover(i)
+            | Action::EvsSync(i)
+            | Action::EvsStop(i)
+            | Action::EvsReprotect(i) => vec![("group", IdField::EvsGroup, &i.group)],
+            Action::SdrsCheckGroup(i) => vec![("group", IdField::SdrsGroup, &i.group)],
+            Action::SdrsWaitGroup(i) => vec![("group", IdField::SdrsGroup, &i.group)],
+            Action::SdrsSwitchover(i) => vec![("group", IdField::SdrsGroup, &i.group)],
+            Action::SdrsFailover(i) | Action::SdrsEnable(i) | Action::SdrsDisable(i) => {
+                vec![("group", IdField::SdrsGroup, &i.group)]
+            }
+            Action::SdrsCreateDrill(i) => {
+                let mut out = vec![
+                    ("group", IdField::SdrsGroup, &i.group),
+                    ("name", IdField::DrillName, &i.name),
+                ];
+                if let Some(vpc) = &i.drill_vpc_id {
+                    out.push(("drill_vpc_id", IdField::Vpc, vpc));
+                }
+                out
+            }
+            Action::SdrsDeleteDrill(i) => vec![("drill", IdField::Drill, &i.drill)],
+            Action::HttpRequest(_) | Action::Approval(_) | Action::Sleep(_) => Vec::new(),
+        }
+    }
+}
+
 actions! {
     /// Reads an EVS group and checks fields.
     "evs.check_group" => EvsCheckGroup(EvsCheckInput), mutating: |_| false;

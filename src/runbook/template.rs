@@ -78,9 +78,50 @@ pub fn check(env: &Environment<'_>, source: &str, scope: &Scope<'_>) -> Vec<Stri
     };
     let mut vars: Vec<String> = template.undeclared_variables(true).into_iter().collect();
     vars.sort();
-    vars.into_iter()
+    let mut problems: Vec<String> = vars
+        .into_iter()
         .filter_map(|var| check_variable(&var, scope))
-        .collect()
+        .collect();
+    // However it is spelled (`env.X`, `env['X']`, a string built elsewhere in
+    // the template), a name of a config override or the API token is refused:
+    // those may hold secrets. The engine hides them at run time as well.
+    for name in secret_names(source) {
+        let problem = secret_problem(&name);
+        if !problems.contains(&problem) {
+            problems.push(problem);
+        }
+    }
+    problems
+}
+
+/// `DROVER_` names in a template's text that templates may not read.
+fn secret_names(source: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut rest = source;
+    while let Some(at) = rest.find("DROVER_") {
+        let tail = &rest[at..];
+        let len = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = &tail[..len];
+        if is_secret_name(name) && !out.iter().any(|n| n == name) {
+            out.push(name.to_string());
+        }
+        rest = &tail[len.max(1)..];
+    }
+    out
+}
+
+/// Config overrides (`DROVER_CLOUD__AUTH__PASSWORD`: anything with `__`) and
+/// the API client token.
+pub fn is_secret_name(name: &str) -> bool {
+    name.contains("__") || name == "DROVER_TOKEN"
+}
+
+fn secret_problem(name: &str) -> String {
+    format!(
+        "template reads `{name}`, a configuration or credential variable; templates may read only `DROVER_` variables without `__` (and not `DROVER_TOKEN`)"
+    )
 }
 
 fn check_variable(var: &str, scope: &Scope<'_>) -> Option<String> {
@@ -122,6 +163,7 @@ fn check_variable(var: &str, scope: &Scope<'_>) -> Option<String> {
                 quoted_list(RUN_FIELDS)
             )
         }),
+        ("env", Some(name)) if is_secret_name(name) => Some(secret_problem(name)),
         ("env", Some(name)) => (!name.starts_with("DROVER_")).then(|| {
             format!(
                 "template reads environment variable `{name}`; only variables whose names start with `DROVER_` may be read"

@@ -370,6 +370,16 @@ fn check_action(action: &Action, sink: &Sink) {
             sink.error(&s.loc, format!("`{what}` must not be empty"));
         }
     };
+    // Literal ids are checked now; templated ones when the run starts (from
+    // its parameters) or when the step renders them.
+    for (key, field, value) in action.identifiers() {
+        if !template::is_template(&value.value)
+            && !value.value.trim().is_empty()
+            && let Err(why) = field.check(&value.value)
+        {
+            sink.error(&value.loc, format!("`{key}`: {why}"));
+        }
+    }
     match action {
         Action::EvsCheckGroup(i) => not_empty(&i.group, "group"),
         Action::EvsWaitGroup(i) => {
@@ -409,19 +419,6 @@ fn check_action(action: &Action, sink: &Sink) {
         Action::SdrsCreateDrill(i) => {
             not_empty(&i.group, "group");
             positive(&i.interval, "interval");
-            let name = &i.name.value;
-            if !template::is_template(name)
-                && (name.is_empty()
-                    || name.len() > 64
-                    || !name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)))
-            {
-                sink.error(
-                    &i.name.loc,
-                    format!("invalid drill name `{name}`: expected 1 to 64 of A-Z, a-z, 0-9, `.`, `_`, `-`"),
-                );
-            }
         }
         Action::SdrsDeleteDrill(i) => {
             not_empty(&i.drill, "drill");

@@ -478,6 +478,76 @@ async fn bad_requests_name_the_problem() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untrusted_input_gets_bounded_answers_that_name_the_problem() {
+    let api = start().await;
+    let expect = |status: u16, body: &Value, want: u16, code: &str, phrase: &str| {
+        assert_eq!(status, want, "{body}");
+        assert_eq!(body["code"], code, "{body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains(phrase), "{body}");
+        assert!(message.len() < 500, "no echo of a huge value: {message:.100}");
+    };
+    for bad in ["g2/../g1", "g1?x=1", "g1/"] {
+        let (status, body) = api
+            .call(
+                Some("admin"),
+                Method::POST,
+                "/v1/runs",
+                Some(json!({"runbook": "evs-switchover", "params": {"group_id": bad}})),
+            )
+            .await;
+        expect(status, &body, 422, "invalid_params", "parameter `group_id`");
+    }
+    let huge = "g".repeat(70 * 1024);
+    let (status, body) = api
+        .call(
+            Some("admin"),
+            Method::POST,
+            "/v1/runs",
+            Some(json!({"runbook": "evs-switchover", "params": {"group_id": huge}})),
+        )
+        .await;
+    expect(status, &body, 413, "body_too_large", "65536 bytes");
+    let answer = api
+        .http
+        .post(format!("{}/v1/runs", api.url))
+        .bearer_auth(token("admin"))
+        .header("idempotency-key", "k".repeat(300))
+        .json(&json!({"runbook": "evs-switchover", "params": {"group_id": "g1"}}))
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    expect(
+        status,
+        &answer.json().await.unwrap(),
+        400,
+        "bad_idempotency_key",
+        "1 to 255",
+    );
+    let id = api.trigger("admin", "evs-switchover", "g1").await;
+    let (status, body) = api
+        .call(
+            Some("operator"),
+            Method::POST,
+            &format!("/v1/runs/{id}/approvals"),
+            Some(json!({"decision": "approve", "comment": "c".repeat(1001)})),
+        )
+        .await;
+    expect(status, &body, 400, "comment_too_long", "at most 1000");
+    let long_id = "r".repeat(5000);
+    for path in [
+        format!("/v1/runs/{long_id}"),
+        format!("/v1/runs/{long_id}/events"),
+        "/v1/runs/..%2Fetc/events".to_string(),
+    ] {
+        let (status, body) = api.call(Some("admin"), Method::GET, &path, None).await;
+        expect(status, &body, 404, "not_found", "a run id is a UUID");
+    }
+    assert!(api.daemon.store().runs(10).await.unwrap().len() == 1, "only the good run");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_key_returns_the_same_run() {
     let api = start().await;
     let send = |body: Value| {

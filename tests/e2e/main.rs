@@ -9,4 +9,5 @@ mod engine;
 mod helpers;
 mod killpoints;
 mod runbooks;
+mod safety;
 mod sim;

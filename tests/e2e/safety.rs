@@ -1,0 +1,234 @@
+//! Untrusted input and the promises around it: identifiers checked wherever
+//! they enter (parameters, rendered templates, the client), leases on the
+//! canonical id, dry runs that hold nothing and wait for nothing, cancels
+//! that end sleeps, and upper bounds on durations.
+
+use std::time::Duration;
+
+use drover::engine::RunRequest;
+use drover::runbook;
+use drover::sim::SimConfig;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{Harness, harness, request};
+use crate::helpers::client;
+
+/// A runbook from YAML text, as if loaded from `name.yaml`.
+pub fn runbook_from(name: &str, text: &str) -> runbook::Runbook {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(format!("{name}.yaml"));
+    std::fs::write(&path, text).unwrap();
+    runbook::load(&path).unwrap_or_else(|e| panic!("{name}: {e:?}"))
+}
+
+fn with_params(runbook: runbook::Runbook, params: &[(&str, &str)]) -> RunRequest {
+    RunRequest {
+        runbook,
+        params: params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        trigger: "cli".into(),
+        requested_by: "alice".into(),
+        idempotency: None,
+    }
+}
+
+fn sent(h: &Harness, endpoint: &str) -> usize {
+    h.sim
+        .sim
+        .journal()
+        .iter()
+        .filter(|e| e.endpoint == endpoint)
+        .count()
+}
+
+#[tokio::test]
+async fn ids_from_parameters_are_checked_before_the_run_starts() {
+    let h = harness(SimConfig::default()).await;
+    let engine = h.engine(false);
+    let huge = "g".repeat(1_900_000);
+    let cases: &[(&str, &str)] = &[
+        ("g2/../g1", "parameter `group_id`"),
+        ("g1?x=1", "parameter `group_id`"),
+        ("g1/", "parameter `group_id`"),
+        ("", "parameter `group_id`"),
+        (&huge, "parameter `group_id` is 1900000 bytes long"),
+    ];
+    for (value, expected) in cases {
+        let err = engine
+            .start(request("evs-switchover", &[("group_id", value)]))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(expected), "{value:.20}: {err:.300}");
+        assert!(err.len() < 1000, "the message does not echo a huge value");
+    }
+    assert!(h.store.runs(10).await.unwrap().is_empty(), "no run stored");
+    assert!(h.sim.sim.journal().is_empty(), "nothing sent");
+}
+
+#[tokio::test]
+async fn a_rendered_id_from_a_step_output_is_checked_before_it_is_used() {
+    let h = harness(SimConfig::default()).await;
+    h.sim.sim.add_sdrs_group("pg2");
+    let rb = runbook_from(
+        "bad-output",
+        "name: bad-output\nkind: maintenance\nsteps:\n  - id: look\n    action: sdrs.check_group\n    with: { group: pg1 }\n  - id: act\n    action: sdrs.disable\n    with: { group: \"{{ steps.look.output.name }}/../pg2\" }\n",
+    );
+    let summary = h
+        .engine(false)
+        .run(with_params(rb, &[]), &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(summary.status, "failed");
+    let error = summary.error.unwrap();
+    assert!(
+        error.contains("`group` rendered from") && error.contains("is not an id"),
+        "{error}"
+    );
+    assert_eq!(sent(&h, "sdrs.action"), 0);
+}
+
+#[tokio::test]
+async fn the_client_refuses_a_bad_id_without_sending_and_never_retries_it() {
+    let h = harness(SimConfig::default()).await;
+    let c = client(&h.sim);
+    for bad in ["g1/../g2", "g1?x=1", "g1#", "g%31"] {
+        let e = c.evs_get_group(bad).await.unwrap_err();
+        assert_eq!(e.class, drover::cloud::ErrorClass::Fatal, "{bad}");
+        assert!(e.message.contains("not sent"), "{e}");
+        let e = c
+            .evs_action(bad, drover::cloud::evs::EvsAction::Switchover)
+            .await
+            .unwrap_err();
+        assert_eq!(e.class, drover::cloud::ErrorClass::Fatal);
+        assert!(c.sdrs_get_drill(bad).await.is_err());
+        assert!(c.sdrs_delete_drill(bad).await.is_err());
+        assert!(c.sdrs_get_job(bad).await.is_err());
+    }
+    assert!(
+        h.sim.sim.journal().iter().all(|e| e.endpoint == "iam.token"),
+        "only the token request left: {:?}",
+        h.sim.sim.journal()
+    );
+}
+
+#[tokio::test]
+async fn leases_use_the_canonical_id() {
+    let h = harness(SimConfig::default()).await;
+    let engine = h.engine(false);
+    let first = engine
+        .start(request("evs-switchover", &[("group_id", "g1")]))
+        .await
+        .unwrap();
+    let err = engine
+        .start(request("evs-failover", &[("group_id", "G1")]))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&format!("in use by run {first}")), "{err}");
+}
+
+#[tokio::test]
+async fn a_dry_run_holds_no_lease_skips_sleeps_and_never_blocks_a_real_run() {
+    let h = harness(SimConfig::default()).await;
+    let rb = runbook_from(
+        "dry-hold",
+        "name: dry-hold\nkind: drill\nparams:\n  group_id: { required: true }\nsteps:\n  - id: look\n    action: sdrs.check_group\n    with: { group: \"{{ params.group_id }}\" }\n  - id: hold\n    action: sleep\n    with: { duration: 20h }\n",
+    );
+    let dry = h.engine(true);
+    let cancel = CancellationToken::new();
+    let started = tokio::time::Instant::now();
+    let summary = dry
+        .run(with_params(rb.clone(), &[("group_id", "pg1")]), &cancel)
+        .await
+        .unwrap();
+    assert_eq!(summary.status, "succeeded", "{:?}", summary.error);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the 20h sleep was skipped"
+    );
+    // While a dry run is stored and unfinished, a real run on the group starts.
+    let parked = dry
+        .start(with_params(rb, &[("group_id", "pg1")]))
+        .await
+        .unwrap();
+    let real = h
+        .engine(false)
+        .start(request("sdrs-failover", &[("group_id", "pg1")]))
+        .await;
+    assert!(real.is_ok(), "blocked by dry run {parked}: {real:?}");
+}
+
+#[tokio::test]
+async fn a_cancel_ends_a_sleep_within_a_second() {
+    tokio::time::pause();
+    let h = harness(SimConfig::default()).await;
+    let rb = runbook_from(
+        "long-sleep",
+        "name: long-sleep\nkind: maintenance\nsteps:\n  - id: hold\n    action: sleep\n    with: { duration: 10h }\n  - id: after\n    action: sleep\n    with: { duration: 1s }\nfinally:\n  - id: tidy\n    action: sleep\n    with: { duration: 2s }\n",
+    );
+    let engine = h.engine(false);
+    let id = engine.start(with_params(rb, &[])).await.unwrap();
+    let store = h.store.clone();
+    let canceller = {
+        let id = id.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            store.request_cancel(&id, "bob").await.unwrap();
+            tokio::time::Instant::now()
+        })
+    };
+    let summary = engine.execute(&id, &CancellationToken::new()).await.unwrap();
+    let ended = tokio::time::Instant::now();
+    let asked = canceller.await.unwrap();
+    assert_eq!(summary.status, "cancelled");
+    assert!(
+        ended - asked <= Duration::from_secs(1) + Duration::from_secs(2),
+        "the sleep ended within a second of the cancel (then the 2s finally ran): {:?}",
+        ended - asked
+    );
+    let steps: Vec<(String, String)> = summary.steps.clone();
+    assert!(
+        steps.contains(&("tidy".to_string(), "succeeded".to_string())),
+        "finally still ran in full: {steps:?}"
+    );
+    assert!(steps.contains(&("after".to_string(), "skipped".to_string())));
+}
+
+#[tokio::test]
+async fn durations_are_bounded_at_load_and_at_run_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.yaml");
+    std::fs::write(
+        &path,
+        "name: huge\nkind: maintenance\nsteps:\n  - id: hold\n    action: sleep\n    with: { duration: 99999999999h }\n",
+    )
+    .unwrap();
+    let errors = runbook::load(&path).unwrap_err();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.to_string().contains("longer than the 168h")),
+        "{errors:?}"
+    );
+
+    let h = harness(SimConfig::default()).await;
+    let rb = runbook_from(
+        "templated-sleep",
+        "name: templated-sleep\nkind: maintenance\nparams:\n  how_long: { default: 30h }\nsteps:\n  - id: hold\n    action: sleep\n    with: { duration: \"{{ params.how_long }}\" }\n",
+    );
+    let summary = h
+        .engine(false)
+        .run(with_params(rb, &[]), &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(summary.status, "failed");
+    assert!(
+        summary
+            .error
+            .unwrap()
+            .contains("longer than engine.max_duration (24h)")
+    );
+}
