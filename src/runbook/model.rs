@@ -864,6 +864,36 @@ impl IdField {
 }
 
 impl Action {
+    /// True when the action can change production: every EVS and SDRS
+    /// protection-group action, and HTTP methods other than GET, HEAD and POST
+    /// (a POST is taken as a notification). Reads, waits, sleeps, approvals
+    /// and DR drills (which run on copies) cannot.
+    pub fn disrupts_production(&self) -> bool {
+        match self {
+            Action::EvsSwitchover(_)
+            | Action::EvsFailover(_)
+            | Action::EvsSync(_)
+            | Action::EvsStop(_)
+            | Action::EvsReprotect(_)
+            | Action::SdrsSwitchover(_)
+            | Action::SdrsFailover(_)
+            | Action::SdrsEnable(_)
+            | Action::SdrsDisable(_) => true,
+            Action::HttpRequest(i) => !matches!(
+                i.method,
+                None | Some(HttpMethod::Get | HttpMethod::Head | HttpMethod::Post)
+            ),
+            Action::EvsCheckGroup(_)
+            | Action::EvsWaitGroup(_)
+            | Action::SdrsCheckGroup(_)
+            | Action::SdrsWaitGroup(_)
+            | Action::SdrsCreateDrill(_)
+            | Action::SdrsDeleteDrill(_)
+            | Action::Approval(_)
+            | Action::Sleep(_) => false,
+        }
+    }
+
     /// The fields of this action that name cloud resources: the `with` key,
     /// what it names and its (possibly templated) value.
     pub fn identifiers(&self) -> Vec<(&'static str, IdField, &Located<String>)> {

@@ -10,7 +10,7 @@ use super::model::{
     self, ACTION_NAMES, Action, DurationSpec, OneOrMany, RawBackoff, RawRetry, RawSchedule, RawStep,
 };
 use super::template::{self, Scope};
-use super::{Param, Runbook, Schedule, Step};
+use super::{Kind, Param, Runbook, Schedule, Step};
 use crate::engine::retry::RetryPolicy;
 use crate::yaml::{Loc, Node, Sink, Value, suggestion};
 
@@ -68,8 +68,9 @@ pub(super) fn validate(raw: model::RawRunbook, root: &Node, sink: &Sink) -> Opti
             later_steps: &order[index..],
         };
         let id = step.id.value.clone();
+        let kind = raw.kind.0;
         let built = sink.in_step(Some(&id), || {
-            build_step(step, node, &retry, &scope, &env, sink)
+            build_step(step, node, kind, &retry, &scope, &env, sink)
         });
         if let Some(built) = built {
             if in_finally {
@@ -271,6 +272,7 @@ fn check_unique_ids<'a>(
 fn build_step(
     step: RawStep,
     node: &Node,
+    kind: Option<Kind>,
     runbook_retry: &RetryPolicy,
     scope: &Scope<'_>,
     env: &minijinja::Environment<'_>,
@@ -321,6 +323,17 @@ fn build_step(
 
     if let Some(action) = &action {
         check_action(action, sink);
+        // The `drill` role may start drill runbooks: what they do decides
+        // whether they are drills, not their label.
+        if kind == Some(Kind::Drill) && action.disrupts_production() {
+            sink.error(
+                &step.action.loc,
+                format!(
+                    "action `{}` can change production, which a runbook of kind `drill` may not do; use kind `switchover`, `failover` or `maintenance` (drills may read, wait, sleep, ask for approval, create and delete SDRS DR drills, and send GET, HEAD or POST requests)",
+                    action.name()
+                ),
+            );
+        }
     }
 
     let retry = match step.retry.0 {
