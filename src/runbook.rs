@@ -10,6 +10,7 @@ pub mod model;
 pub mod schema;
 pub mod template;
 mod validate;
+pub mod value;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

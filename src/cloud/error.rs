@@ -123,9 +123,13 @@ pub fn parse_body(body: &[u8]) -> ErrorBody {
     }
 }
 
+/// The longest code, message or request id kept from an error body: a huge
+/// answer must not flood the audit trail or the logs.
+pub const MAX_FIELD_CHARS: usize = 1000;
+
 fn text(v: &Value) -> Option<String> {
     match v {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::String(s) if !s.is_empty() => Some(crate::yaml::truncate(s, MAX_FIELD_CHARS)),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
@@ -286,6 +290,14 @@ mod tests {
             classify_transport(Transport::AfterSend, true),
             ErrorClass::Ambiguous
         );
+    }
+
+    #[test]
+    fn huge_fields_are_shortened() {
+        let body = serde_json::json!({ "error": { "message": "m".repeat(100_000), "code": "c".repeat(5000) } });
+        let parsed = parse_body(body.to_string().as_bytes());
+        assert_eq!(parsed.message.unwrap().chars().count(), MAX_FIELD_CHARS + 3);
+        assert_eq!(parsed.code.unwrap().chars().count(), MAX_FIELD_CHARS + 3);
     }
 
     #[test]

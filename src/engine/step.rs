@@ -19,9 +19,9 @@ use crate::cloud::http::{DRY_RUN_JOB, HttpCall, redact_query};
 use crate::cloud::resource::{EvsGroup, Job, JobStatus, ProtectionGroup};
 use crate::cloud::sdrs::SdrsAction;
 use crate::runbook::model::{
-    self, IdField, ApprovalInput, EvsExpect, EvsStatus, FaultLevel, HttpMethod, HttpRequestInput, OneOrMany,
-    ReplicationStatus, SdrsExpect, SdrsStatus,
+    self, ApprovalInput, EvsExpect, HttpMethod, HttpRequestInput, IdField, SdrsExpect,
 };
+use crate::runbook::value::Expect;
 use crate::runbook::{Action, DEFAULT_JOB_INTERVAL, DEFAULT_POLL_INTERVAL, DurationSpec, Step};
 use crate::store::{NewAttempt, Outcome, StoreError};
 use crate::yaml::Located;
@@ -371,7 +371,7 @@ pub(crate) async fn execute<C: Cloud>(
         Action::SdrsCheckGroup(i) => {
             let id = s.render_id(IdField::SdrsGroup, "group", &i.group.value)?;
             let g = read_sdrs(&s, &id).await?;
-            let mismatches = sdrs_mismatches(&i.expect, &g);
+            let mismatches = sdrs_mismatches(&s, &i.expect, &g)?;
             if mismatches.is_empty() {
                 Ok(to_json(&g))
             } else {
@@ -398,20 +398,20 @@ pub(crate) async fn execute<C: Cloud>(
                     Ok(i.fail_if
                         .as_ref()
                         .filter(|f| f.status.is_some())
-                        .is_some_and(|f| sdrs_mismatches(f, g).is_empty()))
+                        .map(|f| sdrs_mismatches(&s, f, g))
+                        .transpose()?
+                        .is_some_and(|m| m.is_empty()))
                 },
-                |g| Ok(sdrs_mismatches(&i.until, g).is_empty()),
+                |g| Ok(sdrs_mismatches(&s, &i.until, g)?.is_empty()),
             )
             .await
         }
         Action::SdrsSwitchover(i) => {
-            sdrs_mutation(
-                &s,
-                &i.group.value,
-                SdrsAction::Switchover(i.priority_station),
-                &i.interval,
-            )
-            .await
+            let to = i
+                .priority_station
+                .resolve(|t| s.render(t).map_err(|e| e.to_string()))
+                .map_err(|e| StepError::Failed(format!("`priority_station`: {e}")))?;
+            sdrs_mutation(&s, &i.group.value, SdrsAction::Switchover(to), &i.interval).await
         }
         Action::SdrsFailover(i) => {
             sdrs_mutation(&s, &i.group.value, SdrsAction::Failover, &i.interval).await
@@ -627,23 +627,26 @@ impl EmptyExpect for EvsExpect {
     }
 }
 
-fn mismatch<T: PartialEq + std::fmt::Display>(
+/// One field against its expectation; a readable problem if it does not match.
+fn mismatch<C: Cloud, T>(
+    s: &StepRun<'_, C>,
     field: &str,
-    want: &Option<OneOrMany<T>>,
-    got: Option<T>,
-    raw: Option<&str>,
+    want: &Option<Expect<T>>,
+    got: Option<&str>,
     out: &mut Vec<String>,
-) {
-    let Some(want) = want else { return };
-    if got.as_ref().is_some_and(|g| want.contains(g)) {
-        return;
+) -> Result<(), StepError>
+where
+    T: for<'de> serde::Deserialize<'de> + Clone + std::fmt::Display,
+{
+    let Some(want) = want else { return Ok(()) };
+    let render = |t: &str| s.render(t).map_err(|e| e.to_string());
+    if let Some(problem) = want
+        .mismatch(field, got, render)
+        .map_err(StepError::Failed)?
+    {
+        out.push(problem);
     }
-    let wanted: Vec<String> = want.0.iter().map(ToString::to_string).collect();
-    out.push(format!(
-        "{field} is {}, expected {}",
-        raw.unwrap_or("null"),
-        wanted.join(" or ")
-    ));
+    Ok(())
 }
 
 /// Every field of `expect` that `g` does not match, as readable text.
@@ -653,75 +656,54 @@ fn evs_mismatches<C: Cloud>(
     g: &EvsGroup,
 ) -> Result<Vec<String>, StepError> {
     let mut out = Vec::new();
+    mismatch(s, "status", &expect.status, Some(&g.status), &mut out)?;
     mismatch(
-        "status",
-        &expect.status,
-        EvsStatus::parse(&g.status),
-        Some(&g.status),
-        &mut out,
-    );
-    let repl = g.replication_status.as_deref();
-    mismatch(
+        s,
         "replication_status",
         &expect.replication_status,
-        repl.and_then(ReplicationStatus::parse),
-        repl,
+        g.replication_status.as_deref(),
         &mut out,
-    );
-    let fault = g.fault_level.as_deref();
+    )?;
     mismatch(
+        s,
         "fault_level",
         &expect.fault_level,
-        fault.and_then(FaultLevel::parse),
-        fault,
+        g.fault_level.as_deref(),
         &mut out,
-    );
-    if let Some(stations) = &expect.priority_station {
-        let wanted = stations
-            .0
-            .iter()
-            .map(|t| s.render(t))
-            .collect::<Result<Vec<_>, _>>()?;
-        let got = g.priority_station.as_deref();
-        if !got.is_some_and(|p| wanted.iter().any(|w| w == p)) {
-            out.push(format!(
-                "priority_station is {}, expected {}",
-                got.unwrap_or("null"),
-                wanted.join(" or ")
-            ));
-        }
-    }
+    )?;
+    mismatch(
+        s,
+        "priority_station",
+        &expect.priority_station,
+        g.priority_station.as_deref(),
+        &mut out,
+    )?;
     Ok(out)
 }
 
-fn sdrs_mismatches(expect: &SdrsExpect, g: &ProtectionGroup) -> Vec<String> {
-    use crate::runbook::model::PriorityStation;
+fn sdrs_mismatches<C: Cloud>(
+    s: &StepRun<'_, C>,
+    expect: &SdrsExpect,
+    g: &ProtectionGroup,
+) -> Result<Vec<String>, StepError> {
     let mut out = Vec::new();
+    mismatch(s, "status", &expect.status, Some(&g.status), &mut out)?;
     mismatch(
-        "status",
-        &expect.status,
-        SdrsStatus::parse(&g.status),
-        Some(&g.status),
-        &mut out,
-    );
-    let station = g.priority_station.as_deref();
-    mismatch(
+        s,
         "priority_station",
         &expect.priority_station,
-        station.and_then(PriorityStation::parse),
-        station,
+        g.priority_station.as_deref(),
         &mut out,
-    );
+    )?;
     // Newer groups answer null here: a null never matches (the docs advise against relying on it).
-    let repl = g.replication_status.as_deref();
     mismatch(
+        s,
         "replication_status",
         &expect.replication_status,
-        repl.and_then(ReplicationStatus::parse),
-        repl,
+        g.replication_status.as_deref(),
         &mut out,
-    );
-    out
+    )?;
+    Ok(out)
 }
 
 async fn evs_mutation<C: Cloud>(

@@ -14,6 +14,7 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::yaml::{Checked, Located, Node, Sink, from_node};
+use super::value::{Expect, Templated};
 
 /// A whole runbook file.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -601,16 +602,16 @@ string_enum! {
 pub struct EvsExpect {
     /// Accepted `status` values.
     #[serde(default)]
-    pub status: Option<OneOrMany<EvsStatus>>,
+    pub status: Option<Expect<EvsStatus>>,
     /// Accepted `replication_status` values.
     #[serde(default)]
-    pub replication_status: Option<OneOrMany<ReplicationStatus>>,
+    pub replication_status: Option<Expect<ReplicationStatus>>,
     /// Accepted `fault_level` values (`"0"`, `"2"`, `"5"`).
     #[serde(default)]
-    pub fault_level: Option<OneOrMany<FaultLevel>>,
-    /// Accepted `priority_station` values (AZ names; templates allowed).
+    pub fault_level: Option<Expect<FaultLevel>>,
+    /// Accepted `priority_station` values (AZ names), or `{ not: ... }`.
     #[serde(default)]
-    pub priority_station: Option<OneOrMany<String>>,
+    pub priority_station: Option<Expect<String>>,
 }
 
 /// Expected fields of an SDRS protection group.
@@ -619,13 +620,13 @@ pub struct EvsExpect {
 pub struct SdrsExpect {
     /// Accepted `status` values.
     #[serde(default)]
-    pub status: Option<OneOrMany<SdrsStatus>>,
+    pub status: Option<Expect<SdrsStatus>>,
     /// Accepted `priority_station` values.
     #[serde(default)]
-    pub priority_station: Option<OneOrMany<PriorityStation>>,
+    pub priority_station: Option<Expect<PriorityStation>>,
     /// Accepted `replication_status` values (null on newer groups: then never matches).
     #[serde(default)]
-    pub replication_status: Option<OneOrMany<ReplicationStatus>>,
+    pub replication_status: Option<Expect<ReplicationStatus>>,
 }
 
 /// `with` of the EVS group actions (switchover, failover, sync, stop, reprotect).
@@ -708,7 +709,7 @@ pub struct SdrsSwitchoverInput {
     /// Protection group id.
     pub group: Located<String>,
     /// The side that becomes production: `target` (the DR AZ) or `source` (back).
-    pub priority_station: PriorityStation,
+    pub priority_station: Templated<PriorityStation>,
     /// Time between job polls (default 5s).
     #[serde(default)]
     pub interval: Option<Located<DurationSpec>>,

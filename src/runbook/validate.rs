@@ -7,9 +7,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
 
 use super::model::{
-    self, ACTION_NAMES, Action, DurationSpec, OneOrMany, RawBackoff, RawRetry, RawSchedule, RawStep,
+    self, ACTION_NAMES, Action, DurationSpec, RawBackoff, RawRetry, RawSchedule, RawStep,
 };
 use super::template::{self, Scope};
+use super::value::Expect;
 use super::{Kind, Param, Runbook, Schedule, Step};
 use crate::engine::retry::RetryPolicy;
 use crate::yaml::{Loc, Node, Sink, Value, suggestion};
@@ -494,15 +495,18 @@ fn check_action(action: &Action, sink: &Sink) {
 }
 
 /// A wait whose target state is also a failure state can never succeed.
-fn check_expect_overlap<T: PartialEq + std::fmt::Display>(
-    until: &Option<OneOrMany<T>>,
-    fail_if: Option<&OneOrMany<T>>,
+fn check_expect_overlap<T>(
+    until: &Option<Expect<T>>,
+    fail_if: Option<&Expect<T>>,
     loc: &Loc,
     sink: &Sink,
-) {
+) where
+    T: for<'de> serde::Deserialize<'de> + Clone + PartialEq + std::fmt::Display,
+{
     if let (Some(until), Some(fail_if)) = (until, fail_if) {
-        for status in &until.0 {
-            if fail_if.contains(status) {
+        let failing: Vec<&T> = fail_if.accepted_literals().collect();
+        for status in until.accepted_literals() {
+            if failing.contains(&status) {
                 sink.error(
                     loc,
                     format!("status `{status}` is both in `until` and in `fail_if`; the wait could never succeed"),
