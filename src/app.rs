@@ -215,6 +215,22 @@ pub fn describe_summary(summary: &RunSummary) -> String {
             }
         ),
     };
+    if let Some(p) = &summary.production {
+        // SDRS names sides, EVS names availability zones.
+        let place = |x: &str| match x {
+            "source" | "target" => format!("on the {x} side"),
+            az => format!("in {az}"),
+        };
+        if p.now == p.was {
+            text.push_str(&format!("; production is {}", place(&p.now)));
+        } else {
+            text.push_str(&format!(
+                "; production is now {} (was {})",
+                place(&p.now),
+                place(&p.was)
+            ));
+        }
+    }
     if summary.dry_run {
         text.push_str(" (dry run: no change was sent)");
     }

@@ -51,6 +51,35 @@ pub struct RunSummary {
     pub steps: Vec<(String, String)>,
     /// Dry run.
     pub dry_run: bool,
+    /// Where production is at the end, as the run's last read of a group saw it.
+    pub production: Option<Production>,
+}
+
+/// Where production was and is, from the run's own reads of the group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Production {
+    /// `priority_station` at the run's last read: an AZ (EVS) or a side (SDRS).
+    pub now: String,
+    /// `priority_station` at the run's first read.
+    pub was: String,
+}
+
+impl Production {
+    /// From the outputs of the main steps, in run order: the first and last
+    /// `priority_station` a group read reported.
+    fn from_outputs<'a>(outputs: impl Iterator<Item = &'a Value>) -> Option<Production> {
+        let stations: Vec<&str> = outputs
+            .filter_map(|o| {
+                o.get("priority_station")
+                    .or_else(|| o.get("group").and_then(|g| g.get("priority_station")))
+                    .and_then(Value::as_str)
+            })
+            .collect();
+        Some(Production {
+            was: stations.first()?.to_string(),
+            now: stations.last()?.to_string(),
+        })
+    }
 }
 
 /// Why a run could not be started or executed.
@@ -632,6 +661,14 @@ impl<C: Cloud> Engine<C> {
             },
             steps,
             dry_run: ctx.run.dry_run,
+            production: Production::from_outputs(
+                ctx.runbook
+                    .steps
+                    .iter()
+                    .filter_map(|s| ctx.steps.get(&s.id))
+                    .filter(|s| s.status == status::SUCCEEDED)
+                    .map(|s| &s.output),
+            ),
         })
     }
 }
@@ -702,7 +739,7 @@ pub fn check_identifiers(
     params: &BTreeMap<String, String>,
     env: &BTreeMap<String, String>,
 ) -> Vec<String> {
-    let mut problems = Vec::new();
+    let mut problems: Vec<(String, Vec<String>)> = Vec::new();
     for (step, key, field, value) in start_identifiers(runbook, params, env) {
         let Err(why) = field.check(&value) else {
             continue;
@@ -732,12 +769,17 @@ pub fn check_identifiers(
         } else {
             named.join(", ")
         };
-        let problem = format!("{origin} (`{key}` of step `{step}`): {why}");
-        if !problems.contains(&problem) {
-            problems.push(problem);
+        // One problem per bad value, naming every step that uses it.
+        let head = format!("{origin}: {why}");
+        match problems.iter_mut().find(|(h, _)| *h == head) {
+            Some((_, steps)) => steps.push(step),
+            None => problems.push((head, vec![step])),
         }
     }
     problems
+        .into_iter()
+        .map(|(head, steps)| format!("{head} (used by step {})", steps.join(", ")))
+        .collect()
 }
 
 /// Waits at most `d`, or forever.

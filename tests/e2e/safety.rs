@@ -232,3 +232,54 @@ async fn durations_are_bounded_at_load_and_at_run_time() {
             .contains("longer than engine.max_duration (24h)")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switchover_that_happened_twice_fails_verification_and_the_summary_says_where_production_is()
+ {
+    let h = harness(SimConfig {
+        transition: Duration::from_millis(200),
+        ..SimConfig::default()
+    })
+    .await;
+    // Someone (or a duplicate request) switches the group back right after drover's switchover.
+    let sim = h.sim.sim.clone();
+    let c = client(&h.sim);
+    let meddler = tokio::spawn(async move {
+        while !sim.journal().iter().any(|e| e.endpoint == "evs.action") {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if c.evs_action("g1", drover::cloud::evs::EvsAction::Switchover)
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
+    });
+    let summary = h.run("evs-switchover", &[("group_id", "g1")]).await;
+    meddler.await.unwrap();
+    assert_eq!(summary.status, "failed", "{summary:?}");
+    let error = summary.error.clone().unwrap();
+    assert!(
+        error.contains("step `moved` failed")
+            && error.contains("priority_station is eu-de-01, expected anything but eu-de-01"),
+        "{error}"
+    );
+
+    // A clean run names where production went.
+    h.sim.sim.add_evs_group("g2", "eu-de-01", "eu-de-02");
+    let summary = h.run("evs-switchover", &[("group_id", "g2")]).await;
+    assert_eq!(summary.status, "succeeded", "{:?}", summary.error);
+    let production = summary.production.clone().unwrap();
+    assert_eq!(
+        (production.was.as_str(), production.now.as_str()),
+        ("eu-de-01", "eu-de-02")
+    );
+    let text = drover::app::describe_summary(&summary);
+    assert!(
+        text.contains("production is now in eu-de-02 (was in eu-de-01)"),
+        "{text}"
+    );
+}
