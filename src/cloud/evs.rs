@@ -78,7 +78,11 @@ impl CloudClient {
     /// Sends a group action (200, no body).
     pub async fn evs_action(&self, id: &str, action: EvsAction) -> Result<(), CloudError> {
         let seg = super::id::in_path("POST consistency group action", id)?;
-        let request = Request::post(Service::Evs, format!("{GROUPS}/{seg}/action"), action.body());
+        let request = Request::post(
+            Service::Evs,
+            format!("{GROUPS}/{seg}/action"),
+            action.body(),
+        );
         self.send(&request).await.map(|_| ())
     }
 }

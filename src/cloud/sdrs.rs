@@ -63,7 +63,10 @@ impl CloudClient {
         }
         let seg = super::id::in_path("GET server-group", id)?;
         let answer = self
-            .send(&Request::get(Service::Sdrs, format!("/server-groups/{seg}")))
+            .send(&Request::get(
+                Service::Sdrs,
+                format!("/server-groups/{seg}"),
+            ))
             .await?;
         Ok(answer
             .json::<One>(&format!("GET server-group {id}"))?

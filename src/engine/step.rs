@@ -177,11 +177,7 @@ impl<C: Cloud> StepRun<'_, C> {
     /// Like [`Self::pause`], but a cancel request does not cut it short: the
     /// wait before reconciling an unanswered mutating call must run out, or a
     /// late request could land after the run said it did nothing.
-    pub async fn hold(
-        &self,
-        d: Duration,
-        still: impl FnOnce() -> String,
-    ) -> Result<(), StepError> {
+    pub async fn hold(&self, d: Duration, still: impl FnOnce() -> String) -> Result<(), StepError> {
         self.sleep(d, still, false).await
     }
 
@@ -249,7 +245,11 @@ impl<C: Cloud> StepRun<'_, C> {
     }
 
     fn is_finally(&self) -> bool {
-        self.ctx.runbook.finally.iter().any(|f| f.id == self.step.id)
+        self.ctx
+            .runbook
+            .finally
+            .iter()
+            .any(|f| f.id == self.step.id)
     }
 
     pub fn render(&self, source: &str) -> Result<String, StepError> {
@@ -258,17 +258,12 @@ impl<C: Cloud> StepRun<'_, C> {
 
     /// Renders an identifier field and checks it against the cloud's syntax
     /// before it can reach a URL, a lease or a row.
-    pub fn render_id(
-        &self,
-        field: IdField,
-        key: &str,
-        source: &str,
-    ) -> Result<String, StepError> {
+    pub fn render_id(&self, field: IdField, key: &str, source: &str) -> Result<String, StepError> {
         let value = self.render(source)?;
         let value = value.trim();
-        field.check(value).map_err(|why| {
-            StepError::Failed(format!("`{key}` rendered from `{source}`: {why}"))
-        })?;
+        field
+            .check(value)
+            .map_err(|why| StepError::Failed(format!("`{key}` rendered from `{source}`: {why}")))?;
         Ok(value.to_string())
     }
 
@@ -490,7 +485,9 @@ pub(crate) async fn execute<C: Cloud>(
                     reconcile::wait_drill_gone(&s, &drill, interval).await?;
                     Ok(json!({ "drill": drill }))
                 }
-                _ => Ok(json!({ "drill": drill, "dry_run": s.dry_run(), "held_back": s.dry_run() })),
+                _ => {
+                    Ok(json!({ "drill": drill, "dry_run": s.dry_run(), "held_back": s.dry_run() }))
+                }
             }
         }
         Action::HttpRequest(i) => http_request(&s, i).await,
@@ -878,7 +875,15 @@ async fn http_request<C: Cloud>(
     s: &StepRun<'_, C>,
     i: &HttpRequestInput,
 ) -> Result<Value, StepError> {
-    let method = match i.method.unwrap_or(HttpMethod::Get) {
+    let render = |t: &str| s.render(t).map_err(|e| e.to_string());
+    let method = match i
+        .method
+        .as_ref()
+        .map(|m| m.resolve(render))
+        .transpose()
+        .map_err(|e| StepError::Failed(format!("`method`: {e}")))?
+        .unwrap_or(HttpMethod::Get)
+    {
         HttpMethod::Get => reqwest::Method::GET,
         HttpMethod::Head => reqwest::Method::HEAD,
         HttpMethod::Post => reqwest::Method::POST,
@@ -943,15 +948,24 @@ async fn http_request<C: Cloud>(
         }),
     )
     .await?;
-    let ok = match &i.expect_status {
-        Some(codes) => codes.value.contains(&answer.status),
+    let expected: Option<Vec<u16>> = i
+        .expect_status
+        .as_ref()
+        .map(|codes| {
+            codes
+                .value
+                .iter()
+                .map(|c| c.resolve(render))
+                .collect::<Result<Vec<u16>, String>>()
+        })
+        .transpose()
+        .map_err(|e| StepError::Failed(format!("`expect_status`: {e}")))?;
+    let ok = match &expected {
+        Some(codes) => codes.contains(&answer.status),
         None => (200..300).contains(&answer.status),
     };
     if !ok {
-        let wanted = i
-            .expect_status
-            .as_ref()
-            .map_or("2xx".to_string(), |c| format!("{:?}", c.value));
+        let wanted = expected.map_or("2xx".to_string(), |c| format!("{c:?}"));
         return Err(StepError::Failed(format!(
             "{request} answered {}, expected {wanted}",
             answer.status
@@ -973,7 +987,20 @@ async fn http_request<C: Cloud>(
 }
 
 async fn approval<C: Cloud>(s: &StepRun<'_, C>, i: &ApprovalInput) -> Result<Value, StepError> {
-    let needed = i.approvers.as_ref().map_or(1, |a| a.value) as usize;
+    let needed = match &i.approvers {
+        None => 1,
+        Some(n) => n
+            .value
+            .resolve(|t| s.render(t).map_err(|e| e.to_string()))
+            .ok()
+            .filter(|n| (1..=10).contains(n))
+            .ok_or_else(|| {
+                StepError::Failed(format!(
+                    "`approvers` rendered from `{}`: expected a number from 1 to 10",
+                    n.value
+                ))
+            })? as usize,
+    };
     let prompt = s.render(&i.prompt.value)?;
     if s.dry_run() {
         s.note(format!("dry run: approval not requested ({prompt})"));

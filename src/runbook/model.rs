@@ -13,8 +13,8 @@ use schemars::JsonSchema;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-use crate::yaml::{Checked, Located, Node, Sink, from_node};
 use super::value::{Expect, Templated};
+use crate::yaml::{Checked, Located, Node, Sink, from_node};
 
 /// A whole runbook file.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -748,7 +748,7 @@ pub struct SdrsDeleteDrillInput {
 pub struct HttpRequestInput {
     /// Method (default GET).
     #[serde(default)]
-    pub method: Option<HttpMethod>,
+    pub method: Option<Templated<HttpMethod>>,
     /// Absolute http(s) URL.
     pub url: Located<String>,
     /// Extra request headers.
@@ -762,7 +762,7 @@ pub struct HttpRequestInput {
     pub body: Option<String>,
     /// Accepted statuses (default: any 2xx).
     #[serde(default)]
-    pub expect_status: Option<Located<Vec<u16>>>,
+    pub expect_status: Option<Located<Vec<Templated<u16>>>>,
     /// JSON pointer (`/status`) to expected value in the response body.
     #[serde(default)]
     pub expect_json: BTreeMap<String, serde_json::Value>,
@@ -776,7 +776,7 @@ pub struct ApprovalInput {
     pub prompt: Located<String>,
     /// Distinct approvers needed, none of them the requester (default 1).
     #[serde(default)]
-    pub approvers: Option<Located<u32>>,
+    pub approvers: Option<Located<Templated<u32>>>,
 }
 
 /// `with` of `sleep`.
@@ -880,9 +880,12 @@ impl Action {
             | Action::SdrsFailover(_)
             | Action::SdrsEnable(_)
             | Action::SdrsDisable(_) => true,
+            // A templated method is not known until the run: taken as disruptive.
             Action::HttpRequest(i) => !matches!(
                 i.method,
-                None | Some(HttpMethod::Get | HttpMethod::Head | HttpMethod::Post)
+                None | Some(Templated::Literal(
+                    HttpMethod::Get | HttpMethod::Head | HttpMethod::Post
+                ))
             ),
             Action::EvsCheckGroup(_)
             | Action::EvsWaitGroup(_)
@@ -960,7 +963,7 @@ actions! {
     /// Deletes a DR drill and waits for its job.
     "sdrs.delete_drill" => SdrsDeleteDrill(SdrsDeleteDrillInput), mutating: |_| true;
     /// Any HTTP call.
-    "http.request" => HttpRequest(HttpRequestInput), mutating: |i| !matches!(i.method, None | Some(HttpMethod::Get) | Some(HttpMethod::Head));
+    "http.request" => HttpRequest(HttpRequestInput), mutating: |i| !matches!(i.method, None | Some(Templated::Literal(HttpMethod::Get | HttpMethod::Head)));
     /// Waits for approvals.
     "approval" => Approval(ApprovalInput), mutating: |_| false;
     /// Waits a duration.
@@ -1015,7 +1018,13 @@ mod tests {
             expect_json: BTreeMap::new(),
         };
         assert!(!Action::HttpRequest(input(None)).is_mutating());
-        assert!(Action::HttpRequest(input(Some(HttpMethod::Post))).is_mutating());
+        assert!(
+            Action::HttpRequest(input(Some(Templated::Literal(HttpMethod::Post)))).is_mutating()
+        );
+        assert!(
+            Action::HttpRequest(input(Some(Templated::Template("{{ x }}".into())))).is_mutating(),
+            "an unknown method counts as mutating"
+        );
         assert!(
             Action::EvsSwitchover(EvsGroupInput {
                 group: Located::new("g".into(), crate::yaml::Loc::Unknown)

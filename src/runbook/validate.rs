@@ -10,7 +10,7 @@ use super::model::{
     self, ACTION_NAMES, Action, DurationSpec, RawBackoff, RawRetry, RawSchedule, RawStep,
 };
 use super::template::{self, Scope};
-use super::value::Expect;
+use super::value::{Expect, Templated};
 use super::{Kind, Param, Runbook, Schedule, Step};
 use crate::engine::retry::RetryPolicy;
 use crate::yaml::{Loc, Node, Sink, Value, suggestion};
@@ -453,7 +453,7 @@ fn check_action(action: &Action, sink: &Sink) {
                 sink.error(&i.url.loc, "`json` and `body` cannot both be set");
             }
             if let Some(codes) = &i.expect_status {
-                for code in &codes.value {
+                for code in codes.value.iter().filter_map(Templated::literal) {
                     if !(100..=599).contains(code) {
                         sink.error(
                             &codes.loc,
@@ -478,11 +478,12 @@ fn check_action(action: &Action, sink: &Sink) {
         Action::Approval(i) => {
             not_empty(&i.prompt, "prompt");
             if let Some(n) = &i.approvers
-                && !(1..=10).contains(&n.value)
+                && let Some(count) = n.value.literal()
+                && !(1..=10).contains(count)
             {
                 sink.error(
                     &n.loc,
-                    format!("approvers: expected 1 to 10, found `{}`", n.value),
+                    format!("approvers: expected 1 to 10, found `{count}`"),
                 );
             }
         }

@@ -25,10 +25,21 @@ pub enum Templated<T> {
     Template(String),
 }
 
-/// Reads `text` as a `T` the way the runbook file would spell it.
+/// Reads `text` as a `T` the way the runbook file would spell it: a
+/// rendered `"2"` is a number where a number is expected.
 pub fn parse_as<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T, String> {
-    T::deserialize(de::value::StrDeserializer::<de::value::Error>::new(text))
-        .map_err(|e| e.to_string())
+    use de::value::{BoolDeserializer, Error, StrDeserializer, U64Deserializer};
+    let as_text = T::deserialize(StrDeserializer::<Error>::new(text));
+    let Err(first) = as_text else {
+        return as_text.map_err(|e| e.to_string());
+    };
+    if let Ok(n) = text.parse::<u64>() {
+        return T::deserialize(U64Deserializer::<Error>::new(n)).map_err(|e| e.to_string());
+    }
+    if let Ok(b) = text.parse::<bool>() {
+        return T::deserialize(BoolDeserializer::<Error>::new(b)).map_err(|e| e.to_string());
+    }
+    Err(first.to_string())
 }
 
 impl<T> Templated<T>
@@ -36,10 +47,7 @@ where
     T: for<'de> Deserialize<'de> + Clone,
 {
     /// The value, rendering a template with `render` first.
-    pub fn resolve(
-        &self,
-        render: impl Fn(&str) -> Result<String, String>,
-    ) -> Result<T, String> {
+    pub fn resolve(&self, render: impl Fn(&str) -> Result<String, String>) -> Result<T, String> {
         match self {
             Templated::Literal(v) => Ok(v.clone()),
             Templated::Template(source) => {
@@ -328,7 +336,12 @@ mod tests {
             let e = expect(text).unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!((e.sense, e.values.len()), (*sense, *n), "{text}");
         }
-        for bad in ["availible", "[]", "{ nott: available }", "{ not: { not: available } }"] {
+        for bad in [
+            "availible",
+            "[]",
+            "{ nott: available }",
+            "{ not: { not: available } }",
+        ] {
             assert!(expect(bad).is_err(), "{bad} is refused");
         }
     }
@@ -336,14 +349,23 @@ mod tests {
     #[test]
     fn is_and_is_not_match_as_they_say() {
         let is = expect("[available, reversing]").unwrap();
-        assert_eq!(is.mismatch("status", Some("available"), no_render), Ok(None));
+        assert_eq!(
+            is.mismatch("status", Some("available"), no_render),
+            Ok(None)
+        );
         assert_eq!(
             is.mismatch("status", Some("error"), no_render),
-            Ok(Some("status is error, expected available or reversing".into()))
+            Ok(Some(
+                "status is error, expected available or reversing".into()
+            ))
         );
         let not = expect("{ not: available }").unwrap();
         assert_eq!(not.mismatch("status", Some("error"), no_render), Ok(None));
-        assert!(not.mismatch("status", Some("available"), no_render).unwrap().is_some());
+        assert!(
+            not.mismatch("status", Some("available"), no_render)
+                .unwrap()
+                .is_some()
+        );
         assert!(
             not.mismatch("status", None, no_render).unwrap().is_some(),
             "null is never accepted as different"
@@ -354,7 +376,11 @@ mod tests {
     fn templates_resolve_after_rendering_with_the_literal_message() {
         let e = expect("{ not: \"{{ x }}\" }").unwrap();
         let render = |_: &str| Ok("available".to_string());
-        assert!(e.mismatch("status", Some("available"), render).unwrap().is_some());
+        assert!(
+            e.mismatch("status", Some("available"), render)
+                .unwrap()
+                .is_some()
+        );
         let bad = |_: &str| Ok("availible".to_string());
         let why = e.mismatch("status", Some("error"), bad).unwrap_err();
         assert!(

@@ -224,7 +224,13 @@ async fn a_run_with_nobody_to_approve_waits_resumable_and_says_how() {
         .find(|s| s.step_id == "approve")
         .unwrap();
     assert_eq!(approve.status, "pending", "asked again on resume");
-    assert!(h.sim.sim.journal().iter().all(|e| e.endpoint != "evs.action"));
+    assert!(
+        h.sim
+            .sim
+            .journal()
+            .iter()
+            .all(|e| e.endpoint != "evs.action")
+    );
 
     // A second resume with nobody to ask changes nothing either.
     let again = drover_with(&config, &h.sim, &["run", "--resume", &run.id])
@@ -250,7 +256,10 @@ async fn a_run_with_nobody_to_approve_waits_resumable_and_says_how() {
             .count(),
         1
     );
-    assert_eq!(h.store.approvals(&run.id).await.unwrap()[0].approver, "carol");
+    assert_eq!(
+        h.store.approvals(&run.id).await.unwrap()[0].approver,
+        "carol"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

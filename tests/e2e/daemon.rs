@@ -494,7 +494,10 @@ async fn untrusted_input_gets_bounded_answers_that_name_the_problem() {
         assert_eq!(body["code"], code, "{body}");
         let message = body["message"].as_str().unwrap();
         assert!(message.contains(phrase), "{body}");
-        assert!(message.len() < 500, "no echo of a huge value: {message:.100}");
+        assert!(
+            message.len() < 500,
+            "no echo of a huge value: {message:.100}"
+        );
     };
     for bad in ["g2/../g1", "g1?x=1", "g1/"] {
         let (status, body) = api
@@ -553,7 +556,10 @@ async fn untrusted_input_gets_bounded_answers_that_name_the_problem() {
         let (status, body) = api.call(Some("admin"), Method::GET, &path, None).await;
         expect(status, &body, 404, "not_found", "a run id is a UUID");
     }
-    assert!(api.daemon.store().runs(10).await.unwrap().len() == 1, "only the good run");
+    assert!(
+        api.daemon.store().runs(10).await.unwrap().len() == 1,
+        "only the good run"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

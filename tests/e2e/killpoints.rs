@@ -10,9 +10,9 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use drover::sim::evs::EvsAction;
 use drover::runbook::model::SdrsStatus;
 use drover::sim::SimConfig;
+use drover::sim::evs::EvsAction;
 use drover::sim::faults::{Fault, Forced};
 use drover::store::Store;
 
@@ -80,7 +80,9 @@ fn expect_sdrs(sim: &Sim, want: (&str, &str)) -> Result<(), String> {
     if (got.0.as_str(), got.1.as_str()) == want {
         Ok(())
     } else {
-        Err(format!("protection group pg1 is {got:?}, expected {want:?}"))
+        Err(format!(
+            "protection group pg1 is {got:?}, expected {want:?}"
+        ))
     }
 }
 
@@ -273,7 +275,10 @@ impl Case {
         for (id, body) in &steps {
             text.push_str(&format!("  - {{ id: {id}, {} \n", &body[1..]));
         }
-        text.push_str(&format!("finally:\n  - {{ id: final, {} \n", &self.final_check()[1..]));
+        text.push_str(&format!(
+            "finally:\n  - {{ id: final, {} \n",
+            &self.final_check()[1..]
+        ));
         text
     }
 
@@ -292,13 +297,28 @@ impl Case {
     /// The crash points this action meets, as `FAILPOINTS` values.
     pub fn points(&self) -> Vec<(String, &'static str)> {
         let mut out = vec![
-            ("approval.before_record=return".to_string(), "approval given"),
-            ("step.after_start=2*off->return".into(), "action step started"),
+            (
+                "approval.before_record=return".to_string(),
+                "approval given",
+            ),
+            (
+                "step.after_start=2*off->return".into(),
+                "action step started",
+            ),
             ("mutate.before_intent=return".into(), "before the intent"),
-            ("mutate.after_intent=return".into(), "intent stored, not sent"),
+            (
+                "mutate.after_intent=return".into(),
+                "intent stored, not sent",
+            ),
             ("mutate.after_send=return".into(), "answered, not stored"),
-            ("mutate.after_outcome=return".into(), "answer stored, step not"),
-            ("mutate.after_reconcile=return".into(), "reconciled, ambiguous"),
+            (
+                "mutate.after_outcome=return".into(),
+                "answer stored, step not",
+            ),
+            (
+                "mutate.after_reconcile=return".into(),
+                "reconciled, ambiguous",
+            ),
             ("run.after_step=2*off->return".into(), "action step stored"),
             ("run.before_finally=return".into(), "before finally"),
             (
@@ -315,7 +335,6 @@ impl Case {
         out
     }
 }
-
 
 /// One scenario's world: a simulator, a database, a config and the runbook.
 pub struct World {
@@ -404,10 +423,7 @@ impl World {
 
     /// Resumes run `id`.
     pub fn resume(&self, id: &str, failpoints: Option<&str>) -> tokio::process::Command {
-        self.command(
-            &["run", "--resume", id, "--approve", "tester"],
-            failpoints,
-        )
+        self.command(&["run", "--resume", id, "--approve", "tester"], failpoints)
     }
 
     /// The one run in the database and its status.
@@ -676,14 +692,18 @@ async fn random_run(seed: u64) -> Tally {
                 }
                 Err(_) => {
                     tally.stuck += 1;
-                    tally.failures.push(format!("seed {seed}: a resume ran over 60 s"));
+                    tally
+                        .failures
+                        .push(format!("seed {seed}: a resume ran over 60 s"));
                     return tally;
                 }
             }
         }
     }
     let Some((id, status)) = w.maybe_run().await else {
-        tally.failures.push(format!("seed {seed}: no run was created"));
+        tally
+            .failures
+            .push(format!("seed {seed}: no run was created"));
         return tally;
     };
     if !finished && status == "running" {

@@ -108,7 +108,11 @@ async fn the_client_refuses_a_bad_id_without_sending_and_never_retries_it() {
         assert!(c.sdrs_get_job(bad).await.is_err());
     }
     assert!(
-        h.sim.sim.journal().iter().all(|e| e.endpoint == "iam.token"),
+        h.sim
+            .sim
+            .journal()
+            .iter()
+            .all(|e| e.endpoint == "iam.token"),
         "only the token request left: {:?}",
         h.sim.sim.journal()
     );
@@ -180,7 +184,10 @@ async fn a_cancel_ends_a_sleep_within_a_second() {
             tokio::time::Instant::now()
         })
     };
-    let summary = engine.execute(&id, &CancellationToken::new()).await.unwrap();
+    let summary = engine
+        .execute(&id, &CancellationToken::new())
+        .await
+        .unwrap();
     let ended = tokio::time::Instant::now();
     let asked = canceller.await.unwrap();
     assert_eq!(summary.status, "cancelled");
@@ -281,5 +288,57 @@ async fn a_switchover_that_happened_twice_fails_verification_and_the_summary_say
     assert!(
         text.contains("production is now in eu-de-02 (was in eu-de-01)"),
         "{text}"
+    );
+}
+
+#[tokio::test]
+async fn templates_work_in_typed_fields_and_a_bad_rendered_value_names_the_field() {
+    let h = harness(SimConfig {
+        transition: Duration::from_millis(100),
+        ..SimConfig::default()
+    })
+    .await;
+    let text = "name: typed\nkind: switchover\nparams:\n  group_id: { required: true }\n  to: { default: target }\n  status: { default: protected }\n  n: { default: \"1\" }\nsteps:\n  - id: before\n    action: sdrs.check_group\n    with: { group: \"{{ params.group_id }}\", expect: { status: \"{{ params.status }}\", priority_station: { not: \"{{ params.to }}\" } } }\n  - id: approve\n    action: approval\n    with: { prompt: go, approvers: \"{{ params.n }}\" }\n  - id: move\n    action: sdrs.switchover\n    with: { group: \"{{ params.group_id }}\", priority_station: \"{{ params.to }}\", interval: 100ms }\n  - id: after\n    action: sdrs.check_group\n    with: { group: \"{{ params.group_id }}\", expect: { priority_station: \"{{ params.to }}\", status: [\"{{ params.status }}\", available] } }\n";
+    let rb = runbook_from("typed", text);
+    let summary = h
+        .engine(false)
+        .run(
+            with_params(rb.clone(), &[("group_id", "pg1")]),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(summary.status, "succeeded", "{:?}", summary.error);
+    assert_eq!(
+        h.sim
+            .sim
+            .with_sdrs(|s| s.groups["pg1"].priority_station.to_string()),
+        "target"
+    );
+
+    h.sim.sim.add_sdrs_group("pg2");
+    let summary = h
+        .engine(false)
+        .run(
+            with_params(rb, &[("group_id", "pg2"), ("to", "targett")]),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(summary.status, "failed");
+    let error = summary.error.unwrap();
+    assert!(
+        error.contains("`priority_station`: `{{ params.to }}` rendered `targett`: unknown variant `targett`, expected `source` or `target`"),
+        "{error}"
+    );
+    assert_eq!(
+        h.sim
+            .sim
+            .journal()
+            .iter()
+            .filter(|e| e.endpoint == "sdrs.action")
+            .count(),
+        1,
+        "only the first run's switchover was sent"
     );
 }
