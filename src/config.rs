@@ -723,6 +723,27 @@ mod tests {
     }
 
     #[test]
+    fn the_in_flight_grace_is_its_own_knob() {
+        let c = parse("cloud:\n  timeout: 7s\n", &[]).unwrap();
+        assert_eq!(
+            c.engine.in_flight_grace,
+            Duration::from_secs(12),
+            "timeout + 5s"
+        );
+        assert_eq!(c.engine.max_duration, DEFAULT_MAX_DURATION);
+        let c = parse(
+            "cloud:\n  timeout: 7s\nengine:\n  in_flight_grace: 90s\n",
+            &[("DROVER_ENGINE__MAX_DURATION", "2h")],
+        )
+        .unwrap();
+        assert_eq!(c.cloud.timeout, Duration::from_secs(7), "unchanged");
+        assert_eq!(c.engine.in_flight_grace, Duration::from_secs(90));
+        assert_eq!(c.engine.max_duration, Duration::from_secs(7200));
+        let errors = messages(parse("engine:\n  in_flight_grace: 99999999999h\n", &[]));
+        assert!(errors[0].contains("longer than the 168h"), "{errors:?}");
+    }
+
+    #[test]
     fn environment_overrides_file_values_and_types() {
         let c = parse(
             "cloud:\n  evs_endpoint: http://a\n  timeout: 5s\n",
