@@ -784,4 +784,166 @@ mod tests {
                 .is_some()
         );
     }
+
+    /// Every state each action can leave its resource in (in flight, done,
+    /// failed) is recognised as "applied"; the untouched resource is not.
+    #[test]
+    fn reconciliation_decides_from_every_state_an_action_leads_through() {
+        let t0 = "2026-11-29T10:00:00Z";
+        let t1 = "2026-11-29T10:00:05Z";
+        let evs_at = |status: &str, repl: &str, station: &str, at: &str| json!({ "status": status, "replication_status": repl, "priority_station": station, "fault_level": "0", "updated_at": at });
+        let sdrs_at =
+            |status: &str, station: &str| json!({ "status": status, "priority_station": station });
+        let e = |action| Mutation::Evs {
+            group: "g".into(),
+            action,
+        };
+        let p = |action| Mutation::Sdrs {
+            group: "pg".into(),
+            action,
+        };
+        let healthy = evs_at("available", "active", "az1", t0);
+        let failed_over = evs_at("failovered", "active-stopped", "az2", t0);
+        let protected = sdrs_at("protected", "source");
+        let available = sdrs_at("available", "source");
+        // (action, pre-image, states after it acted, the label of the case)
+        let cases: Vec<(Mutation, Value, Vec<(Value, &str)>)> = vec![
+            (
+                e(EvsAction::Switchover),
+                healthy.clone(),
+                vec![
+                    (evs_at("reversing", "active", "az1", t1), "in flight"),
+                    (evs_at("available", "active", "az2", t1), "done"),
+                    (evs_at("error_reversing", "error", "az1", t1), "failed"),
+                ],
+            ),
+            (
+                e(EvsAction::Failover),
+                healthy.clone(),
+                vec![
+                    (evs_at("failovering", "active", "az1", t1), "in flight"),
+                    (evs_at("failovered", "active-stopped", "az2", t1), "done"),
+                    (evs_at("error_failovering", "error", "az1", t1), "failed"),
+                ],
+            ),
+            (
+                e(EvsAction::Sync),
+                healthy.clone(),
+                vec![
+                    (evs_at("available", "copying", "az1", t1), "in flight"),
+                    (
+                        evs_at("available", "active", "az1", t1),
+                        "done: only updated_at moved",
+                    ),
+                    (evs_at("error", "error", "az1", t1), "failed"),
+                ],
+            ),
+            (
+                e(EvsAction::Stop),
+                healthy.clone(),
+                vec![(evs_at("available", "active-stopped", "az1", t1), "done")],
+            ),
+            (
+                e(EvsAction::Reprotect),
+                failed_over.clone(),
+                vec![
+                    (evs_at("failovered", "copying", "az2", t1), "in flight"),
+                    (evs_at("available", "active", "az2", t1), "done"),
+                    (evs_at("error", "error", "az2", t1), "failed"),
+                ],
+            ),
+            (
+                p(SdrsAction::Switchover(PriorityStation::Target)),
+                protected.clone(),
+                vec![
+                    (sdrs_at("reversing", "source"), "in flight"),
+                    (sdrs_at("protected", "target"), "done"),
+                    (sdrs_at("error-reversing", "source"), "failed"),
+                ],
+            ),
+            (
+                p(SdrsAction::Failover),
+                protected.clone(),
+                vec![
+                    (sdrs_at("failing-over", "source"), "in flight"),
+                    (sdrs_at("failed-over", "target"), "done"),
+                    (sdrs_at("error-failing-over", "source"), "failed"),
+                ],
+            ),
+            (
+                p(SdrsAction::Enable),
+                available.clone(),
+                vec![
+                    (sdrs_at("starting", "source"), "in flight"),
+                    (sdrs_at("protected", "source"), "done"),
+                    (sdrs_at("error-starting", "source"), "failed"),
+                ],
+            ),
+            (
+                p(SdrsAction::Disable),
+                protected.clone(),
+                vec![
+                    (sdrs_at("stopping", "source"), "in flight"),
+                    (sdrs_at("available", "source"), "done"),
+                    (sdrs_at("error-stopping", "source"), "failed"),
+                ],
+            ),
+            (
+                Mutation::CreateDrill {
+                    group: "pg".into(),
+                    name: "d".into(),
+                    vpc: None,
+                },
+                json!({ "group": protected.clone(), "drills": [] }),
+                vec![
+                    (
+                        json!({ "group": protected.clone(), "drills": [{ "id": "x", "status": "creating" }] }),
+                        "in flight",
+                    ),
+                    (
+                        json!({ "group": protected.clone(), "drills": [{ "id": "x", "status": "available" }] }),
+                        "done",
+                    ),
+                    (
+                        json!({ "group": protected.clone(), "drills": [{ "id": "x", "status": "error" }] }),
+                        "failed",
+                    ),
+                ],
+            ),
+            (
+                Mutation::DeleteDrill { drill: "x".into() },
+                json!({ "exists": true, "status": "available", "id": "x" }),
+                vec![
+                    (
+                        json!({ "exists": true, "status": "deleting", "id": "x" }),
+                        "in flight",
+                    ),
+                    (json!({ "exists": false }), "done"),
+                    (
+                        json!({ "exists": true, "status": "error-deleting", "id": "x" }),
+                        "failed",
+                    ),
+                ],
+            ),
+        ];
+        for (m, pre, after) in cases {
+            assert!(
+                m.applied(&pre, &pre).is_none(),
+                "{}: the untouched resource is not applied",
+                m.request()
+            );
+            assert!(
+                m.precondition(&pre).is_ok(),
+                "{}: pre-image is a valid start",
+                m.request()
+            );
+            for (now, label) in after {
+                assert!(
+                    m.applied(&pre, &now).is_some(),
+                    "{} {label}: {now} must count as applied",
+                    m.request()
+                );
+            }
+        }
+    }
 }
