@@ -806,8 +806,9 @@ mod tests {
         let failed_over = evs_at("failovered", "active-stopped", "az2", t0);
         let protected = sdrs_at("protected", "source");
         let available = sdrs_at("available", "source");
-        // (action, pre-image, states after it acted, the label of the case)
-        let cases: Vec<(Mutation, Value, Vec<(Value, &str)>)> = vec![
+        // (action, pre-image, states after it acted, each with its label)
+        type Case = (Mutation, Value, Vec<(Value, &'static str)>);
+        let cases: Vec<Case> = vec![
             (
                 e(EvsAction::Switchover),
                 healthy.clone(),
