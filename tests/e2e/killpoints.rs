@@ -475,7 +475,15 @@ fn output_text(out: &std::process::Output) -> String {
 /// Runs one scenario: crash at `first`, then at each of `then` while resuming,
 /// then a clean resume. `Err` says what went wrong.
 async fn scenario(case: &Case, first: &str, then: &[&str]) -> Result<(), String> {
-    let w = world(case, Duration::from_millis(400)).await;
+    // A poll point needs the job or wait to be still running at its first
+    // poll, even on a loaded machine: those scenarios get slow transitions.
+    let transition =
+        if first.contains("after_poll") || then.iter().any(|t| t.contains("after_poll")) {
+            Duration::from_secs(2)
+        } else {
+            Duration::from_millis(400)
+        };
+    let w = world(case, transition).await;
     if first.starts_with("mutate.after_reconcile") {
         // The first answer is lost after the cloud acted (504): a reconciliation follows.
         w.sim.sim.force(Forced {
