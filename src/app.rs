@@ -20,6 +20,18 @@ use crate::sim::faults::{FaultRule, Faults};
 use crate::sim::{SimConfig, Simulator};
 use crate::store::Store;
 
+/// What a command wants the process to exit with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything succeeded.
+    Success,
+    /// The command ran and found a failure (invalid runbook, failed run).
+    Failure,
+    /// The run stopped unfinished and is resumable (interrupted, or waiting
+    /// for an approval nobody could give).
+    Stopped,
+}
+
 /// Loads config, reporting every problem.
 pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     Config::load(path).map_err(|errors| {

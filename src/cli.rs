@@ -103,64 +103,6 @@ pub struct RunArgs {
     pub json: bool,
 }
 
-/// `drover runs` commands.
-#[derive(Debug, Subcommand)]
-pub enum RunsCommand {
-    /// Recent runs.
-    List {
-        /// How many.
-        #[arg(long, default_value_t = 20)]
-        limit: u32,
-        /// Machine output.
-        #[arg(long)]
-        json: bool,
-    },
-    /// One run; `--follow` streams its events until it ends.
-    Show {
-        /// Run id.
-        id: String,
-        /// Follow live.
-        #[arg(long)]
-        follow: bool,
-        /// Machine output.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Start a run.
-    Trigger {
-        /// Runbook name.
-        runbook: String,
-        /// Parameter `KEY=VALUE` (repeatable).
-        #[arg(short = 'p', long = "param")]
-        params: Vec<String>,
-        /// Send no change.
-        #[arg(long)]
-        dry_run: bool,
-        /// Repeat-safe key: the same key returns the same run.
-        #[arg(long)]
-        idempotency_key: Option<String>,
-        /// Follow the run until it ends.
-        #[arg(long)]
-        follow: bool,
-    },
-    /// Ask a run to stop at its next step boundary.
-    Cancel {
-        /// Run id.
-        id: String,
-    },
-    /// Approve (or with --reject, reject) the approval a run waits for.
-    Approve {
-        /// Run id.
-        id: String,
-        /// Reject instead of approving.
-        #[arg(long)]
-        reject: bool,
-        /// A note for the audit trail.
-        #[arg(long)]
-        comment: Option<String>,
-    },
-}
-
 /// `drover audit` commands.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -224,17 +166,8 @@ fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
     crate::runbook::model::parse_duration(text)
 }
 
-/// What a command wants the process to exit with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Everything succeeded.
-    Success,
-    /// The command ran and found a failure (invalid runbook, failed run).
-    Failure,
-    /// The run stopped unfinished and is resumable (interrupted, or waiting
-    /// for an approval nobody could give).
-    Stopped,
-}
+pub use crate::app::Outcome;
+pub use crate::client::RunsCommand;
 
 /// Runs a parsed command, writing its output to `out`.
 pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<Outcome> {
@@ -293,7 +226,8 @@ async fn daemon(config_path: Option<PathBuf>) -> anyhow::Result<Outcome> {
     let daemon = crate::daemon::Daemon::new(config, config_path).await?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     crate::daemon::handle_signals(daemon.clone(), shutdown.clone())?;
-    crate::daemon::serve(daemon, listener, shutdown).await?;
+    let router = crate::api::router(daemon.clone());
+    crate::daemon::serve(daemon, router, listener, shutdown).await?;
     Ok(Outcome::Success)
 }
 

@@ -5,12 +5,71 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, anyhow};
+use clap::Subcommand;
 use serde_json::{Value, json};
 
 use crate::api::{RunCreated, RunDetail, RunView};
 use crate::app;
-use crate::cli::{Outcome, RunsCommand};
+use crate::app::Outcome;
 use crate::engine::RunEvent;
+
+/// `drover runs` commands.
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Recent runs.
+    List {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Machine output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run; `--follow` streams its events until it ends.
+    Show {
+        /// Run id.
+        id: String,
+        /// Follow live.
+        #[arg(long)]
+        follow: bool,
+        /// Machine output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a run.
+    Trigger {
+        /// Runbook name.
+        runbook: String,
+        /// Parameter `KEY=VALUE` (repeatable).
+        #[arg(short = 'p', long = "param")]
+        params: Vec<String>,
+        /// Send no change.
+        #[arg(long)]
+        dry_run: bool,
+        /// Repeat-safe key: the same key returns the same run.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Follow the run until it ends.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Ask a run to stop at its next step boundary.
+    Cancel {
+        /// Run id.
+        id: String,
+    },
+    /// Approve (or with --reject, reject) the approval a run waits for.
+    Approve {
+        /// Run id.
+        id: String,
+        /// Reject instead of approving.
+        #[arg(long)]
+        reject: bool,
+        /// A note for the audit trail.
+        #[arg(long)]
+        comment: Option<String>,
+    },
+}
 
 /// The daemon refused the request (its answer is the message).
 #[derive(Debug, thiserror::Error)]

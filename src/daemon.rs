@@ -419,9 +419,11 @@ impl Launcher for DaemonLauncher {
     }
 }
 
-/// Runs the daemon on `listener` until `shutdown` (or a signal, when `signals`).
+/// Runs the daemon on `listener` until `shutdown`, serving `router` (the
+/// caller builds it, `api::router`, so the daemon does not depend on its API).
 pub async fn serve(
     daemon: Arc<Daemon>,
+    router: axum::Router,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -437,7 +439,6 @@ pub async fn serve(
         config.scheduler.missed_fire_grace,
         scheduler_stop.clone(),
     ));
-    let router = crate::api::router(daemon.clone());
     daemon.ready.store(true, Ordering::Relaxed);
     let registry = daemon.registry();
     tracing::info!(

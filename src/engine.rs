@@ -11,14 +11,17 @@
 //! The engine reaches the cloud only through the small [`Cloud`] trait and
 //! persists only through the store, so its tests can use fakes and paused time.
 
+pub mod context;
 pub mod crash;
 pub mod reconcile;
 pub mod retry;
 pub mod run;
 pub mod step;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -27,8 +30,10 @@ use crate::cloud::http::{Answer, HttpCall, WouldSend};
 use crate::cloud::resource::{Drill, EvsGroup, Job, ProtectionGroup};
 use crate::cloud::sdrs::SdrsAction;
 use crate::cloud::{CloudClient, CloudError};
+use crate::runbook::template;
+use crate::store::Store;
 
-pub use run::{Engine, RunRequest, RunSummary};
+pub use run::{RunRequest, RunSummary};
 
 /// What the engine needs from the cloud. [`CloudClient`] is the real one.
 pub trait Cloud: Send + Sync + 'static {
@@ -273,4 +278,73 @@ pub enum Approvals {
     /// Given through the daemon's API and read from the store: distinct
     /// approvers, never the requester; a rejection fails the step.
     Api,
+}
+
+/// The engine: executes runs against a cloud, persisting to a store.
+pub struct Engine<C: Cloud> {
+    pub(crate) cloud: Arc<C>,
+    pub(crate) store: Store,
+    pub(crate) events: EventSink,
+    pub(crate) approvals: Approvals,
+    pub(crate) env: BTreeMap<String, String>,
+    /// How long a request sent by an interrupted run may still be in flight.
+    pub(crate) in_flight_grace: Duration,
+    /// Upper bound of any rendered sleep, timeout, interval or hold.
+    pub(crate) max_duration: Duration,
+}
+
+/// Default [`Engine::with_in_flight_grace`]: the default request timeout plus 5 s.
+pub const DEFAULT_IN_FLIGHT_GRACE: Duration = Duration::from_secs(35);
+
+/// The environment a template may read: `DROVER_*` names that are not config
+/// overrides (those contain `__` and may hold secrets).
+pub fn template_env(vars: impl IntoIterator<Item = (String, String)>) -> BTreeMap<String, String> {
+    vars.into_iter()
+        .filter(|(k, _)| k.starts_with("DROVER_") && !template::is_secret_name(k))
+        .collect()
+}
+
+impl<C: Cloud> Engine<C> {
+    /// An engine over `cloud` and `store`, reporting to `events`.
+    pub fn new(cloud: Arc<C>, store: Store, events: EventSink, approvals: Approvals) -> Self {
+        Engine {
+            cloud,
+            store,
+            events,
+            approvals,
+            env: template_env(std::env::vars()),
+            in_flight_grace: DEFAULT_IN_FLIGHT_GRACE,
+            max_duration: crate::config::DEFAULT_MAX_DURATION,
+        }
+    }
+
+    /// Applies the `engine` section of the config.
+    pub fn with_settings(mut self, settings: &crate::config::EngineConfig) -> Self {
+        self.in_flight_grace = settings.in_flight_grace;
+        self.max_duration = settings.max_duration;
+        self
+    }
+
+    /// Before reconciling an intent left by an interrupted run, wait until it is
+    /// this old: a request sent just before the crash may still be processed.
+    /// Set it above the cloud request timeout.
+    pub fn with_in_flight_grace(mut self, grace: Duration) -> Self {
+        self.in_flight_grace = grace;
+        self
+    }
+
+    /// Replaces the environment templates see (for tests).
+    pub fn with_env(mut self, env: BTreeMap<String, String>) -> Self {
+        self.env = template_env(env);
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(crate) fn emit(&self, event: RunEvent) {
+        (self.events)(&event);
+    }
 }

@@ -16,6 +16,7 @@
 //! - [`config`]: `config/drover.yaml` plus `DROVER_*` environment overrides.
 //! - [`runbook`]: runbook files -> validated [`runbook::Runbook`] values.
 //! - [`engine`]: run execution: retries, exactly-once mutating calls, durable runs.
+//! - [`policy`]: the retry policy value, below runbook, cloud and engine.
 //! - [`store`]: the audit store (SQLite), the only code that runs SQL.
 //! - [`scheduler`]: cron schedules with time zones, missed fires, no overlap.
 //! - [`sim`]: the OTC simulator (today: the EVS group state machine).
@@ -32,6 +33,7 @@ pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod metrics;
+pub mod policy;
 pub mod runbook;
 pub mod scheduler;
 pub mod sim;

@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::engine::retry::RetryPolicy;
+use crate::policy::RetryPolicy;
 use crate::yaml::{self, Diagnostic, Loc, Sink};
 pub use model::{Action, DurationSpec, Kind, OnFailure, ParamType};
 

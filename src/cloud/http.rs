@@ -19,7 +19,7 @@ use tokio::sync::Mutex;
 use super::auth::{self, CachedToken, SignInput};
 use super::error::{self, CloudError, ErrorClass, Transport};
 use crate::config::{CloudAuth, CloudConfig};
-use crate::engine::retry::DEFAULT_RETRY_STATUSES;
+use crate::policy::DEFAULT_RETRY_STATUSES;
 
 /// The user agent sent with every request.
 pub const USER_AGENT: &str = concat!("drover/", env!("CARGO_PKG_VERSION"));

@@ -17,8 +17,8 @@
 use serde_json::{Value, json};
 
 use super::Cloud;
+use super::context::{StepError, StepRun, failed_outcome, read_evs, read_sdrs, sdrs_summary};
 use super::crash;
-use super::step::{StepError, StepRun, failed_outcome, read_evs, read_sdrs, sdrs_summary};
 use crate::cloud::CloudError;
 use crate::cloud::evs::EvsAction;
 use crate::cloud::resource::ProtectionGroup;
@@ -475,7 +475,7 @@ pub(crate) async fn mutate<C: Cloud>(s: &StepRun<'_, C>, m: &Mutation) -> Result
             }
             Err(e) => e,
         };
-        if !policy.retries(&error) {
+        if !super::retry::retryable(policy, &error) {
             let outcome = Outcome {
                 duration,
                 ..failed_outcome(FAILED, &error)
@@ -501,7 +501,7 @@ pub(crate) async fn mutate<C: Cloud>(s: &StepRun<'_, C>, m: &Mutation) -> Result
             reason: error.to_string(),
         });
         // Wait first, then re-read: a service behind a timed-out gateway may act late.
-        let delay = policy.next_delay(attempt, &error);
+        let delay = super::retry::next_delay(policy, attempt, &error);
         if policy.allows_another(attempt) {
             s.emit(RunEvent::Retrying {
                 step_id: step_id.clone(),

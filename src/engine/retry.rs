@@ -1,6 +1,6 @@
-//! The one retry policy value (which answers are retried, how often, how long
-//! to wait) and the one loop that applies it. Runbooks build the policy
-//! (runbook default, step override); the engine runs reads through [`run`].
+//! The one loop that applies a [`RetryPolicy`] (defined in `policy`, built by
+//! runbooks: runbook default, step override) and the one retry decision,
+//! [`retryable`]. The engine runs reads through [`run`].
 //! Mutating calls are not blind-retried here: they go through `reconcile`,
 //! which uses the same policy for its attempts and delays.
 
@@ -10,99 +10,23 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::cloud::CloudError;
-use crate::runbook::model::Jitter;
+pub use crate::policy::{Backoff, DEFAULT_RETRY_STATUSES, Jitter, RetryPolicy};
 
-/// HTTP statuses retried when a runbook does not say otherwise.
-pub const DEFAULT_RETRY_STATUSES: [u16; 4] = [408, 502, 503, 504];
-
-/// When and how a failed attempt is tried again.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RetryPolicy {
-    /// HTTP statuses that are retried; transport errors always are.
-    pub on: Vec<u16>,
-    /// Attempts in all, the first included (at least 1).
-    pub max_attempts: u32,
-    /// Delay between attempts.
-    pub backoff: Backoff,
+/// True when this failure may be tried again under `policy`: transport
+/// failures and the listed statuses (401 is handled by the client, once). The
+/// one retry decision: reads and the exactly-once path both ask it.
+pub fn retryable(policy: &RetryPolicy, error: &CloudError) -> bool {
+    error.status.is_none_or(|s| policy.retries_status(s))
 }
 
-/// Exponential backoff, capped, with jitter.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Backoff {
-    /// Delay before the second attempt (before jitter).
-    #[serde(serialize_with = "millis")]
-    pub initial: Duration,
-    /// Cap on any one delay.
-    #[serde(serialize_with = "millis")]
-    pub max: Duration,
-    /// Growth per attempt.
-    pub multiplier: f64,
-    /// Randomisation.
-    pub jitter: Jitter,
-}
-
-fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            on: DEFAULT_RETRY_STATUSES.to_vec(),
-            max_attempts: 5,
-            backoff: Backoff {
-                initial: Duration::from_secs(1),
-                max: Duration::from_secs(30),
-                multiplier: 2.0,
-                jitter: Jitter::Full,
-            },
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// True when an answer with this HTTP status may be tried again.
-    pub fn retries_status(&self, status: u16) -> bool {
-        self.on.contains(&status)
-    }
-
-    /// True when attempt number `attempt` (1-based) may be followed by another.
-    pub fn allows_another(&self, attempt: u32) -> bool {
-        attempt < self.max_attempts
-    }
-
-    /// True when this failure may be tried again: transport failures and the
-    /// listed statuses (401 is handled by the client, once).
-    pub fn retries(&self, error: &CloudError) -> bool {
-        error.status.is_none_or(|s| self.retries_status(s))
-    }
-
-    /// The wait after failed attempt `attempt`, with fresh jitter, never
-    /// shorter than the `Retry-After` the cloud asked for.
-    pub fn next_delay(&self, attempt: u32, error: &CloudError) -> Duration {
-        let delay = self.delay(attempt, unit_random());
-        delay.max(error.retry_after.unwrap_or_default())
-    }
-
-    /// The wait after failed attempt `attempt` (1-based). `unit` is a uniform
-    /// random number in `[0, 1)` supplied by the caller, so this stays testable.
-    pub fn delay(&self, attempt: u32, unit: f64) -> Duration {
-        let b = &self.backoff;
-        let exponent = i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX);
-        let raw = b.initial.as_secs_f64() * b.multiplier.powi(exponent);
-        let capped = raw.min(b.max.as_secs_f64());
-        let unit = unit.clamp(0.0, 1.0);
-        let secs = match b.jitter {
-            Jitter::None => capped,
-            Jitter::Full => capped * unit,
-            Jitter::Equal => capped / 2.0 + capped / 2.0 * unit,
-        };
-        Duration::from_secs_f64(secs.max(0.0))
-    }
+/// The wait after failed attempt `attempt`, with fresh jitter, never shorter
+/// than the `Retry-After` the cloud asked for.
+pub fn next_delay(policy: &RetryPolicy, attempt: u32, error: &CloudError) -> Duration {
+    let delay = policy.delay(attempt, unit_random());
+    delay.max(error.retry_after.unwrap_or_default())
 }
 
 thread_local! {
@@ -132,10 +56,10 @@ where
             Ok(value) => return Ok(value),
             Err(e) => e,
         };
-        if !policy.retries(&error) || !policy.allows_another(attempt) {
+        if !retryable(policy, &error) || !policy.allows_another(attempt) {
             return Err(error);
         }
-        let delay = policy.next_delay(attempt, &error);
+        let delay = next_delay(policy, attempt, &error);
         if deadline.is_some_and(|d| Instant::now() + delay > d) {
             return Err(error);
         }

@@ -5,19 +5,18 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use super::context::{RunContext, StepError, StepState};
 use super::crash;
-use super::step::{self, StepError};
-use super::{Approvals, Cloud, EventSink, RunEvent};
+use super::step;
+use super::{Cloud, Engine, RunEvent};
 use crate::runbook::model::IdField;
 use crate::runbook::{self, OnFailure, Runbook, Step, template};
-use crate::store::{NewRun, RunRecord, Store, StoreError, status};
+use crate::store::{NewRun, StoreError, status};
 
 /// A run to start.
 #[derive(Debug, Clone)]
@@ -112,145 +111,7 @@ pub enum EngineError {
     },
 }
 
-/// State of one step within a run, as templates see it.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct StepState {
-    pub status: String,
-    pub output: Value,
-    pub error: Option<String>,
-}
-
-/// Everything a step may read.
-pub(crate) struct RunContext {
-    pub run: RunRecord,
-    pub runbook: Runbook,
-    pub steps: BTreeMap<String, StepState>,
-    pub outcome: String,
-    pub env: BTreeMap<String, String>,
-}
-
-impl RunContext {
-    fn template_value(&self) -> Value {
-        json!({
-            "params": self.run.params,
-            "steps": self.steps,
-            "run": {
-                "id": self.run.id,
-                "runbook": self.run.runbook,
-                "kind": self.run.kind,
-                "trigger": self.run.trigger,
-                "requested_by": self.run.requested_by,
-                "dry_run": self.run.dry_run,
-                "started_at": self.run.created_at,
-                "outcome": self.outcome,
-            },
-            "env": self.env,
-        })
-    }
-
-    /// Renders a template with everything the run knows so far.
-    pub fn render(&self, source: &str) -> Result<String, StepError> {
-        if !template::is_template(source) {
-            return Ok(source.to_string());
-        }
-        let env = template::environment();
-        env.render_str(source, minijinja::value::Serde(self.template_value()))
-            .map_err(|e| {
-                StepError::Failed(format!(
-                    "cannot render `{source}`: {}",
-                    e.detail().unwrap_or(&e.to_string())
-                ))
-            })
-    }
-
-    /// Renders every string inside a JSON value.
-    pub fn render_json(&self, value: &Value) -> Result<Value, StepError> {
-        Ok(match value {
-            Value::String(s) => Value::String(self.render(s)?),
-            Value::Array(items) => Value::Array(
-                items
-                    .iter()
-                    .map(|v| self.render_json(v))
-                    .collect::<Result<_, _>>()?,
-            ),
-            Value::Object(map) => Value::Object(
-                map.iter()
-                    .map(|(k, v)| Ok((k.clone(), self.render_json(v)?)))
-                    .collect::<Result<_, StepError>>()?,
-            ),
-            other => other.clone(),
-        })
-    }
-}
-
-/// The engine: executes runs against a cloud, persisting to a store.
-pub struct Engine<C: Cloud> {
-    pub(crate) cloud: Arc<C>,
-    pub(crate) store: Store,
-    pub(crate) events: EventSink,
-    pub(crate) approvals: Approvals,
-    pub(crate) env: BTreeMap<String, String>,
-    /// How long a request sent by an interrupted run may still be in flight.
-    pub(crate) in_flight_grace: Duration,
-    /// Upper bound of any rendered sleep, timeout, interval or hold.
-    pub(crate) max_duration: Duration,
-}
-
-/// Default [`Engine::with_in_flight_grace`]: the default request timeout plus 5 s.
-pub const DEFAULT_IN_FLIGHT_GRACE: Duration = Duration::from_secs(35);
-
-/// The environment a template may read: `DROVER_*` names that are not config
-/// overrides (those contain `__` and may hold secrets).
-pub fn template_env(vars: impl IntoIterator<Item = (String, String)>) -> BTreeMap<String, String> {
-    vars.into_iter()
-        .filter(|(k, _)| k.starts_with("DROVER_") && !template::is_secret_name(k))
-        .collect()
-}
-
 impl<C: Cloud> Engine<C> {
-    /// An engine over `cloud` and `store`, reporting to `events`.
-    pub fn new(cloud: Arc<C>, store: Store, events: EventSink, approvals: Approvals) -> Self {
-        Engine {
-            cloud,
-            store,
-            events,
-            approvals,
-            env: template_env(std::env::vars()),
-            in_flight_grace: DEFAULT_IN_FLIGHT_GRACE,
-            max_duration: crate::config::DEFAULT_MAX_DURATION,
-        }
-    }
-
-    /// Applies the `engine` section of the config.
-    pub fn with_settings(mut self, settings: &crate::config::EngineConfig) -> Self {
-        self.in_flight_grace = settings.in_flight_grace;
-        self.max_duration = settings.max_duration;
-        self
-    }
-
-    /// Before reconciling an intent left by an interrupted run, wait until it is
-    /// this old: a request sent just before the crash may still be processed.
-    /// Set it above the cloud request timeout.
-    pub fn with_in_flight_grace(mut self, grace: Duration) -> Self {
-        self.in_flight_grace = grace;
-        self
-    }
-
-    /// Replaces the environment templates see (for tests).
-    pub fn with_env(mut self, env: BTreeMap<String, String>) -> Self {
-        self.env = template_env(env);
-        self
-    }
-
-    /// The store.
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    pub(crate) fn emit(&self, event: RunEvent) {
-        (self.events)(&event);
-    }
-
     /// Checks parameters, leases the targets and stores the run. Returns its id.
     pub async fn start(&self, request: RunRequest) -> Result<String, EngineError> {
         let runbook = &request.runbook;
@@ -780,9 +641,4 @@ pub fn check_identifiers(
         .into_iter()
         .map(|(head, steps)| format!("{head} (used by step {})", steps.join(", ")))
         .collect()
-}
-
-/// Waits at most `d`, or forever.
-pub(crate) fn deadline_after(d: Option<Duration>) -> Option<tokio::time::Instant> {
-    d.map(|d| tokio::time::Instant::now() + d)
 }

@@ -6,12 +6,13 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::time::Instant;
 
+use super::context::{
+    CANCEL_CHECK, RunContext, StepError, StepRun, deadline_after, evs_summary, read_evs, read_sdrs,
+    sdrs_summary, to_json,
+};
 use super::crash;
 use super::reconcile::{self, Mutation, Sent};
-use super::retry;
-use super::run::RunContext;
 use super::{Approvals, Cloud, Engine, RunEvent};
 use crate::cloud::CloudError;
 use crate::cloud::evs::EvsAction;
@@ -23,292 +24,11 @@ use crate::runbook::model::{
 };
 use crate::runbook::value::Expect;
 use crate::runbook::{Action, DEFAULT_JOB_INTERVAL, DEFAULT_POLL_INTERVAL, DurationSpec, Step};
-use crate::store::{NewAttempt, Outcome, StoreError};
+use crate::store::Outcome;
 use crate::yaml::Located;
-
-/// How often a sleep, wait or poll looks for a cancel request.
-pub const CANCEL_CHECK: Duration = Duration::from_secs(1);
 
 /// How long a wait or job poll may take when its step sets no timeout.
 pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(3600);
-
-/// Why a step failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StepError {
-    /// A check, precondition or the cloud said no; nothing more to try.
-    #[error("{0}")]
-    Failed(String),
-    /// The step's timeout passed.
-    #[error("timed out: {0}")]
-    TimedOut(String),
-    /// A cloud call failed after the retries its policy allows.
-    #[error("{0}")]
-    Cloud(#[from] CloudError),
-    /// The store failed: the run stops, resumable.
-    #[error("audit store: {0}")]
-    Store(#[from] StoreError),
-    /// An approval step has nobody to ask: the run stops there, resumable.
-    #[error("{0}")]
-    AwaitingApproval(String),
-}
-
-/// One step being executed: what it may read and until when.
-pub(crate) struct StepRun<'a, C: Cloud> {
-    pub engine: &'a Engine<C>,
-    pub ctx: &'a RunContext,
-    pub step: &'a Step,
-    pub deadline: Option<Instant>,
-}
-
-impl<C: Cloud> StepRun<'_, C> {
-    pub fn cloud(&self) -> &C {
-        &self.engine.cloud
-    }
-
-    pub fn dry_run(&self) -> bool {
-        self.ctx.run.dry_run
-    }
-
-    pub fn emit(&self, event: RunEvent) {
-        self.engine.emit(event);
-    }
-
-    pub fn note(&self, message: impl Into<String>) {
-        self.emit(RunEvent::Note {
-            step_id: self.step.id.clone(),
-            message: message.into(),
-        });
-    }
-
-    /// Records an attempt (an intent when `outcome` is `None`).
-    pub async fn record(
-        &self,
-        attempt: u32,
-        kind: &str,
-        request: &str,
-        body: Option<Value>,
-        pre_image: Option<Value>,
-        outcome: Option<Outcome>,
-    ) -> Result<i64, StepError> {
-        let a = NewAttempt {
-            run_id: self.ctx.run.id.clone(),
-            step_id: self.step.id.clone(),
-            attempt,
-            kind: kind.to_string(),
-            request: request.to_string(),
-            request_body: body,
-            pre_image,
-        };
-        Ok(self
-            .engine
-            .store
-            .record_attempt(&a, outcome.as_ref())
-            .await?)
-    }
-
-    /// Records and reports the requests a dry run held back.
-    pub async fn flush_would_send(&self, attempt: u32) -> Result<(), StepError> {
-        for w in self.cloud().take_would_send() {
-            self.record(
-                attempt,
-                "would_send",
-                &w.request,
-                w.body.clone(),
-                None,
-                Some(Outcome {
-                    outcome: "would_send".into(),
-                    ..Outcome::default()
-                }),
-            )
-            .await?;
-            self.emit(RunEvent::WouldSend {
-                step_id: self.step.id.clone(),
-                request: w.request,
-            });
-        }
-        Ok(())
-    }
-
-    /// A read under the step's retry policy; failed attempts are recorded and reported.
-    pub async fn read<T, F, Fut>(&self, request: &str, op: F) -> Result<T, StepError>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, CloudError>>,
-    {
-        let policy = &self.step.retry;
-        let mut failures: Vec<(u32, Duration, CloudError)> = Vec::new();
-        let result = retry::run(policy, self.deadline, op, |attempt, delay, error| {
-            self.emit(RunEvent::Retrying {
-                step_id: self.step.id.clone(),
-                attempt,
-                max_attempts: policy.max_attempts,
-                delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                status: error.status,
-                reason: error.to_string(),
-            });
-            failures.push((attempt, delay, error.clone()));
-        })
-        .await;
-        for (attempt, _, e) in &failures {
-            self.record(
-                *attempt,
-                "read",
-                request,
-                None,
-                None,
-                Some(failed_outcome("retried", e)),
-            )
-            .await?;
-        }
-        result.map_err(StepError::from)
-    }
-
-    /// Sleeps `d`, or fails with `timed out` if the deadline comes first. A
-    /// cancel request ends the sleep within [`CANCEL_CHECK`] (not in a
-    /// `finally` step, which runs whatever happened).
-    pub async fn pause(
-        &self,
-        d: Duration,
-        still: impl FnOnce() -> String,
-    ) -> Result<(), StepError> {
-        self.sleep(d, still, !self.is_finally()).await
-    }
-
-    /// Like [`Self::pause`], but a cancel request does not cut it short: the
-    /// wait before reconciling an unanswered mutating call must run out, or a
-    /// late request could land after the run said it did nothing.
-    pub async fn hold(&self, d: Duration, still: impl FnOnce() -> String) -> Result<(), StepError> {
-        self.sleep(d, still, false).await
-    }
-
-    async fn sleep(
-        &self,
-        d: Duration,
-        still: impl FnOnce() -> String,
-        cancellable: bool,
-    ) -> Result<(), StepError> {
-        let end = Instant::now() + d;
-        let (until, timed_out) = match self.deadline {
-            Some(deadline) if end > deadline => (deadline, true),
-            _ => (end, false),
-        };
-        if cancellable {
-            loop {
-                let now = Instant::now();
-                if now >= until {
-                    break;
-                }
-                tokio::time::sleep((until - now).min(CANCEL_CHECK)).await;
-                if let Some(by) = self.cancel_requested().await? {
-                    return Err(StepError::Failed(format!(
-                        "cancelled by {by} while {}",
-                        still()
-                    )));
-                }
-            }
-        } else {
-            tokio::time::sleep_until(until).await;
-        }
-        if timed_out {
-            Err(StepError::TimedOut(still()))
-        } else {
-            Ok(())
-        }
-    }
-
-    /// In a dry run after a change was held back, a check cannot say
-    /// anything about that change: its mismatches are reported, not failed.
-    pub fn unverifiable(&self, mismatches: &[String]) -> bool {
-        let held_back = self.dry_run()
-            && self
-                .ctx
-                .steps
-                .values()
-                .any(|st| st.output.get("held_back") == Some(&Value::Bool(true)));
-        if held_back {
-            self.note(format!(
-                "dry run: not checked, a change before this step was held back ({})",
-                mismatches.join("; ")
-            ));
-        }
-        held_back
-    }
-
-    /// Who asked to cancel the run, if anyone has.
-    pub async fn cancel_requested(&self) -> Result<Option<String>, StepError> {
-        Ok(self
-            .engine
-            .store
-            .run(&self.ctx.run.id)
-            .await?
-            .and_then(|r| r.cancel_requested_by))
-    }
-
-    fn is_finally(&self) -> bool {
-        self.ctx
-            .runbook
-            .finally
-            .iter()
-            .any(|f| f.id == self.step.id)
-    }
-
-    pub fn render(&self, source: &str) -> Result<String, StepError> {
-        self.ctx.render(source)
-    }
-
-    /// Renders an identifier field and checks it against the cloud's syntax
-    /// before it can reach a URL, a lease or a row.
-    pub fn render_id(&self, field: IdField, key: &str, source: &str) -> Result<String, StepError> {
-        let value = self.render(source)?;
-        let value = value.trim();
-        field
-            .check(value)
-            .map_err(|why| StepError::Failed(format!("`{key}` rendered from `{source}`: {why}")))?;
-        Ok(value.to_string())
-    }
-
-    pub fn interval(
-        &self,
-        spec: &Option<Located<DurationSpec>>,
-        default: Duration,
-    ) -> Result<Duration, StepError> {
-        match spec {
-            None => Ok(default),
-            Some(d) => self.duration(&d.value),
-        }
-    }
-
-    /// A duration of the runbook, rendered, and at most `engine.max_duration`.
-    pub fn duration(&self, spec: &DurationSpec) -> Result<Duration, StepError> {
-        let d = match spec {
-            DurationSpec::Fixed(d) => *d,
-            DurationSpec::Template(t) => {
-                let text = self.render(t)?;
-                model::parse_duration(&text).map_err(StepError::Failed)?
-            }
-        };
-        let max = self.engine.max_duration;
-        if d > max {
-            return Err(StepError::Failed(format!(
-                "duration {} is longer than engine.max_duration ({})",
-                model::format_duration(d),
-                model::format_duration(max)
-            )));
-        }
-        Ok(d)
-    }
-}
-
-pub(crate) fn failed_outcome(word: &str, e: &CloudError) -> Outcome {
-    Outcome {
-        outcome: word.into(),
-        http_status: e.status,
-        error_code: e.code.clone(),
-        error_message: Some(e.message.clone()),
-        duration: Duration::ZERO,
-        job_id: None,
-    }
-}
 
 /// Executes one step; its output for `steps.<id>.output`.
 pub(crate) async fn execute<C: Cloud>(
@@ -334,7 +54,7 @@ pub(crate) async fn execute<C: Cloud>(
         None => None,
     };
     let s = StepRun {
-        deadline: super::run::deadline_after(timeout),
+        deadline: deadline_after(timeout),
         ..probe
     };
     match &step.action {
@@ -583,49 +303,6 @@ fn is_sdrs_job(action: &Action) -> bool {
             | Action::SdrsDisable(_)
             | Action::SdrsCreateDrill(_)
             | Action::SdrsDeleteDrill(_)
-    )
-}
-
-fn to_json<T: serde::Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).unwrap_or(Value::Null)
-}
-
-pub(crate) async fn read_evs<C: Cloud>(
-    s: &StepRun<'_, C>,
-    id: &str,
-) -> Result<EvsGroup, StepError> {
-    s.read(&format!("GET consistency group {id}"), || {
-        s.cloud().evs_get_group(id)
-    })
-    .await
-}
-
-pub(crate) async fn read_sdrs<C: Cloud>(
-    s: &StepRun<'_, C>,
-    id: &str,
-) -> Result<ProtectionGroup, StepError> {
-    s.read(&format!("GET server-group {id}"), || {
-        s.cloud().sdrs_get_group(id)
-    })
-    .await
-}
-
-/// `status available, replication_status active, fault_level 0, priority_station az1`.
-pub(crate) fn evs_summary(g: &EvsGroup) -> String {
-    format!(
-        "status {}, replication_status {}, fault_level {}, priority_station {}",
-        g.status,
-        g.replication_status.as_deref().unwrap_or("null"),
-        g.fault_level.as_deref().unwrap_or("null"),
-        g.priority_station.as_deref().unwrap_or("null")
-    )
-}
-
-pub(crate) fn sdrs_summary(g: &ProtectionGroup) -> String {
-    format!(
-        "status {}, priority_station {}",
-        g.status,
-        g.priority_station.as_deref().unwrap_or("null")
     )
 }
 

@@ -14,6 +14,7 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::value::{Expect, Templated};
+pub use crate::policy::Jitter;
 use crate::yaml::{Checked, Located, Node, Sink, from_node};
 
 /// A whole runbook file.
@@ -174,19 +175,6 @@ pub struct RawBackoff {
     /// How delays are randomised.
     #[serde(default)]
     pub jitter: Checked<Jitter>,
-}
-
-/// How a backoff delay is randomised.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Jitter {
-    /// A uniform delay between zero and the computed delay (AWS "full jitter").
-    #[default]
-    Full,
-    /// Half the computed delay plus a uniform share of the other half.
-    Equal,
-    /// Exactly the computed delay.
-    None,
 }
 
 /// One step as written.

@@ -12,7 +12,7 @@ use super::model::{
 use super::template::{self, Scope};
 use super::value::{Expect, Templated};
 use super::{Kind, Param, Runbook, Schedule, Step};
-use crate::engine::retry::RetryPolicy;
+use crate::policy::RetryPolicy;
 use crate::yaml::{Loc, Node, Sink, Value, suggestion};
 
 pub(super) fn validate(raw: model::RawRunbook, root: &Node, sink: &Sink) -> Option<Runbook> {

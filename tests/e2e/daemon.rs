@@ -95,6 +95,7 @@ async fn start() -> Api {
     let shutdown = CancellationToken::new();
     tokio::spawn(drover::daemon::serve(
         daemon.clone(),
+        drover::api::router(daemon.clone()),
         listener,
         shutdown.clone(),
     ));

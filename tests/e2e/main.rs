@@ -8,6 +8,7 @@ mod daemon;
 mod engine;
 mod helpers;
 mod killpoints;
+mod layout;
 mod runbooks;
 mod safety;
 mod sim;
