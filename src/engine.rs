@@ -3,7 +3,9 @@
 //! engine moves on.
 //!
 //! - [`run`]: the run lifecycle: start (params, leases), execute, resume.
-//! - [`step`]: what each action does.
+//! - [`step`]: one step: its deadline and the dispatch of its action.
+//! - [`action`]: what each action does, one file per service.
+//! - [`context`]: what a step runs in (run context, step context, errors).
 //! - [`reconcile`]: the exactly-once path of mutating calls.
 //! - [`retry`]: the one retry policy and the one loop that applies it.
 //! - [`crash`]: crash points at the durable boundaries, for the kill tests.
@@ -11,6 +13,7 @@
 //! The engine reaches the cloud only through the small [`Cloud`] trait and
 //! persists only through the store, so its tests can use fakes and paused time.
 
+pub mod action;
 pub mod context;
 pub mod crash;
 pub mod reconcile;

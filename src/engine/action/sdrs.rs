@@ -1,0 +1,293 @@
+//! SDRS protection groups and DR drills: check, wait, the group actions and
+//! the drill lifecycle, each action followed through its job.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::{Watch, mismatch, poll_until};
+use crate::cloud::http::DRY_RUN_JOB;
+use crate::cloud::resource::{Job, JobStatus, ProtectionGroup};
+use crate::cloud::sdrs::SdrsAction;
+use crate::engine::context::{StepError, StepRun, read_sdrs, sdrs_summary, to_json};
+use crate::engine::reconcile::{self, Mutation, Sent};
+use crate::engine::{Cloud, RunEvent, crash};
+use crate::runbook::model::{
+    IdField, SdrsCheckInput, SdrsCreateDrillInput, SdrsDeleteDrillInput, SdrsExpect,
+    SdrsSwitchoverInput, SdrsWaitInput,
+};
+use crate::runbook::{DEFAULT_JOB_INTERVAL, DEFAULT_POLL_INTERVAL, DurationSpec};
+use crate::store::Outcome;
+use crate::yaml::Located;
+
+/// `sdrs.check_group`: the group, or every field that does not match.
+pub(crate) async fn check<C: Cloud>(
+    s: &StepRun<'_, C>,
+    i: &SdrsCheckInput,
+) -> Result<Value, StepError> {
+    let id = s.render_id(IdField::SdrsGroup, "group", &i.group.value)?;
+    let g = read_sdrs(s, &id).await?;
+    let mismatches = sdrs_mismatches(s, &i.expect, &g)?;
+    if mismatches.is_empty() || s.unverifiable(&mismatches) {
+        Ok(to_json(&g))
+    } else {
+        Err(StepError::Failed(format!(
+            "protection group {id}: {}",
+            mismatches.join("; ")
+        )))
+    }
+}
+
+/// `sdrs.wait_group`: polls until `until` holds, failing at once on `fail_if`.
+pub(crate) async fn wait<C: Cloud>(
+    s: &StepRun<'_, C>,
+    i: &SdrsWaitInput,
+) -> Result<Value, StepError> {
+    let id = s.render_id(IdField::SdrsGroup, "group", &i.group.value)?;
+    let interval = s.interval(&i.interval, DEFAULT_POLL_INTERVAL)?;
+    let watch = Watch {
+        what: format!("protection group {id}"),
+        request: format!("GET server-group {id}"),
+        interval,
+    };
+    poll_until(
+        s,
+        &watch,
+        || read_sdrs(s, &id),
+        sdrs_summary,
+        |g| {
+            Ok(i.fail_if
+                .as_ref()
+                .filter(|f| f.status.is_some())
+                .map(|f| sdrs_mismatches(s, f, g))
+                .transpose()?
+                .is_some_and(|m| m.is_empty()))
+        },
+        |g| Ok(sdrs_mismatches(s, &i.until, g)?.is_empty()),
+    )
+    .await
+}
+
+/// `sdrs.switchover`: `reverse-server-group` towards `priority_station`.
+pub(crate) async fn switchover<C: Cloud>(
+    s: &StepRun<'_, C>,
+    i: &SdrsSwitchoverInput,
+) -> Result<Value, StepError> {
+    let to = i
+        .priority_station
+        .resolve(|t| s.render(t).map_err(|e| e.to_string()))
+        .map_err(|e| StepError::Failed(format!("`priority_station`: {e}")))?;
+    mutation(s, &i.group.value, SdrsAction::Switchover(to), &i.interval).await
+}
+
+/// `sdrs.create_drill`: exactly once, then until the drill is available.
+pub(crate) async fn create_drill<C: Cloud>(
+    s: &StepRun<'_, C>,
+    i: &SdrsCreateDrillInput,
+) -> Result<Value, StepError> {
+    let group = s.render_id(IdField::SdrsGroup, "group", &i.group.value)?;
+    let name = s.render_id(IdField::DrillName, "name", &i.name.value)?;
+    let vpc = match &i.drill_vpc_id {
+        Some(v) => Some(s.render(&v.value)?)
+            .filter(|v| !v.trim().is_empty())
+            .map(|_| s.render_id(IdField::Vpc, "drill_vpc_id", &v.value))
+            .transpose()?,
+        None => None,
+    };
+    let interval = s.interval(&i.interval, DEFAULT_JOB_INTERVAL)?;
+    let m = Mutation::CreateDrill {
+        group: group.clone(),
+        name: name.clone(),
+        vpc,
+    };
+    let sent = reconcile::mutate(s, &m).await?;
+    let job = match &sent {
+        Sent::Answered { job_id: Some(j) } if j != DRY_RUN_JOB => {
+            Some(wait_job(s, j, interval).await?)
+        }
+        _ => None,
+    };
+    if s.dry_run() {
+        return Ok(json!({ "dry_run": true, "held_back": true, "name": name }));
+    }
+    let drill = wait_drill_created(s, &group, &name, interval).await?;
+    let mut out = to_json(&drill);
+    out["job_id"] = json!(job.map(|j| j.job_id));
+    Ok(out)
+}
+
+/// `sdrs.delete_drill`: exactly once, then until the drill is gone.
+pub(crate) async fn delete_drill<C: Cloud>(
+    s: &StepRun<'_, C>,
+    i: &SdrsDeleteDrillInput,
+) -> Result<Value, StepError> {
+    let drill = s.render_id(IdField::Drill, "drill", &i.drill.value)?;
+    let interval = s.interval(&i.interval, DEFAULT_JOB_INTERVAL)?;
+    let sent = reconcile::mutate(
+        s,
+        &Mutation::DeleteDrill {
+            drill: drill.clone(),
+        },
+    )
+    .await?;
+    match &sent {
+        Sent::Answered { job_id: Some(j) } if j != DRY_RUN_JOB => {
+            let job = wait_job(s, j, interval).await?;
+            Ok(json!({ "drill": drill, "job_id": job.job_id }))
+        }
+        Sent::Applied { .. } => {
+            reconcile::wait_drill_gone(s, &drill, interval).await?;
+            Ok(json!({ "drill": drill }))
+        }
+        _ => Ok(json!({ "drill": drill, "dry_run": s.dry_run(), "held_back": s.dry_run() })),
+    }
+}
+
+fn sdrs_mismatches<C: Cloud>(
+    s: &StepRun<'_, C>,
+    expect: &SdrsExpect,
+    g: &ProtectionGroup,
+) -> Result<Vec<String>, StepError> {
+    let mut out = Vec::new();
+    mismatch(s, "status", &expect.status, Some(&g.status), &mut out)?;
+    mismatch(
+        s,
+        "priority_station",
+        &expect.priority_station,
+        g.priority_station.as_deref(),
+        &mut out,
+    )?;
+    // Newer groups answer null here: a null never matches (the docs advise against relying on it).
+    mismatch(
+        s,
+        "replication_status",
+        &expect.replication_status,
+        g.replication_status.as_deref(),
+        &mut out,
+    )?;
+    Ok(out)
+}
+
+/// A protection-group action, exactly once, followed through its job.
+pub(crate) async fn mutation<C: Cloud>(
+    s: &StepRun<'_, C>,
+    group: &str,
+    action: SdrsAction,
+    interval: &Option<Located<DurationSpec>>,
+) -> Result<Value, StepError> {
+    let group = s.render_id(IdField::SdrsGroup, "group", group)?;
+    let interval = s.interval(interval, DEFAULT_JOB_INTERVAL)?;
+    let sent = reconcile::mutate(
+        s,
+        &Mutation::Sdrs {
+            group: group.clone(),
+            action,
+        },
+    )
+    .await?;
+    match sent {
+        Sent::Answered { job_id: Some(j) } if j == DRY_RUN_JOB => {
+            s.note("dry run: not waiting for the job");
+            Ok(json!({ "group": group, "dry_run": true, "held_back": true }))
+        }
+        Sent::Answered { job_id: Some(j) } => {
+            let job = wait_job(s, &j, interval).await?;
+            let g = read_sdrs(s, &group).await?;
+            Ok(json!({ "job_id": job.job_id, "group": to_json(&g) }))
+        }
+        Sent::Answered { job_id: None } | Sent::Applied { .. } => {
+            // No job id (the answer was lost): follow the group instead.
+            let g = reconcile::wait_group_settled(s, &group, action, interval).await?;
+            Ok(json!({ "job_id": null, "group": to_json(&g) }))
+        }
+    }
+}
+
+/// Polls a job until SUCCESS (its result) or FAIL (the step fails with the job's code and reason).
+async fn wait_job<C: Cloud>(
+    s: &StepRun<'_, C>,
+    job_id: &str,
+    interval: Duration,
+) -> Result<Job, StepError> {
+    let mut polls = 0;
+    loop {
+        let job = s
+            .read(&format!("GET job {job_id}"), || {
+                s.cloud().sdrs_get_job(job_id)
+            })
+            .await?;
+        match job.status {
+            JobStatus::Success => return Ok(job),
+            JobStatus::Fail => {
+                return Err(StepError::Failed(format!(
+                    "job {job_id} ({}) failed: {}: {}",
+                    job.job_type.as_deref().unwrap_or("unknown type"),
+                    job.error_code.as_deref().unwrap_or("no error code"),
+                    job.fail_reason.as_deref().unwrap_or("no reason given")
+                )));
+            }
+            _ => {}
+        }
+        polls += 1;
+        let seen = format!("job {job_id} {:?}", job.status)
+            .to_uppercase()
+            .replace("JOB ", "job ");
+        s.record(
+            polls,
+            "poll",
+            &format!("GET job {job_id}"),
+            None,
+            None,
+            Some(Outcome {
+                outcome: seen.clone(),
+                http_status: Some(200),
+                ..Outcome::default()
+            }),
+        )
+        .await?;
+        crash::point("job.after_poll");
+        s.emit(RunEvent::Waiting {
+            step_id: s.step.id.clone(),
+            observed: seen.clone(),
+        });
+        s.pause(interval, || format!("{seen} has not finished"))
+            .await?;
+    }
+}
+
+async fn wait_drill_created<C: Cloud>(
+    s: &StepRun<'_, C>,
+    group: &str,
+    name: &str,
+    interval: Duration,
+) -> Result<crate::cloud::resource::Drill, StepError> {
+    loop {
+        let drills = s
+            .read(&format!("GET disaster-recovery-drills {name}"), || {
+                s.cloud().sdrs_list_drills(Some(group), Some(name))
+            })
+            .await?;
+        match drills.into_iter().next() {
+            Some(d) if d.status == "available" => return Ok(d),
+            Some(d) if d.status == "error" => {
+                return Err(StepError::Failed(format!(
+                    "drill {} ({name}) ended in status error",
+                    d.id
+                )));
+            }
+            Some(d) => {
+                let seen = format!("drill {} is {}", d.id, d.status);
+                s.emit(RunEvent::Waiting {
+                    step_id: s.step.id.clone(),
+                    observed: seen.clone(),
+                });
+                s.pause(interval, || seen).await?;
+            }
+            None => {
+                return Err(StepError::Failed(format!(
+                    "no drill named {name} in protection group {group} after its job succeeded"
+                )));
+            }
+        }
+    }
+}
