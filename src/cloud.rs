@@ -5,6 +5,7 @@
 //! - [`evs`], [`sdrs`]: typed operations of the two APIs.
 //! - [`resource`]: tolerant reads of groups, protection groups, jobs and drills.
 //! - [`error`]: every documented error shape and the retry decision.
+//! - [`vocabulary`]: the statuses and stations of the OTC APIs, as enums.
 //! - [`id`]: the cloud's id syntax, checked where ids enter, encoded in paths.
 //! - [`auth`]: AK/SK signing and the token refresh rule.
 
@@ -15,6 +16,7 @@ pub mod http;
 pub mod id;
 pub mod resource;
 pub mod sdrs;
+pub mod vocabulary;
 
 pub use error::{CloudError, ErrorClass};
 pub use http::CloudClient;

@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::runbook::model::{
+use crate::cloud::vocabulary::{
     EvsStatus, FaultLevel, PriorityStation, ReplicationStatus, SdrsStatus,
 };
 use evs::{EvsAction, EvsGroup, Refusal};

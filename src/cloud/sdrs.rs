@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::error::CloudError;
 use super::http::{CloudClient, Request, Service};
 use super::resource::{Drill, Job, ProtectionGroup};
-use crate::runbook::model::PriorityStation;
+use crate::cloud::vocabulary::PriorityStation;
 
 /// A protection-group action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

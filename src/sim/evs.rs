@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::runbook::model::{EvsStatus, FaultLevel, ReplicationStatus};
+use crate::cloud::vocabulary::{EvsStatus, FaultLevel, ReplicationStatus};
 
 /// An action of `POST .../{id}/action`, by its body key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::evs::Refusal;
-use crate::runbook::model::{PriorityStation, SdrsStatus};
+use crate::cloud::vocabulary::{PriorityStation, SdrsStatus};
 
 /// A protection-group action (`POST /v1/{project}/server-groups/{id}/action`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,141 @@
+//! The OTC vocabulary: the statuses and stations the EVS and SDRS APIs use,
+//! spelt as the reference pages spell them. The client, the simulator and
+//! the runbook model all take their spellings from here.
+
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A closed set of API spellings as an enum with `as_str`, `parse` and `Display`.
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
+        }
+        impl $name {
+            /// The value as the API spells it.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+            /// Reads the API spelling.
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) }
+        }
+    };
+}
+
+pub(crate) use string_enum;
+
+string_enum! {
+    /// `status` of an EVS replication consistency group.
+    EvsStatus {
+        /// Being created.
+        Creating = "creating",
+        /// Usable.
+        Available = "available",
+        /// Creation failed.
+        Error = "error",
+        /// Being deleted.
+        Deleting = "deleting",
+        /// Deletion failed.
+        ErrorDeleting = "error_deleting",
+        /// Pairs being added or removed.
+        Updating = "updating",
+        /// Switchover running.
+        Reversing = "reversing",
+        /// Switchover failed.
+        ErrorReversing = "error_reversing",
+        /// Failover running.
+        Failovering = "failovering",
+        /// Failover done.
+        Failovered = "failovered",
+        /// Failover failed.
+        ErrorFailovering = "error_failovering",
+    }
+}
+
+string_enum! {
+    /// `replication_status` of an EVS group or an SDRS protection group.
+    ReplicationStatus {
+        /// Replicating; both sides consistent.
+        Active = "active",
+        /// Replication stopped (after failover or pause).
+        ActiveStopped = "active-stopped",
+        /// Synchronising.
+        Copying = "copying",
+        /// Paused or link broken.
+        Inactive = "inactive",
+        /// Replication error.
+        Error = "error",
+    }
+}
+
+string_enum! {
+    /// `fault_level` of an EVS group or pair.
+    FaultLevel {
+        /// No fault.
+        None = "0",
+        /// A production disk lost access: failover advised.
+        FailoverAdvised = "2",
+        /// The replication link is down: failover impossible.
+        LinkDown = "5",
+    }
+}
+
+string_enum! {
+    /// `status` of an SDRS protection group.
+    SdrsStatus {
+        /// Being created.
+        Creating = "creating",
+        /// Creation failed.
+        Error = "error",
+        /// Exists, protection disabled.
+        Available = "available",
+        /// Protection enabled.
+        Protected = "protected",
+        /// Being deleted.
+        Deleting = "deleting",
+        /// Deletion failed.
+        ErrorDeleting = "error-deleting",
+        /// Enabling protection.
+        Starting = "starting",
+        /// Enabling failed.
+        ErrorStarting = "error-starting",
+        /// Re-enabling after failover.
+        Reprotecting = "reprotecting",
+        /// Re-enabling failed.
+        ErrorReprotecting = "error-reprotecting",
+        /// Disabling protection.
+        Stopping = "stopping",
+        /// Disabling failed.
+        ErrorStopping = "error-stopping",
+        /// Planned failover running.
+        Reversing = "reversing",
+        /// Planned failover failed.
+        ErrorReversing = "error-reversing",
+        /// Failover running.
+        FailingOver = "failing-over",
+        /// Failover done.
+        FailedOver = "failed-over",
+        /// Failover failed.
+        ErrorFailingOver = "error-failing-over",
+    }
+}
+
+string_enum! {
+    /// Which of an SDRS protection group's two AZs is production.
+    PriorityStation {
+        /// The source AZ chosen at creation.
+        Source = "source",
+        /// The target (DR) AZ chosen at creation.
+        Target = "target",
+    }
+}
+
