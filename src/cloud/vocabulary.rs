@@ -138,4 +138,3 @@ string_enum! {
         Target = "target",
     }
 }
-

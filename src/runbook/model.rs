@@ -437,10 +437,10 @@ impl<T: JsonSchema> JsonSchema for OneOrMany<T> {
     }
 }
 
+use crate::cloud::vocabulary::string_enum;
 pub use crate::cloud::vocabulary::{
     EvsStatus, FaultLevel, PriorityStation, ReplicationStatus, SdrsStatus,
 };
-use crate::cloud::vocabulary::string_enum;
 
 string_enum! {
     /// HTTP method of an `http.request` step.

@@ -1,0 +1,603 @@
+//! `/v1/runs`: list, start (with `Idempotency-Key`), show, follow live,
+//! cancel, and decide approvals.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::auth::{Caller, Permission, allows};
+use super::error::{ApiError, ErrorBody};
+use super::{MAX_COMMENT_CHARS, MAX_IDEMPOTENCY_KEY};
+use crate::daemon::{Daemon, TriggerError};
+use crate::engine::RunEvent;
+use crate::engine::run::EngineError;
+use crate::runbook::{self, Action, Kind};
+use crate::store::{StoreError, status};
+
+/// A run id from a path, checked before it is looked up or echoed.
+pub(super) fn checked_run_id(id: &str) -> Result<&str, ApiError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if ok {
+        Ok(id)
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "no run with that id: a run id is a UUID ({} characters given)",
+                id.chars().count()
+            ),
+        ))
+    }
+}
+
+/// A run as listed.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RunView {
+    /// Run id.
+    pub id: String,
+    /// Runbook.
+    pub runbook: String,
+    /// Runbook version (sha256 of the file the run started with).
+    pub runbook_digest: String,
+    /// Kind of runbook.
+    pub kind: String,
+    /// `cli`, `api` or `schedule`.
+    pub trigger: String,
+    /// Who started it.
+    pub requested_by: String,
+    /// Parameters.
+    pub params: BTreeMap<String, String>,
+    /// Dry run.
+    pub dry_run: bool,
+    /// `running`, `succeeded`, `failed`, `cancelled`.
+    pub status: String,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Created.
+    pub created_at: String,
+    /// Finished.
+    pub finished_at: Option<String>,
+    /// End of the last main step (recovery).
+    pub recovered_at: Option<String>,
+    /// Who asked to cancel it.
+    pub cancel_requested_by: Option<String>,
+}
+
+impl From<crate::store::RunRecord> for RunView {
+    fn from(r: crate::store::RunRecord) -> Self {
+        RunView {
+            id: r.id,
+            runbook: r.runbook,
+            runbook_digest: r.runbook_digest,
+            kind: r.kind,
+            trigger: r.trigger,
+            requested_by: r.requested_by,
+            params: r.params,
+            dry_run: r.dry_run,
+            status: r.status,
+            error: r.error,
+            created_at: r.created_at,
+            finished_at: r.finished_at,
+            recovered_at: r.recovered_at,
+            cancel_requested_by: r.cancel_requested_by,
+        }
+    }
+}
+
+/// A step of a run.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StepView {
+    /// Step id.
+    pub step_id: String,
+    /// `main` or `finally`.
+    pub phase: String,
+    /// `pending`, `running`, `succeeded`, `failed`, `skipped`.
+    pub status: String,
+    /// Output.
+    #[schema(value_type = Object)]
+    pub output: Option<Value>,
+    /// Failure.
+    pub error: Option<String>,
+    /// Started.
+    pub started_at: Option<String>,
+    /// Finished.
+    pub finished_at: Option<String>,
+}
+
+/// An approval decision.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ApprovalView {
+    /// Step.
+    pub step_id: String,
+    /// Who.
+    pub approver: String,
+    /// `approved` or `rejected`.
+    pub decision: String,
+    /// Comment.
+    pub comment: Option<String>,
+    /// When.
+    pub at: String,
+}
+
+/// One run in detail.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RunDetail {
+    /// The run.
+    pub run: RunView,
+    /// Its steps in order.
+    pub steps: Vec<StepView>,
+    /// Approvals given.
+    pub approvals: Vec<ApprovalView>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub(super) struct ListQuery {
+    /// Newest first; at most this many (default 50).
+    limit: Option<u32>,
+    /// Only runs with this status.
+    status: Option<String>,
+}
+
+#[utoipa::path(get, path = "/runs", tag = "runs", params(ListQuery), security(("bearer" = [])),
+    responses((status = 200, body = Vec<RunView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub(super) async fn list_runs(
+    State(d): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<RunView>>, ApiError> {
+    caller.require(Permission::Read)?;
+    let runs = d.store().runs(q.limit.unwrap_or(50).min(1000)).await?;
+    Ok(Json(
+        runs.into_iter()
+            .filter(|r| q.status.as_deref().is_none_or(|s| r.status == s))
+            .map(RunView::from)
+            .collect(),
+    ))
+}
+
+/// `POST /runs` body.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerBody {
+    /// Runbook name.
+    pub runbook: String,
+    /// Parameters (strings, numbers or booleans).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub params: serde_json::Map<String, Value>,
+    /// Send no change (only GET/HEAD leave the daemon).
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// A started (or, for a repeated `Idempotency-Key`, the earlier) run.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RunCreated {
+    /// Run id.
+    pub id: String,
+    /// Where to follow it.
+    pub events: String,
+}
+
+#[utoipa::path(post, path = "/runs", tag = "runs", request_body = TriggerBody, security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeat a request safely: the same key (and body) returns the same run")),
+    responses((status = 201, body = RunCreated), (status = 200, description = "The run of an earlier request with this Idempotency-Key", body = RunCreated),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(super) async fn create_run(
+    State(d): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<RunCreated>), ApiError> {
+    // Before reading the body: a viewer learns nothing about runbooks here.
+    if !allows(caller.role, Permission::TriggerDrill) {
+        caller.require(Permission::TriggerAny)?;
+    }
+    let request: TriggerBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the body is not a valid run request: {e}"),
+        )
+    })?;
+    let registry = d.registry();
+    let runbook = registry.runbooks.get(&request.runbook).ok_or_else(|| {
+        let hint = crate::yaml::suggestion(
+            &request.runbook,
+            registry.runbooks.keys().map(String::as_str),
+        );
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_runbook",
+            format!("no runbook named `{}`{hint}", request.runbook),
+        )
+    })?;
+    if runbook.kind != Kind::Drill {
+        caller.require(Permission::TriggerAny).map_err(|_| {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "role {} may only trigger runbooks of kind drill; `{}` is {}",
+                    caller.role, runbook.name, runbook.kind
+                ),
+            )
+        })?;
+    }
+    let mut params = BTreeMap::new();
+    for (k, v) in &request.params {
+        let text = match v {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            other => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_param_type",
+                    format!("parameter `{k}` must be a string, number or boolean, found {other}"),
+                ));
+            }
+        };
+        params.insert(k.clone(), text);
+    }
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let text = v
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "bad_idempotency_key",
+                        format!(
+                            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+                        ),
+                    )
+                })?;
+            Some(text.to_string())
+        }
+    };
+    let digest = hex::encode(Sha256::digest(
+        serde_json::to_vec(
+            &json!({"runbook": request.runbook, "params": params, "dry_run": request.dry_run}),
+        )
+        .unwrap_or_default(),
+    ));
+    if let Some(key) = &key
+        && let Some((previous, run_id)) = d.store().idempotent_run(&caller.name, key).await?
+    {
+        if previous != digest {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                format!("Idempotency-Key `{key}` was used for a different request (run {run_id})"),
+            ));
+        }
+        return Ok((StatusCode::OK, Json(created(run_id))));
+    }
+    let run_id = d
+        .trigger(
+            &request.runbook,
+            params,
+            "api",
+            &caller.name,
+            request.dry_run,
+            key.map(|k| (k, digest)),
+        )
+        .await
+        .map_err(|e| match e {
+            TriggerError::UnknownRunbook(name) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_runbook",
+                format!("no runbook named `{name}`"),
+            ),
+            TriggerError::Engine(EngineError::Params { problems, .. }) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_params",
+                problems.join("; "),
+            ),
+            TriggerError::Engine(EngineError::Store(StoreError::LeaseHeld {
+                target,
+                run_id,
+                runbook,
+                since,
+            })) => ApiError::new(
+                StatusCode::CONFLICT,
+                "target_in_use",
+                format!("{target} is in use by run {run_id} ({runbook}, started {since})"),
+            ),
+            other => {
+                tracing::error!(error = %other, "Cannot trigger a run.");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the run could not be started; see the daemon log",
+                )
+            }
+        })?;
+    Ok((StatusCode::CREATED, Json(created(run_id))))
+}
+
+pub(super) fn created(id: String) -> RunCreated {
+    RunCreated {
+        events: format!("/v1/runs/{id}/events"),
+        id,
+    }
+}
+
+#[utoipa::path(get, path = "/runs/{id}", tag = "runs", params(("id" = String, Path, description = "Run id")), security(("bearer" = [])),
+    responses((status = 200, body = RunDetail), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn get_run(
+    State(d): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<RunDetail>, ApiError> {
+    caller.require(Permission::Read)?;
+    checked_run_id(&id)?;
+    Ok(Json(run_detail(&d, &id).await?))
+}
+
+pub(super) async fn run_detail(d: &Daemon, id: &str) -> Result<RunDetail, ApiError> {
+    let run = d
+        .store()
+        .run(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no run {id}")))?;
+    let steps = d
+        .store()
+        .steps(id)
+        .await?
+        .into_iter()
+        .map(|s| StepView {
+            step_id: s.step_id,
+            phase: s.phase,
+            status: s.status,
+            output: s.output,
+            error: s.error,
+            started_at: s.started_at,
+            finished_at: s.finished_at,
+        })
+        .collect();
+    let approvals = d
+        .store()
+        .approvals(id)
+        .await?
+        .into_iter()
+        .map(|a| ApprovalView {
+            step_id: a.step_id,
+            approver: a.approver,
+            decision: a.decision,
+            comment: a.comment,
+            at: a.at,
+        })
+        .collect();
+    Ok(RunDetail {
+        run: run.into(),
+        steps,
+        approvals,
+    })
+}
+
+#[utoipa::path(get, path = "/runs/{id}/events", tag = "runs", params(("id" = String, Path, description = "Run id")), security(("bearer" = [])),
+    responses((status = 200, description = "Server-sent events: `snapshot` (the run and its steps), then one event per step event, ending with `run_finished`", content_type = "text/event-stream"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn run_events(
+    State(d): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    caller.require(Permission::Read)?;
+    checked_run_id(&id)?;
+    // Subscribe first, so nothing between the snapshot and the live events is lost.
+    let live = d.subscribe(&id);
+    let detail = run_detail(&d, &id).await?;
+    let finished = detail.run.status != status::RUNNING;
+    let snapshot = SseEvent::default()
+        .event("snapshot")
+        .json_data(&detail)
+        .unwrap_or_default();
+    let first = futures_util::stream::once(async move { Ok::<_, Infallible>(snapshot) });
+    let rest = futures_util::stream::unfold((live, finished), |(rx, done)| async move {
+        let mut rx = rx.filter(|_| !done)?;
+        loop {
+            match rx.recv().await {
+                Ok(event) => {
+                    let name = serde_json::to_value(&event)
+                        .ok()
+                        .and_then(|v| v["event"].as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    let end = matches!(event, RunEvent::RunFinished { .. });
+                    let sse = SseEvent::default()
+                        .event(name)
+                        .json_data(&event)
+                        .unwrap_or_default();
+                    return Some((Ok(sse), (Some(rx), end)));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Ok(Sse::new(futures_util::StreamExt::chain(first, rest)).keep_alive(KeepAlive::default()))
+}
+
+/// Result of a cancel request.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CancelAccepted {
+    /// Run id.
+    pub id: String,
+    /// What happens next.
+    pub message: String,
+}
+
+#[utoipa::path(post, path = "/runs/{id}/cancel", tag = "runs", params(("id" = String, Path, description = "Run id")), security(("bearer" = [])),
+    responses((status = 202, body = CancelAccepted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn cancel_run(
+    State(d): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<CancelAccepted>), ApiError> {
+    caller.require(Permission::Operate)?;
+    checked_run_id(&id)?;
+    let run = d
+        .store()
+        .run(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no run {id}")))?;
+    if !d.store().request_cancel(&id, &caller.name).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "run_not_running",
+            format!("run {id} is {}, not running", run.status),
+        ));
+    }
+    let message = "the run stops at its next step boundary (a cloud call in flight finishes first); finally steps still run".to_string();
+    Ok((StatusCode::ACCEPTED, Json(CancelAccepted { id, message })))
+}
+
+/// `POST /runs/{id}/approvals` body.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalBody {
+    /// `approve` or `reject`.
+    pub decision: Decision,
+    /// Why.
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// An approval decision.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    /// Let the run go on.
+    Approve,
+    /// Fail the approval step.
+    Reject,
+}
+
+#[utoipa::path(post, path = "/runs/{id}/approvals", tag = "runs", request_body = ApprovalBody, params(("id" = String, Path, description = "Run id")), security(("bearer" = [])),
+    responses((status = 201, body = ApprovalView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn approve_run(
+    State(d): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<ApprovalView>), ApiError> {
+    caller.require(Permission::Operate)?;
+    checked_run_id(&id)?;
+    let request: ApprovalBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!(
+                "the body must be {{\"decision\": \"approve\"|\"reject\", \"comment\": ...}}: {e}"
+            ),
+        )
+    })?;
+    if let Some(comment) = &request.comment
+        && comment.chars().count() > MAX_COMMENT_CHARS
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "comment_too_long",
+            format!(
+                "an approval comment has at most {MAX_COMMENT_CHARS} characters, this one has {}",
+                comment.chars().count()
+            ),
+        ));
+    }
+    let run = d
+        .store()
+        .run(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no run {id}")))?;
+    if run.requested_by == caller.name {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "requester_cannot_approve",
+            format!("{} started run {id} and cannot approve it", caller.name),
+        ));
+    }
+    // The approval step the run is waiting in.
+    let book = runbook::parse(&run.runbook_source, std::path::Path::new(&run.runbook_path))
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "no_approval_pending",
+                "the run's runbook cannot be read",
+            )
+        })?;
+    let steps = d.store().steps(&id).await?;
+    let waiting = steps
+        .iter()
+        .find(|s| {
+            s.status == status::RUNNING
+                && book
+                    .all_steps()
+                    .any(|b| b.id == s.step_id && matches!(b.action, Action::Approval(_)))
+        })
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "no_approval_pending",
+                format!("run {id} is {} and not waiting for an approval", run.status),
+            )
+        })?;
+    let already = d
+        .store()
+        .approvals(&id)
+        .await?
+        .into_iter()
+        .any(|a| a.step_id == waiting.step_id && a.approver == caller.name);
+    if already {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_decided",
+            format!(
+                "{} already decided on step `{}`",
+                caller.name, waiting.step_id
+            ),
+        ));
+    }
+    let decision = if request.decision == Decision::Approve {
+        "approved"
+    } else {
+        "rejected"
+    };
+    d.store()
+        .record_approval(
+            &id,
+            &waiting.step_id,
+            &caller.name,
+            decision,
+            request.comment.as_deref(),
+        )
+        .await?;
+    let view = ApprovalView {
+        step_id: waiting.step_id.clone(),
+        approver: caller.name,
+        decision: decision.into(),
+        comment: request.comment,
+        at: crate::store::now(),
+    };
+    Ok((StatusCode::CREATED, Json(view)))
+}
