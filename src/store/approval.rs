@@ -1,0 +1,74 @@
+//! Approval decisions, each an audit event with its approver.
+
+use serde::Serialize;
+use sqlx::{Connection, Row};
+
+use super::{Store, StoreError, append, now};
+
+/// A stored approval.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApprovalRecord {
+    /// Step.
+    pub step_id: String,
+    /// Who.
+    pub approver: String,
+    /// `approved` / `rejected`.
+    pub decision: String,
+    /// Note.
+    pub comment: Option<String>,
+    /// When.
+    pub at: String,
+}
+
+impl Store {
+    /// Records an approval decision.
+    pub async fn record_approval(
+        &self,
+        run_id: &str,
+        step_id: &str,
+        approver: &str,
+        decision: &str,
+        comment: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.lock().await;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("INSERT OR REPLACE INTO approvals (run_id, step_id, approver, decision, comment, at) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(run_id)
+            .bind(step_id)
+            .bind(approver)
+            .bind(decision)
+            .bind(comment)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        append(
+            &mut tx,
+            approver,
+            "approval",
+            Some(run_id),
+            Some(step_id),
+            serde_json::json!({ "decision": decision, "comment": comment }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A run's approvals.
+    pub async fn approvals(&self, run_id: &str) -> Result<Vec<ApprovalRecord>, StoreError> {
+        let rows = sqlx::query("SELECT step_id, approver, decision, comment, at FROM approvals WHERE run_id = ? ORDER BY at")
+            .bind(run_id)
+            .fetch_all(&mut *self.conn.lock().await)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ApprovalRecord {
+                step_id: r.get(0),
+                approver: r.get(1),
+                decision: r.get(2),
+                comment: r.get(3),
+                at: r.get(4),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,198 @@
+//! Step attempts: reads, polls, requests, and the intents of mutating calls
+//! with their outcomes (the exactly-once record).
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::{Connection, Row};
+
+use super::{Store, StoreError, append, json_column, now};
+
+/// An attempt to record.
+#[derive(Debug, Clone, Default)]
+pub struct NewAttempt {
+    /// Run.
+    pub run_id: String,
+    /// Step.
+    pub step_id: String,
+    /// Attempt number within the step.
+    pub attempt: u32,
+    /// `read`, `intent`, `reconcile`, `poll`, `request`, `would_send`.
+    pub kind: String,
+    /// `METHOD path`.
+    pub request: String,
+    /// Request body (secrets never included).
+    pub request_body: Option<Value>,
+    /// The resource before a mutating call.
+    pub pre_image: Option<Value>,
+}
+
+/// The outcome of an attempt.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// Short outcome word (`ok`, `failed`, `ambiguous`, `applied`, `not_applied`, `would_send`).
+    pub outcome: String,
+    /// HTTP status.
+    pub http_status: Option<u16>,
+    /// Cloud error code.
+    pub error_code: Option<String>,
+    /// Cloud message.
+    pub error_message: Option<String>,
+    /// How long it took.
+    pub duration: Duration,
+    /// The SDRS job an accepted call started.
+    pub job_id: Option<String>,
+}
+
+/// A stored attempt.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptRecord {
+    /// Row id.
+    pub id: i64,
+    /// Step.
+    pub step_id: String,
+    /// Attempt number.
+    pub attempt: i64,
+    /// Kind.
+    pub kind: String,
+    /// Request summary.
+    pub request: String,
+    /// Request body.
+    pub request_body: Option<Value>,
+    /// Pre-image.
+    pub pre_image: Option<Value>,
+    /// HTTP status.
+    pub http_status: Option<i64>,
+    /// Cloud code.
+    pub error_code: Option<String>,
+    /// Cloud message.
+    pub error_message: Option<String>,
+    /// Outcome; `None` for an intent whose answer never arrived.
+    pub outcome: Option<String>,
+    /// Started.
+    pub started_at: String,
+    /// Duration.
+    pub duration_ms: Option<i64>,
+    /// The SDRS job an accepted call started.
+    pub job_id: Option<String>,
+}
+
+impl Store {
+    /// Records an attempt; with `outcome` `None` it is an intent (written
+    /// before the request is sent). Returns its id.
+    pub async fn record_attempt(
+        &self,
+        a: &NewAttempt,
+        outcome: Option<&Outcome>,
+    ) -> Result<i64, StoreError> {
+        let mut conn = self.conn.lock().await;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let at = now();
+        let row = sqlx::query(
+            "INSERT INTO step_attempts (run_id, step_id, attempt, kind, request, request_body, pre_image, http_status, error_code, error_message, outcome, started_at, duration_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&a.run_id)
+        .bind(&a.step_id)
+        .bind(a.attempt as i64)
+        .bind(&a.kind)
+        .bind(&a.request)
+        .bind(a.request_body.as_ref().map(Value::to_string))
+        .bind(a.pre_image.as_ref().map(Value::to_string))
+        .bind(outcome.and_then(|o| o.http_status).map(i64::from))
+        .bind(outcome.and_then(|o| o.error_code.clone()))
+        .bind(outcome.and_then(|o| o.error_message.clone()))
+        .bind(outcome.map(|o| o.outcome.clone()))
+        .bind(&at)
+        .bind(outcome.map(|o| o.duration.as_millis() as i64))
+        .fetch_one(&mut *tx)
+        .await?;
+        let id: i64 = row.get(0);
+        let kind = if outcome.is_none() {
+            "step.intent"
+        } else {
+            "step.attempt"
+        };
+        let data = serde_json::json!({
+            "attempt": a.attempt, "kind": a.kind, "request": a.request, "body": a.request_body,
+            "outcome": outcome.map(|o| &o.outcome), "http_status": outcome.and_then(|o| o.http_status),
+            "error_code": outcome.and_then(|o| o.error_code.clone()),
+        });
+        append(
+            &mut tx,
+            "drover",
+            kind,
+            Some(&a.run_id),
+            Some(&a.step_id),
+            data,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Records the answer to an intent.
+    pub async fn record_outcome(
+        &self,
+        run_id: &str,
+        step_id: &str,
+        attempt_id: i64,
+        o: &Outcome,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.lock().await;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("UPDATE step_attempts SET outcome = ?, http_status = ?, error_code = ?, error_message = ?, duration_ms = ?, job_id = COALESCE(?, job_id) WHERE id = ?")
+            .bind(&o.outcome)
+            .bind(o.http_status.map(i64::from))
+            .bind(&o.error_code)
+            .bind(&o.error_message)
+            .bind(o.duration.as_millis() as i64)
+            .bind(&o.job_id)
+            .bind(attempt_id)
+            .execute(&mut *tx)
+            .await?;
+        let data = serde_json::json!({ "attempt_id": attempt_id, "outcome": o.outcome, "http_status": o.http_status, "error_code": o.error_code, "job_id": o.job_id });
+        append(
+            &mut tx,
+            "drover",
+            "step.outcome",
+            Some(run_id),
+            Some(step_id),
+            data,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A run's attempts in order.
+    pub async fn attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, step_id, attempt, kind, request, request_body, pre_image, http_status, error_code, error_message, outcome, started_at, duration_ms, job_id
+             FROM step_attempts WHERE run_id = ? ORDER BY id",
+        )
+        .bind(run_id)
+        .fetch_all(&mut *self.conn.lock().await)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| AttemptRecord {
+                id: r.get(0),
+                step_id: r.get(1),
+                attempt: r.get(2),
+                kind: r.get(3),
+                request: r.get(4),
+                request_body: json_column(r, 5),
+                pre_image: json_column(r, 6),
+                http_status: r.get(7),
+                error_code: r.get(8),
+                error_message: r.get(9),
+                outcome: r.get(10),
+                started_at: r.get(11),
+                duration_ms: r.get(12),
+                job_id: r.get(13),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,73 @@
+//! Schedule fires: what the scheduler did with each cron fire time.
+
+use chrono::{DateTime, Utc};
+use sqlx::{Connection, Row};
+
+use super::{Store, StoreError, append, now};
+
+impl Store {
+    /// Records what the scheduler did with one fire time (with its audit event).
+    pub async fn record_fire(
+        &self,
+        runbook: &str,
+        schedule: &str,
+        fire_at: DateTime<Utc>,
+        outcome: &str,
+        run_id: Option<&str>,
+        detail: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.lock().await;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let at = fire_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        sqlx::query("INSERT OR REPLACE INTO schedule_fires (runbook, schedule, fire_at, outcome, run_id, detail, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(runbook)
+            .bind(schedule)
+            .bind(&at)
+            .bind(outcome)
+            .bind(run_id)
+            .bind(detail)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        let data = serde_json::json!({ "runbook": runbook, "schedule": schedule, "fire_at": at, "outcome": outcome, "detail": detail });
+        append(&mut tx, "scheduler", "schedule.fire", run_id, None, data).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The latest fire time the scheduler handled for a schedule.
+    pub async fn last_fire(
+        &self,
+        runbook: &str,
+        schedule: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row = sqlx::query(
+            "SELECT MAX(fire_at) FROM schedule_fires WHERE runbook = ? AND schedule = ?",
+        )
+        .bind(runbook)
+        .bind(schedule)
+        .fetch_one(&mut *self.conn.lock().await)
+        .await?;
+        let at: Option<String> = row.get(0);
+        Ok(at
+            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&Utc)))
+    }
+
+    /// Fire records of a schedule, oldest first: (fire time, outcome, run id).
+    pub async fn fires(
+        &self,
+        runbook: &str,
+        schedule: &str,
+    ) -> Result<Vec<(String, String, Option<String>)>, StoreError> {
+        let rows = sqlx::query("SELECT fire_at, outcome, run_id FROM schedule_fires WHERE runbook = ? AND schedule = ? ORDER BY fire_at")
+            .bind(runbook)
+            .bind(schedule)
+            .fetch_all(&mut *self.conn.lock().await)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+}

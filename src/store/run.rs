@@ -1,0 +1,396 @@
+//! Runs and their steps: creation with target leases and idempotency keys,
+//! status changes, cancel requests, and reads.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Connection, Row};
+
+use super::{Store, StoreError, append, json_column, now, status};
+
+/// The run columns in the order `run_record` reads them (a macro so queries stay `&'static str`).
+macro_rules! run_columns {
+    () => {
+        "SELECT id, runbook, runbook_digest, runbook_source, runbook_path, kind, trigger, requested_by, params, dry_run, status, error, created_at, finished_at, recovered_at, cancel_requested_by FROM runs"
+    };
+}
+
+/// A run to create.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// Run id (UUID v7).
+    pub id: String,
+    /// Runbook name.
+    pub runbook: String,
+    /// sha256 of the runbook file.
+    pub digest: String,
+    /// The runbook text.
+    pub source: String,
+    /// Where it was loaded from.
+    pub path: String,
+    /// Runbook kind.
+    pub kind: String,
+    /// `cli`, `api` or `schedule`.
+    pub trigger: String,
+    /// Who asked for it.
+    pub requested_by: String,
+    /// Resolved parameters.
+    pub params: BTreeMap<String, String>,
+    /// Dry run.
+    pub dry_run: bool,
+    /// Step ids in run order with their phase (`main` / `finally`).
+    pub steps: Vec<(String, String)>,
+    /// Cloud targets to lease (`evs:<id>`, `sdrs:<id>`).
+    pub targets: Vec<String>,
+    /// `Idempotency-Key` of an API trigger: (actor, key, sha256 of the request).
+    pub idempotency: Option<(String, String, String)>,
+}
+
+/// A stored run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    /// Id.
+    pub id: String,
+    /// Runbook name.
+    pub runbook: String,
+    /// Runbook version.
+    pub runbook_digest: String,
+    /// The runbook text it started with.
+    #[serde(skip)]
+    pub runbook_source: String,
+    /// File it came from.
+    pub runbook_path: String,
+    /// Kind.
+    pub kind: String,
+    /// Trigger.
+    pub trigger: String,
+    /// Requester.
+    pub requested_by: String,
+    /// Parameters.
+    pub params: BTreeMap<String, String>,
+    /// Dry run.
+    pub dry_run: bool,
+    /// Status.
+    pub status: String,
+    /// Failure summary.
+    pub error: Option<String>,
+    /// Created.
+    pub created_at: String,
+    /// Finished.
+    pub finished_at: Option<String>,
+    /// When the last main step succeeded (recovery time = this - created_at).
+    pub recovered_at: Option<String>,
+    /// Who asked to cancel the run, if anyone did.
+    pub cancel_requested_by: Option<String>,
+}
+
+/// A stored step state.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRecord {
+    /// Step id.
+    pub step_id: String,
+    /// Run order.
+    pub position: i64,
+    /// `main` / `finally`.
+    pub phase: String,
+    /// Status.
+    pub status: String,
+    /// Output (JSON).
+    pub output: Option<Value>,
+    /// Failure.
+    pub error: Option<String>,
+    /// Started.
+    pub started_at: Option<String>,
+    /// Finished.
+    pub finished_at: Option<String>,
+}
+
+impl Store {
+    /// Creates a run with its steps, leasing its targets, in one transaction.
+    pub async fn create_run(&self, run: &NewRun) -> Result<(), StoreError> {
+        let mut conn = self.conn.lock().await;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        for target in &run.targets {
+            let holder = sqlx::query("SELECT l.run_id, r.runbook, r.created_at FROM target_leases l JOIN runs r ON r.id = l.run_id WHERE l.target = ?")
+                .bind(target)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(row) = holder {
+                let run_id: String = row.get(0);
+                if run_id != run.id {
+                    return Err(StoreError::LeaseHeld {
+                        target: target.clone(),
+                        run_id,
+                        runbook: row.get(1),
+                        since: row.get(2),
+                    });
+                }
+            }
+        }
+        let at = now();
+        sqlx::query(
+            "INSERT INTO runs (id, runbook, runbook_digest, runbook_source, runbook_path, kind, trigger, requested_by, params, dry_run, status, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?)",
+        )
+        .bind(&run.id)
+        .bind(&run.runbook)
+        .bind(&run.digest)
+        .bind(&run.source)
+        .bind(&run.path)
+        .bind(&run.kind)
+        .bind(&run.trigger)
+        .bind(&run.requested_by)
+        .bind(serde_json::to_string(&run.params).unwrap_or_default())
+        .bind(run.dry_run)
+        .bind(&at)
+        .execute(&mut *tx)
+        .await?;
+        for (position, (step, phase)) in run.steps.iter().enumerate() {
+            sqlx::query("INSERT INTO steps (run_id, step_id, position, phase, status) VALUES (?, ?, ?, ?, 'pending')")
+                .bind(&run.id)
+                .bind(step)
+                .bind(position as i64)
+                .bind(phase)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some((actor, key, request)) = &run.idempotency {
+            sqlx::query("INSERT INTO idempotency_keys (actor, key, request, run_id, created_at) VALUES (?, ?, ?, ?, ?)")
+                .bind(actor)
+                .bind(key)
+                .bind(request)
+                .bind(&run.id)
+                .bind(&at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for target in &run.targets {
+            sqlx::query("INSERT OR IGNORE INTO target_leases (target, run_id, acquired_at) VALUES (?, ?, ?)")
+                .bind(target)
+                .bind(&run.id)
+                .bind(&at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let data = serde_json::json!({
+            "runbook": run.runbook, "digest": run.digest, "kind": run.kind, "trigger": run.trigger,
+            "params": run.params, "dry_run": run.dry_run, "targets": run.targets,
+        });
+        append(
+            &mut tx,
+            &run.requested_by,
+            "run.started",
+            Some(&run.id),
+            None,
+            data,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Ends a run: status, error, finish time; releases its leases.
+    pub async fn finish_run(
+        &self,
+        run_id: &str,
+        status: &str,
+        error: Option<&str>,
+        actor: &str,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.lock().await;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE id = ?")
+            .bind(status)
+            .bind(error)
+            .bind(now())
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM target_leases WHERE run_id = ?")
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        append(
+            &mut tx,
+            actor,
+            "run.finished",
+            Some(run_id),
+            None,
+            serde_json::json!({ "status": status, "error": error }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records that the run's main steps are done (the end of recovery).
+    pub async fn mark_recovered(&self, run_id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE runs SET recovered_at = ? WHERE id = ? AND recovered_at IS NULL")
+            .bind(now())
+            .bind(run_id)
+            .execute(&mut *self.conn.lock().await)
+            .await?;
+        Ok(())
+    }
+
+    /// Sets a step's status (and output or error), with its audit event.
+    pub async fn set_step(
+        &self,
+        run_id: &str,
+        step_id: &str,
+        status: &str,
+        output: Option<&Value>,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.lock().await;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let at = now();
+        let started = status == status::RUNNING;
+        sqlx::query(
+            "UPDATE steps SET status = ?, output = COALESCE(?, output), error = ?,
+                 started_at = CASE WHEN ? THEN ? ELSE started_at END,
+                 finished_at = CASE WHEN ? THEN NULL ELSE ? END
+             WHERE run_id = ? AND step_id = ?",
+        )
+        .bind(status)
+        .bind(output.map(Value::to_string))
+        .bind(error)
+        .bind(started)
+        .bind(&at)
+        .bind(started)
+        .bind(&at)
+        .bind(run_id)
+        .bind(step_id)
+        .execute(&mut *tx)
+        .await?;
+        let data = serde_json::json!({ "status": status, "error": error });
+        append(
+            &mut tx,
+            "drover",
+            "step.status",
+            Some(run_id),
+            Some(step_id),
+            data,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The run an `Idempotency-Key` of `actor` started, with the request digest it came with.
+    pub async fn idempotent_run(
+        &self,
+        actor: &str,
+        key: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let row =
+            sqlx::query("SELECT request, run_id FROM idempotency_keys WHERE actor = ? AND key = ?")
+                .bind(actor)
+                .bind(key)
+                .fetch_optional(&mut *self.conn.lock().await)
+                .await?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// Asks a running run to stop; `false` when it is not running.
+    pub async fn request_cancel(&self, run_id: &str, actor: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.lock().await;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let changed = sqlx::query("UPDATE runs SET cancel_requested_by = COALESCE(cancel_requested_by, ?) WHERE id = ? AND status = 'running'")
+            .bind(actor)
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if changed > 0 {
+            append(
+                &mut tx,
+                actor,
+                "run.cancel_requested",
+                Some(run_id),
+                None,
+                serde_json::json!({}),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(changed > 0)
+    }
+
+    /// One run.
+    pub async fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
+        let row = sqlx::query(concat!(run_columns!(), " WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&mut *self.conn.lock().await)
+            .await?;
+        Ok(row.map(|r| run_record(&r)))
+    }
+
+    /// The newest runs first.
+    pub async fn runs(&self, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
+        let rows = sqlx::query(concat!(
+            run_columns!(),
+            " ORDER BY created_at DESC, id DESC LIMIT ?"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.conn.lock().await)
+        .await?;
+        Ok(rows.iter().map(run_record).collect())
+    }
+
+    /// Runs that were running when their process stopped.
+    pub async fn interrupted_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        let rows = sqlx::query(concat!(
+            run_columns!(),
+            " WHERE status = 'running' ORDER BY created_at"
+        ))
+        .fetch_all(&mut *self.conn.lock().await)
+        .await?;
+        Ok(rows.iter().map(run_record).collect())
+    }
+
+    /// A run's steps in run order.
+    pub async fn steps(&self, run_id: &str) -> Result<Vec<StepRecord>, StoreError> {
+        let rows = sqlx::query("SELECT step_id, position, phase, status, output, error, started_at, finished_at FROM steps WHERE run_id = ? ORDER BY position")
+            .bind(run_id)
+            .fetch_all(&mut *self.conn.lock().await)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| StepRecord {
+                step_id: r.get(0),
+                position: r.get(1),
+                phase: r.get(2),
+                status: r.get(3),
+                output: json_column(r, 4),
+                error: r.get(5),
+                started_at: r.get(6),
+                finished_at: r.get(7),
+            })
+            .collect())
+    }
+}
+
+fn run_record(r: &SqliteRow) -> RunRecord {
+    let params: String = r.get(8);
+    RunRecord {
+        id: r.get(0),
+        runbook: r.get(1),
+        runbook_digest: r.get(2),
+        runbook_source: r.get(3),
+        runbook_path: r.get(4),
+        kind: r.get(5),
+        trigger: r.get(6),
+        requested_by: r.get(7),
+        params: serde_json::from_str(&params).unwrap_or_default(),
+        dry_run: r.get(9),
+        status: r.get(10),
+        error: r.get(11),
+        created_at: r.get(12),
+        finished_at: r.get(13),
+        recovered_at: r.get(14),
+        cancel_requested_by: r.get(15),
+    }
+}
