@@ -7,10 +7,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
 
 use schemars::JsonSchema;
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 
 use super::value::{Expect, Templated};
@@ -257,185 +256,9 @@ pub struct RawSchedule {
     pub enabled: Option<bool>,
 }
 
-/// A duration written without templates: `500ms`, `10s`, `5m`, `2h`, `1h30m`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
-#[schemars(with = "String")]
-pub struct FixedDuration(#[serde(with = "duration_text")] pub Duration);
-
-impl<'de> Deserialize<'de> for FixedDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        if text.contains("{{") {
-            return Err(de::Error::custom(format!(
-                "templates are not allowed here, found `{text}`; write a fixed duration such as `10s`"
-            )));
-        }
-        parse_duration(&text)
-            .map(FixedDuration)
-            .map_err(de::Error::custom)
-    }
-}
-
-mod duration_text {
-    use std::time::Duration;
-    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::format_duration(*d))
-    }
-}
-
-/// A duration that may instead be a template rendered when the step runs.
-#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
-#[schemars(with = "String")]
-pub enum DurationSpec {
-    /// Known at load time.
-    Fixed(Duration),
-    /// A template, e.g. `{{ params.verify_timeout }}`; rendered, then parsed.
-    Template(String),
-}
-
-impl<'de> Deserialize<'de> for DurationSpec {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        if text.contains("{{") {
-            return Ok(DurationSpec::Template(text));
-        }
-        parse_duration(&text)
-            .map(DurationSpec::Fixed)
-            .map_err(de::Error::custom)
-    }
-}
-
-/// Parses `500ms`, `10s`, `5m`, `2h`, or a sequence such as `1h30m`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || {
-        format!(
-            "invalid duration `{text}`: expected a number and a unit (ms, s, m, h), such as `500ms`, `10s`, `5m` or `2h`"
-        )
-    };
-    let s = text.trim();
-    if s.is_empty() {
-        return Err(bad());
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(bad());
-        }
-        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let part = match unit {
-            "ms" => Duration::from_millis(number),
-            "s" => Duration::from_secs(number),
-            "m" => Duration::from_secs(number.saturating_mul(60)),
-            "h" => Duration::from_secs(number.saturating_mul(3600)),
-            _ => return Err(bad()),
-        };
-        total = total.saturating_add(part);
-    }
-    if total > MAX_DURATION_TEXT {
-        return Err(format!(
-            "duration `{text}` is longer than the {} any duration may be",
-            format_duration(MAX_DURATION_TEXT)
-        ));
-    }
-    Ok(total)
-}
-
-/// The longest duration any runbook or config text may name (a week); the
-/// engine's own `engine.max_duration` bounds rendered values further.
-pub const MAX_DURATION_TEXT: Duration = Duration::from_secs(7 * 24 * 3600);
-
-/// Formats a duration the way runbooks write it (`1h30m`, `500ms`).
-pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms == 0 {
-        return "0s".into();
-    }
-    if !ms.is_multiple_of(1000) {
-        return format!("{ms}ms");
-    }
-    let mut secs = ms / 1000;
-    let mut out = String::new();
-    for (unit, size) in [("h", 3600), ("m", 60), ("s", 1)] {
-        if secs >= size {
-            out.push_str(&format!("{}{unit}", secs / size));
-            secs %= size;
-        }
-    }
-    out
-}
-
-/// One value or a list of values (`status: available` or `status: [a, b]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OneOrMany<T>(pub Vec<T>);
-
-impl<T> OneOrMany<T> {
-    /// True when `value` is one of the listed values.
-    pub fn contains(&self, value: &T) -> bool
-    where
-        T: PartialEq,
-    {
-        self.0.contains(value)
-    }
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
-            type Value = OneOrMany<T>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a value or a list of values")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut out = Vec::new();
-                while let Some(item) = seq.next_element()? {
-                    out.push(item);
-                }
-                if out.is_empty() {
-                    return Err(de::Error::custom(
-                        "expected at least one value, found an empty list",
-                    ));
-                }
-                Ok(OneOrMany(out))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                T::deserialize(de::value::StrDeserializer::<E>::new(v)).map(|t| OneOrMany(vec![t]))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                self.visit_str(&v.to_string())
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                self.visit_str(&v.to_string())
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-                self.visit_str(&v.to_string())
-            }
-        }
-        d.deserialize_any(V(std::marker::PhantomData))
-    }
-}
-
-impl<T: JsonSchema> JsonSchema for OneOrMany<T> {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        format!("OneOrMany_{}", T::schema_name()).into()
-    }
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        let one = generator.subschema_for::<T>();
-        schemars::json_schema!({
-            "anyOf": [one, { "type": "array", "items": one, "minItems": 1 }]
-        })
-    }
-}
+pub use super::value::{
+    DurationSpec, FixedDuration, MAX_DURATION_TEXT, format_duration, parse_duration,
+};
 
 use crate::cloud::vocabulary::string_enum;
 pub use crate::cloud::vocabulary::{
@@ -837,6 +660,7 @@ actions! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn durations_parse_and_format() {

@@ -9,6 +9,7 @@
 //! really moved (`priority_station: { not: "{{ steps.precheck.output.priority_station }}" }`).
 
 use std::fmt;
+use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -307,6 +308,125 @@ impl<T: JsonSchema> JsonSchema for Expect<T> {
             ]
         })
     }
+}
+
+// ---- durations -------------------------------------------------------------
+
+/// A duration written without templates: `500ms`, `10s`, `5m`, `2h`, `1h30m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[schemars(with = "String")]
+pub struct FixedDuration(#[serde(with = "duration_text")] pub Duration);
+
+impl<'de> Deserialize<'de> for FixedDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.contains("{{") {
+            return Err(de::Error::custom(format!(
+                "templates are not allowed here, found `{text}`; write a fixed duration such as `10s`"
+            )));
+        }
+        parse_duration(&text)
+            .map(FixedDuration)
+            .map_err(de::Error::custom)
+    }
+}
+
+mod duration_text {
+    use std::time::Duration;
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_duration(*d))
+    }
+}
+
+/// A duration that may instead be a template rendered when the step runs.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[schemars(with = "String")]
+pub enum DurationSpec {
+    /// Known at load time.
+    Fixed(Duration),
+    /// A template, e.g. `{{ params.verify_timeout }}`; rendered, then parsed.
+    Template(String),
+}
+
+impl<'de> Deserialize<'de> for DurationSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.contains("{{") {
+            return Ok(DurationSpec::Template(text));
+        }
+        parse_duration(&text)
+            .map(DurationSpec::Fixed)
+            .map_err(de::Error::custom)
+    }
+}
+
+/// Parses `500ms`, `10s`, `5m`, `2h`, or a sequence such as `1h30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || {
+        format!(
+            "invalid duration `{text}`: expected a number and a unit (ms, s, m, h), such as `500ms`, `10s`, `5m` or `2h`"
+        )
+    };
+    let s = text.trim();
+    if s.is_empty() {
+        return Err(bad());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(bad());
+        }
+        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let part = match unit {
+            "ms" => Duration::from_millis(number),
+            "s" => Duration::from_secs(number),
+            "m" => Duration::from_secs(number.saturating_mul(60)),
+            "h" => Duration::from_secs(number.saturating_mul(3600)),
+            _ => return Err(bad()),
+        };
+        total = total.saturating_add(part);
+    }
+    if total > MAX_DURATION_TEXT {
+        return Err(format!(
+            "duration `{text}` is longer than the {} any duration may be",
+            format_duration(MAX_DURATION_TEXT)
+        ));
+    }
+    Ok(total)
+}
+
+/// The longest duration any runbook or config text may name (a week); the
+/// engine's own `engine.max_duration` bounds rendered values further.
+pub const MAX_DURATION_TEXT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Formats a duration the way runbooks write it (`1h30m`, `500ms`).
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".into();
+    }
+    if !ms.is_multiple_of(1000) {
+        return format!("{ms}ms");
+    }
+    let mut secs = ms / 1000;
+    let mut out = String::new();
+    for (unit, size) in [("h", 3600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            out.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    out
 }
 
 #[cfg(test)]
