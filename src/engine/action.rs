@@ -15,8 +15,11 @@ use serde_json::Value;
 
 use super::context::{StepError, StepRun, to_json};
 use super::{Cloud, RunEvent, crash};
-use crate::runbook::value::Expect;
+use crate::runbook::DEFAULT_POLL_INTERVAL;
+use crate::runbook::model::IdField;
+use crate::runbook::value::{DurationSpec, Expect};
 use crate::store::Outcome;
+use crate::yaml::Located;
 
 /// What a wait step follows.
 pub(crate) struct Watch {
@@ -99,4 +102,83 @@ where
         out.push(problem);
     }
     Ok(())
+}
+
+/// A cloud resource that `check` and `wait` steps look at: an EVS group or an
+/// SDRS protection group. One check and one wait serve both.
+pub(crate) trait Watched: Sized + serde::Serialize {
+    /// The expectation type of its `expect`, `until` and `fail_if`.
+    type Expect;
+    /// Its id syntax and lease.
+    const ID: IdField;
+    /// `group g1`, for messages.
+    fn named(id: &str) -> String;
+    /// The read, as recorded.
+    fn request(id: &str) -> String;
+    /// Reads it under the step's retry policy.
+    fn read<C: Cloud>(
+        s: &StepRun<'_, C>,
+        id: &str,
+    ) -> impl std::future::Future<Output = Result<Self, StepError>>;
+    /// `status available, ...`, for progress and messages.
+    fn summary(&self) -> String;
+    /// Every field of `expect` it does not match, as readable text.
+    fn mismatches<C: Cloud>(
+        &self,
+        s: &StepRun<'_, C>,
+        expect: &Self::Expect,
+    ) -> Result<Vec<String>, StepError>;
+    /// True when `expect` names no field.
+    fn is_empty(expect: &Self::Expect) -> bool;
+}
+
+/// `*.check_group`: the resource, or every field that does not match.
+pub(crate) async fn check<C: Cloud, W: Watched>(
+    s: &StepRun<'_, C>,
+    group: &Located<String>,
+    expect: &W::Expect,
+) -> Result<Value, StepError> {
+    let id = s.render_id(W::ID, "group", &group.value)?;
+    let g = W::read(s, &id).await?;
+    let mismatches = g.mismatches(s, expect)?;
+    if mismatches.is_empty() || s.unverifiable(&mismatches) {
+        Ok(to_json(&g))
+    } else {
+        Err(StepError::Failed(format!(
+            "{}: {}",
+            W::named(&id),
+            mismatches.join("; ")
+        )))
+    }
+}
+
+/// `*.wait_group`: polls until `until` holds, failing at once on `fail_if`.
+pub(crate) async fn wait<C: Cloud, W: Watched>(
+    s: &StepRun<'_, C>,
+    group: &Located<String>,
+    until: &W::Expect,
+    fail_if: Option<&W::Expect>,
+    interval: &Option<Located<DurationSpec>>,
+) -> Result<Value, StepError> {
+    let id = s.render_id(W::ID, "group", &group.value)?;
+    let watch = Watch {
+        what: W::named(&id),
+        request: W::request(&id),
+        interval: s.interval(interval, DEFAULT_POLL_INTERVAL)?,
+    };
+    poll_until(
+        s,
+        &watch,
+        || W::read(s, &id),
+        W::summary,
+        |g| {
+            Ok(fail_if
+                .filter(|f| !W::is_empty(f))
+                .map(|f| g.mismatches(s, f))
+                .transpose()?
+                .is_some_and(|m| m.is_empty()))
+        },
+        |g| Ok(g.mismatches(s, until)?.is_empty()),
+    )
+    .await
 }

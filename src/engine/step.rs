@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::action::{approval, evs, http, sdrs, sleep};
+use super::action::{approval, check, evs, http, sdrs, sleep, wait};
 use super::context::{RunContext, StepError, StepRun, deadline_after};
 use super::{Cloud, Engine};
 use crate::cloud::evs::EvsAction;
+use crate::cloud::resource::{EvsGroup, ProtectionGroup};
 use crate::cloud::sdrs::SdrsAction;
 use crate::runbook::{Action, Step};
 
@@ -43,15 +44,20 @@ pub(crate) async fn execute<C: Cloud>(
         ..probe
     };
     match &step.action {
-        Action::EvsCheckGroup(i) => evs::check(&s, i).await,
-        Action::EvsWaitGroup(i) => evs::wait(&s, i).await,
+        Action::EvsCheckGroup(i) => check::<C, EvsGroup>(&s, &i.group, &i.expect).await,
+        Action::EvsWaitGroup(i) => {
+            wait::<C, EvsGroup>(&s, &i.group, &i.until, i.fail_if.as_ref(), &i.interval).await
+        }
         Action::EvsSwitchover(i) => evs::mutation(&s, &i.group.value, EvsAction::Switchover).await,
         Action::EvsFailover(i) => evs::mutation(&s, &i.group.value, EvsAction::Failover).await,
         Action::EvsSync(i) => evs::mutation(&s, &i.group.value, EvsAction::Sync).await,
         Action::EvsStop(i) => evs::mutation(&s, &i.group.value, EvsAction::Stop).await,
         Action::EvsReprotect(i) => evs::mutation(&s, &i.group.value, EvsAction::Reprotect).await,
-        Action::SdrsCheckGroup(i) => sdrs::check(&s, i).await,
-        Action::SdrsWaitGroup(i) => sdrs::wait(&s, i).await,
+        Action::SdrsCheckGroup(i) => check::<C, ProtectionGroup>(&s, &i.group, &i.expect).await,
+        Action::SdrsWaitGroup(i) => {
+            let (until, fail_if) = (&i.until, i.fail_if.as_ref());
+            wait::<C, ProtectionGroup>(&s, &i.group, until, fail_if, &i.interval).await
+        }
         Action::SdrsSwitchover(i) => sdrs::switchover(&s, i).await,
         Action::SdrsFailover(i) => {
             sdrs::mutation(&s, &i.group.value, SdrsAction::Failover, &i.interval).await

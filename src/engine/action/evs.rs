@@ -3,106 +3,71 @@
 
 use serde_json::{Value, json};
 
-use super::{Watch, mismatch, poll_until};
+use super::{Watched, mismatch};
 use crate::cloud::evs::EvsAction;
 use crate::cloud::resource::EvsGroup;
 use crate::engine::Cloud;
-use crate::engine::context::{StepError, StepRun, evs_summary, read_evs, to_json};
+use crate::engine::context::{StepError, StepRun, evs_summary, read_evs};
 use crate::engine::reconcile::{self, Mutation, Sent};
-use crate::runbook::DEFAULT_POLL_INTERVAL;
-use crate::runbook::model::{EvsCheckInput, EvsExpect, EvsWaitInput, IdField};
+use crate::runbook::model::{EvsExpect, IdField};
 
-/// `evs.check_group`: the group, or every field that does not match.
-pub(crate) async fn check<C: Cloud>(
-    s: &StepRun<'_, C>,
-    i: &EvsCheckInput,
-) -> Result<Value, StepError> {
-    let id = s.render_id(IdField::EvsGroup, "group", &i.group.value)?;
-    let g = read_evs(s, &id).await?;
-    let mismatches = evs_mismatches(s, &i.expect, &g)?;
-    if mismatches.is_empty() || s.unverifiable(&mismatches) {
-        Ok(to_json(&g))
-    } else {
-        Err(StepError::Failed(format!(
-            "group {id}: {}",
-            mismatches.join("; ")
-        )))
+impl Watched for EvsGroup {
+    type Expect = EvsExpect;
+    const ID: IdField = IdField::EvsGroup;
+
+    fn named(id: &str) -> String {
+        format!("group {id}")
     }
-}
 
-/// `evs.wait_group`: polls until `until` holds, failing at once on `fail_if`.
-pub(crate) async fn wait<C: Cloud>(
-    s: &StepRun<'_, C>,
-    i: &EvsWaitInput,
-) -> Result<Value, StepError> {
-    let id = s.render_id(IdField::EvsGroup, "group", &i.group.value)?;
-    let interval = s.interval(&i.interval, DEFAULT_POLL_INTERVAL)?;
-    let watch = Watch {
-        what: format!("group {id}"),
-        request: format!("GET consistency group {id}"),
-        interval,
-    };
-    poll_until(
-        s,
-        &watch,
-        || read_evs(s, &id),
-        evs_summary,
-        |g| {
-            Ok(i.fail_if
-                .as_ref()
-                .filter(|f| !f.is_empty_expect())
-                .map(|f| evs_mismatches(s, f, g))
-                .transpose()?
-                .is_some_and(|m| m.is_empty()))
-        },
-        |g| Ok(evs_mismatches(s, &i.until, g)?.is_empty()),
-    )
-    .await
-}
-
-trait EmptyExpect {
-    fn is_empty_expect(&self) -> bool;
-}
-
-impl EmptyExpect for EvsExpect {
-    fn is_empty_expect(&self) -> bool {
-        self.status.is_none()
-            && self.replication_status.is_none()
-            && self.fault_level.is_none()
-            && self.priority_station.is_none()
+    fn request(id: &str) -> String {
+        format!("GET consistency group {id}")
     }
-}
 
-/// Every field of `expect` that `g` does not match, as readable text.
-fn evs_mismatches<C: Cloud>(
-    s: &StepRun<'_, C>,
-    expect: &EvsExpect,
-    g: &EvsGroup,
-) -> Result<Vec<String>, StepError> {
-    let mut out = Vec::new();
-    mismatch(s, "status", &expect.status, Some(&g.status), &mut out)?;
-    mismatch(
-        s,
-        "replication_status",
-        &expect.replication_status,
-        g.replication_status.as_deref(),
-        &mut out,
-    )?;
-    mismatch(
-        s,
-        "fault_level",
-        &expect.fault_level,
-        g.fault_level.as_deref(),
-        &mut out,
-    )?;
-    mismatch(
-        s,
-        "priority_station",
-        &expect.priority_station,
-        g.priority_station.as_deref(),
-        &mut out,
-    )?;
-    Ok(out)
+    async fn read<C: Cloud>(s: &StepRun<'_, C>, id: &str) -> Result<Self, StepError> {
+        read_evs(s, id).await
+    }
+
+    fn summary(&self) -> String {
+        evs_summary(self)
+    }
+
+    fn mismatches<C: Cloud>(
+        &self,
+        s: &StepRun<'_, C>,
+        expect: &EvsExpect,
+    ) -> Result<Vec<String>, StepError> {
+        let mut out = Vec::new();
+        mismatch(s, "status", &expect.status, Some(&self.status), &mut out)?;
+        mismatch(
+            s,
+            "replication_status",
+            &expect.replication_status,
+            self.replication_status.as_deref(),
+            &mut out,
+        )?;
+        mismatch(
+            s,
+            "fault_level",
+            &expect.fault_level,
+            self.fault_level.as_deref(),
+            &mut out,
+        )?;
+        mismatch(
+            s,
+            "priority_station",
+            &expect.priority_station,
+            self.priority_station.as_deref(),
+            &mut out,
+        )?;
+        Ok(out)
+    }
+
+    fn is_empty(expect: &EvsExpect) -> bool {
+        expect.status.is_none()
+            && expect.replication_status.is_none()
+            && expect.fault_level.is_none()
+            && expect.priority_station.is_none()
+    }
 }
 
 /// A group action, exactly once.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{Watch, mismatch, poll_until};
+use super::{Watched, mismatch};
 use crate::cloud::http::DRY_RUN_JOB;
 use crate::cloud::resource::{Job, JobStatus, ProtectionGroup};
 use crate::cloud::sdrs::SdrsAction;
@@ -13,59 +13,62 @@ use crate::engine::context::{StepError, StepRun, read_sdrs, sdrs_summary, to_jso
 use crate::engine::reconcile::{self, Mutation, Sent};
 use crate::engine::{Cloud, RunEvent, crash};
 use crate::runbook::model::{
-    IdField, SdrsCheckInput, SdrsCreateDrillInput, SdrsDeleteDrillInput, SdrsExpect,
-    SdrsSwitchoverInput, SdrsWaitInput,
+    IdField, SdrsCreateDrillInput, SdrsDeleteDrillInput, SdrsExpect, SdrsSwitchoverInput,
 };
-use crate::runbook::{DEFAULT_JOB_INTERVAL, DEFAULT_POLL_INTERVAL, DurationSpec};
+use crate::runbook::{DEFAULT_JOB_INTERVAL, DurationSpec};
 use crate::store::Outcome;
 use crate::yaml::Located;
 
-/// `sdrs.check_group`: the group, or every field that does not match.
-pub(crate) async fn check<C: Cloud>(
-    s: &StepRun<'_, C>,
-    i: &SdrsCheckInput,
-) -> Result<Value, StepError> {
-    let id = s.render_id(IdField::SdrsGroup, "group", &i.group.value)?;
-    let g = read_sdrs(s, &id).await?;
-    let mismatches = sdrs_mismatches(s, &i.expect, &g)?;
-    if mismatches.is_empty() || s.unverifiable(&mismatches) {
-        Ok(to_json(&g))
-    } else {
-        Err(StepError::Failed(format!(
-            "protection group {id}: {}",
-            mismatches.join("; ")
-        )))
-    }
-}
+impl Watched for ProtectionGroup {
+    type Expect = SdrsExpect;
+    const ID: IdField = IdField::SdrsGroup;
 
-/// `sdrs.wait_group`: polls until `until` holds, failing at once on `fail_if`.
-pub(crate) async fn wait<C: Cloud>(
-    s: &StepRun<'_, C>,
-    i: &SdrsWaitInput,
-) -> Result<Value, StepError> {
-    let id = s.render_id(IdField::SdrsGroup, "group", &i.group.value)?;
-    let interval = s.interval(&i.interval, DEFAULT_POLL_INTERVAL)?;
-    let watch = Watch {
-        what: format!("protection group {id}"),
-        request: format!("GET server-group {id}"),
-        interval,
-    };
-    poll_until(
-        s,
-        &watch,
-        || read_sdrs(s, &id),
-        sdrs_summary,
-        |g| {
-            Ok(i.fail_if
-                .as_ref()
-                .filter(|f| f.status.is_some())
-                .map(|f| sdrs_mismatches(s, f, g))
-                .transpose()?
-                .is_some_and(|m| m.is_empty()))
-        },
-        |g| Ok(sdrs_mismatches(s, &i.until, g)?.is_empty()),
-    )
-    .await
+    fn named(id: &str) -> String {
+        format!("protection group {id}")
+    }
+
+    fn request(id: &str) -> String {
+        format!("GET server-group {id}")
+    }
+
+    async fn read<C: Cloud>(s: &StepRun<'_, C>, id: &str) -> Result<Self, StepError> {
+        read_sdrs(s, id).await
+    }
+
+    fn summary(&self) -> String {
+        sdrs_summary(self)
+    }
+
+    fn mismatches<C: Cloud>(
+        &self,
+        s: &StepRun<'_, C>,
+        expect: &SdrsExpect,
+    ) -> Result<Vec<String>, StepError> {
+        let mut out = Vec::new();
+        mismatch(s, "status", &expect.status, Some(&self.status), &mut out)?;
+        mismatch(
+            s,
+            "priority_station",
+            &expect.priority_station,
+            self.priority_station.as_deref(),
+            &mut out,
+        )?;
+        // Newer groups answer null here: a null never matches (the docs advise against relying on it).
+        mismatch(
+            s,
+            "replication_status",
+            &expect.replication_status,
+            self.replication_status.as_deref(),
+            &mut out,
+        )?;
+        Ok(out)
+    }
+
+    fn is_empty(expect: &SdrsExpect) -> bool {
+        expect.status.is_none()
+            && expect.priority_station.is_none()
+            && expect.replication_status.is_none()
+    }
 }
 
 /// `sdrs.switchover`: `reverse-server-group` towards `priority_station`.
@@ -141,31 +144,6 @@ pub(crate) async fn delete_drill<C: Cloud>(
         }
         _ => Ok(json!({ "drill": drill, "dry_run": s.dry_run(), "held_back": s.dry_run() })),
     }
-}
-
-fn sdrs_mismatches<C: Cloud>(
-    s: &StepRun<'_, C>,
-    expect: &SdrsExpect,
-    g: &ProtectionGroup,
-) -> Result<Vec<String>, StepError> {
-    let mut out = Vec::new();
-    mismatch(s, "status", &expect.status, Some(&g.status), &mut out)?;
-    mismatch(
-        s,
-        "priority_station",
-        &expect.priority_station,
-        g.priority_station.as_deref(),
-        &mut out,
-    )?;
-    // Newer groups answer null here: a null never matches (the docs advise against relying on it).
-    mismatch(
-        s,
-        "replication_status",
-        &expect.replication_status,
-        g.replication_status.as_deref(),
-        &mut out,
-    )?;
-    Ok(out)
 }
 
 /// A protection-group action, exactly once, followed through its job.
