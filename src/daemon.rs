@@ -281,7 +281,11 @@ impl Daemon {
         let runs = self.store.interrupted_runs().await?;
         for run in &runs {
             tracing::info!(run.id = %run.id, runbook = %run.runbook, "Resuming an interrupted run.");
-            let kind = Kind::parse(&run.kind).unwrap_or(Kind::Maintenance);
+            // An unknown kind cannot be judged by effect: such a run is not resumed.
+            let Some(kind) = Kind::parse(&run.kind) else {
+                tracing::error!(run.id = %run.id, kind = %run.kind, "The stored run kind is unknown; the run is not resumed.");
+                continue;
+            };
             let cloud = if run.dry_run {
                 match CloudClient::new(&self.config().cloud) {
                     Ok(c) => Arc::new(c.with_dry_run(true)),

@@ -86,6 +86,9 @@ pub enum StoreError {
         /// When that run started.
         since: String,
     },
+    /// A stored value cannot be read back (edited by hand, or a newer schema).
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
 }
 
 /// Run status values.
@@ -393,6 +396,22 @@ mod tests {
             ]
         );
         assert_eq!(store.verify().await.unwrap(), Ok(6));
+    }
+
+    #[tokio::test]
+    async fn unreadable_parameters_are_an_error_not_an_empty_map() {
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        store.create_run(&new_run("r1", &[])).await.unwrap();
+        store
+            .execute_unchecked("UPDATE runs SET params = 'not json' WHERE id = 'r1'")
+            .await
+            .unwrap();
+        let err = store.run("r1").await.unwrap_err().to_string();
+        assert!(
+            err.contains("corrupt record: the parameters of run r1 cannot be read"),
+            "{err}"
+        );
+        assert!(store.interrupted_runs().await.is_err());
     }
 
     #[tokio::test]

@@ -87,12 +87,8 @@ impl Mutation {
     /// The resource as it is now.
     async fn read<C: Cloud>(&self, s: &StepRun<'_, C>) -> Result<Value, StepError> {
         Ok(match self {
-            Mutation::Evs { group, .. } => {
-                serde_json::to_value(read_evs(s, group).await?).unwrap_or_default()
-            }
-            Mutation::Sdrs { group, .. } => {
-                serde_json::to_value(read_sdrs(s, group).await?).unwrap_or_default()
-            }
+            Mutation::Evs { group, .. } => pre_image(&read_evs(s, group).await?)?,
+            Mutation::Sdrs { group, .. } => pre_image(&read_sdrs(s, group).await?)?,
             Mutation::CreateDrill { group, name, .. } => {
                 let pg = read_sdrs(s, group).await?;
                 let drills = s
@@ -315,6 +311,12 @@ impl Mutation {
             Mutation::DeleteDrill { drill } => cloud.sdrs_delete_drill(drill).await.map(Some),
         }
     }
+}
+
+/// A read as the JSON the intent records; without it no reconciliation is possible.
+fn pre_image<T: serde::Serialize>(v: &T) -> Result<Value, StepError> {
+    serde_json::to_value(v)
+        .map_err(|e| StepError::Failed(format!("cannot record the resource before the call: {e}")))
 }
 
 fn is_drill_not_found(e: &CloudError) -> bool {

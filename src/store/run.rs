@@ -142,7 +142,12 @@ impl Store {
         .bind(&run.kind)
         .bind(&run.trigger)
         .bind(&run.requested_by)
-        .bind(serde_json::to_string(&run.params).unwrap_or_default())
+        .bind(serde_json::Value::from_iter(
+            run.params
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))),
+        )
+        .to_string())
         .bind(run.dry_run)
         .bind(&at)
         .execute(&mut *tx)
@@ -325,7 +330,7 @@ impl Store {
             .bind(id)
             .fetch_optional(&mut *self.conn.lock().await)
             .await?;
-        Ok(row.map(|r| run_record(&r)))
+        row.map(|r| run_record(&r)).transpose()
     }
 
     /// The newest runs first.
@@ -337,7 +342,7 @@ impl Store {
         .bind(i64::from(limit))
         .fetch_all(&mut *self.conn.lock().await)
         .await?;
-        Ok(rows.iter().map(run_record).collect())
+        rows.iter().map(run_record).collect()
     }
 
     /// Runs that were running when their process stopped.
@@ -348,7 +353,7 @@ impl Store {
         ))
         .fetch_all(&mut *self.conn.lock().await)
         .await?;
-        Ok(rows.iter().map(run_record).collect())
+        rows.iter().map(run_record).collect()
     }
 
     /// A run's steps in run order.
@@ -373,10 +378,15 @@ impl Store {
     }
 }
 
-fn run_record(r: &SqliteRow) -> RunRecord {
+fn run_record(r: &SqliteRow) -> Result<RunRecord, StoreError> {
+    let id: String = r.get(0);
     let params: String = r.get(8);
-    RunRecord {
-        id: r.get(0),
+    // Never run with parameters other than the ones stored: unreadable is an error.
+    let params = serde_json::from_str(&params).map_err(|e| {
+        StoreError::Corrupt(format!("the parameters of run {id} cannot be read: {e}"))
+    })?;
+    Ok(RunRecord {
+        id,
         runbook: r.get(1),
         runbook_digest: r.get(2),
         runbook_source: r.get(3),
@@ -384,7 +394,7 @@ fn run_record(r: &SqliteRow) -> RunRecord {
         kind: r.get(5),
         trigger: r.get(6),
         requested_by: r.get(7),
-        params: serde_json::from_str(&params).unwrap_or_default(),
+        params,
         dry_run: r.get(9),
         status: r.get(10),
         error: r.get(11),
@@ -392,5 +402,5 @@ fn run_record(r: &SqliteRow) -> RunRecord {
         finished_at: r.get(13),
         recovered_at: r.get(14),
         cancel_requested_by: r.get(15),
-    }
+    })
 }
