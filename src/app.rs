@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cloud::CloudClient;
 use crate::config::{CloudAuth, CloudConfig, Config};
-use crate::engine::{Approvals, Engine, EventSink, RunEvent, RunRequest, RunSummary};
+use crate::engine::{Approvals, Engine, EventSink, Prompted, RunEvent, RunRequest, RunSummary};
 use crate::runbook::{self, Runbook};
 use crate::sim::faults::{FaultRule, Faults};
 use crate::sim::{SimConfig, Simulator};
@@ -309,7 +309,7 @@ async fn execute(
     cancel: CancellationToken,
 ) -> anyhow::Result<RunSummary> {
     let approvals = if options.approve.is_empty() {
-        Approvals::Prompt
+        Approvals::Ask(Arc::new(prompt_approvers))
     } else {
         Approvals::Given(options.approve.clone())
     };
@@ -418,4 +418,44 @@ pub async fn demo(
     .await;
     shutdown.cancel();
     Ok((summary?, crate::config::redact_url(&config.database_url)))
+}
+
+/// Asks on the terminal for `needed` distinct approvers.
+pub fn prompt_approvers(prompt: &str, needed: usize) -> Result<Prompted, String> {
+    use std::io::{BufRead, Write};
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    let mut err = std::io::stderr();
+    let mut names: Vec<String> = Vec::new();
+    let default_name = std::env::var("USER").unwrap_or_else(|_| "operator".into());
+    while names.len() < needed {
+        let _ = write!(
+            err,
+            "\n{prompt}\nApprove? Type your name to approve ({} of {needed}), or 'no' to refuse [{default_name}]: ",
+            names.len() + 1
+        );
+        let _ = err.flush();
+        let Some(line) = lines.next() else {
+            let _ = writeln!(err);
+            return Ok(Prompted::NoInput);
+        };
+        let line = line.map_err(|e| e.to_string())?;
+        let answer = line.trim();
+        let name = if answer.is_empty() {
+            default_name.as_str()
+        } else {
+            answer
+        };
+        match name {
+            "no" | "n" | "NO" => return Ok(Prompted::Refused(format!("`{prompt}` was refused"))),
+            name if names.iter().any(|n| n == name) => {
+                let _ = writeln!(
+                    err,
+                    "{name} has approved already; another approver is needed."
+                );
+            }
+            name => names.push(name.to_string()),
+        }
+    }
+    Ok(Prompted::Approved(names))
 }

@@ -271,13 +271,28 @@ pub enum RunEvent {
 /// Where run events go (printed, streamed, or dropped).
 pub type EventSink = Arc<dyn Fn(&RunEvent) + Send + Sync>;
 
+/// Asks someone for `needed` distinct approvals of `prompt` (blocking: it
+/// runs on a blocking thread). The CLI asks on the terminal.
+pub type Ask = Arc<dyn Fn(&str, usize) -> Result<Prompted, String> + Send + Sync>;
+
+/// What asking for approval got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prompted {
+    /// These people approved.
+    Approved(Vec<String>),
+    /// Someone refused; why.
+    Refused(String),
+    /// Nobody was there to answer (the input ended): the run waits, resumable.
+    NoInput,
+}
+
 /// How `approval` steps are decided.
 #[derive(Clone)]
 pub enum Approvals {
     /// Approved by these people, without asking (`drover run --approve NAME`).
     Given(Vec<String>),
-    /// Asked on the terminal.
-    Prompt,
+    /// Asked interactively (the terminal, in `drover run`).
+    Ask(Ask),
     /// Given through the daemon's API and read from the store: distinct
     /// approvers, never the requester; a rejection fails the step.
     Api,

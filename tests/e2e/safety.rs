@@ -342,3 +342,59 @@ async fn templates_work_in_typed_fields_and_a_bad_rendered_value_names_the_field
         "only the first run's switchover was sent"
     );
 }
+
+#[tokio::test]
+async fn the_engine_asks_through_the_ask_hook_and_waits_when_nobody_answers() {
+    use drover::engine::{Approvals, Engine, Prompted};
+    use std::sync::Arc;
+    let h = harness(SimConfig {
+        transition: Duration::from_millis(50),
+        ..SimConfig::default()
+    })
+    .await;
+    let engine = |answer: Prompted| {
+        let client = client(&h.sim);
+        Engine::new(
+            Arc::new(client),
+            h.store.clone(),
+            Arc::new(|_: &drover::engine::RunEvent| {}),
+            Approvals::Ask(Arc::new(move |prompt: &str, needed: usize| {
+                assert!(prompt.contains("Switch g1"), "{prompt}");
+                assert_eq!(needed, 1);
+                Ok(answer.clone())
+            })),
+        )
+    };
+    let nobody = engine(Prompted::NoInput)
+        .run(
+            request("evs-switchover", &[("group_id", "g1")]),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(nobody.status, "running", "waiting, resumable");
+    assert!(nobody.error.unwrap().contains("nobody was asked"));
+    let refused = engine(Prompted::Refused("`x` was refused".into()))
+        .execute(&nobody.run_id, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(refused.status, "failed");
+    assert_eq!(
+        sent(&h, "evs.action"),
+        0,
+        "nothing sent without an approval"
+    );
+
+    let ok = engine(Prompted::Approved(vec!["zoe".into()]))
+        .run(
+            request("evs-switchover", &[("group_id", "g1")]),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok.status, "succeeded", "{:?}", ok.error);
+    assert_eq!(
+        h.store.approvals(&ok.run_id).await.unwrap()[0].approver,
+        "zoe"
+    );
+}

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::engine::context::{CANCEL_CHECK, StepError, StepRun};
-use crate::engine::{Approvals, Cloud, RunEvent, crash};
+use crate::engine::{Approvals, Cloud, Prompted, RunEvent, crash};
 use crate::runbook::model::ApprovalInput;
 
 /// Waits for the approvals the step needs; the approvers.
@@ -50,9 +50,9 @@ pub(crate) async fn ask<C: Cloud>(
             distinct
         }
         Approvals::Api => return approval_from_api(s, &prompt, needed).await,
-        Approvals::Prompt => {
-            let question = prompt.clone();
-            let ask = tokio::task::spawn_blocking(move || prompt_approvers(&question, needed));
+        Approvals::Ask(ask) => {
+            let (question, ask) = (prompt.clone(), ask.clone());
+            let ask = tokio::task::spawn_blocking(move || ask(&question, needed));
             let answer = match s.deadline {
                 Some(d) => tokio::time::timeout_at(d, ask).await.map_err(|_| {
                     StepError::TimedOut("no approval before the step timeout".into())
@@ -141,52 +141,4 @@ async fn approval_from_api<C: Cloud>(
         })
         .await?;
     }
-}
-
-/// What the terminal prompt got.
-enum Prompted {
-    Approved(Vec<String>),
-    Refused(String),
-    /// The input ended before enough approvers answered.
-    NoInput,
-}
-
-/// Asks on the terminal for `needed` distinct approvers.
-fn prompt_approvers(prompt: &str, needed: usize) -> Result<Prompted, String> {
-    use std::io::{BufRead, Write};
-    let stdin = std::io::stdin();
-    let mut lines = stdin.lock().lines();
-    let mut err = std::io::stderr();
-    let mut names: Vec<String> = Vec::new();
-    let default_name = std::env::var("USER").unwrap_or_else(|_| "operator".into());
-    while names.len() < needed {
-        let _ = write!(
-            err,
-            "\n{prompt}\nApprove? Type your name to approve ({} of {needed}), or 'no' to refuse [{default_name}]: ",
-            names.len() + 1
-        );
-        let _ = err.flush();
-        let Some(line) = lines.next() else {
-            let _ = writeln!(err);
-            return Ok(Prompted::NoInput);
-        };
-        let line = line.map_err(|e| e.to_string())?;
-        let answer = line.trim();
-        let name = if answer.is_empty() {
-            default_name.as_str()
-        } else {
-            answer
-        };
-        match name {
-            "no" | "n" | "NO" => return Ok(Prompted::Refused(format!("`{prompt}` was refused"))),
-            name if names.iter().any(|n| n == name) => {
-                let _ = writeln!(
-                    err,
-                    "{name} has approved already; another approver is needed."
-                );
-            }
-            name => names.push(name.to_string()),
-        }
-    }
-    Ok(Prompted::Approved(names))
 }
