@@ -28,7 +28,7 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 
 pub use approval::ApprovalRecord;
-pub use attempt::{AttemptRecord, NewAttempt, Outcome};
+pub use attempt::{AttemptKind, AttemptRecord, IntentOutcome, NewAttempt, Outcome};
 pub use audit::{BrokenLink, Event};
 pub use run::{NewRun, RunRecord, StepRecord};
 
@@ -332,7 +332,7 @@ mod tests {
             run_id: "r1".into(),
             step_id: "precheck".into(),
             attempt: 1,
-            kind: "intent".into(),
+            kind: AttemptKind::Intent,
             request: "POST /x".into(),
             ..Default::default()
         };

@@ -18,7 +18,7 @@ use super::{Cloud, RunEvent, crash};
 use crate::runbook::DEFAULT_POLL_INTERVAL;
 use crate::runbook::model::IdField;
 use crate::runbook::value::{DurationSpec, Expect};
-use crate::store::Outcome;
+use crate::store::{AttemptKind, Outcome};
 use crate::yaml::Located;
 
 /// What a wait step follows.
@@ -70,8 +70,15 @@ where
             http_status: Some(200),
             ..Outcome::default()
         };
-        s.record(polls, "poll", &watch.request, None, None, Some(outcome))
-            .await?;
+        s.record(
+            polls,
+            AttemptKind::Poll,
+            &watch.request,
+            None,
+            None,
+            Some(outcome),
+        )
+        .await?;
         crash::point("wait.after_poll");
         s.emit(RunEvent::Waiting {
             step_id: s.step.id.clone(),

@@ -17,7 +17,7 @@ use crate::cloud::CloudError;
 use crate::cloud::resource::{EvsGroup, ProtectionGroup};
 use crate::runbook::model::{self, IdField};
 use crate::runbook::{DurationSpec, Runbook, Step, template};
-use crate::store::{NewAttempt, Outcome, RunRecord, StoreError};
+use crate::store::{AttemptKind, NewAttempt, Outcome, RunRecord, StoreError};
 use crate::yaml::Located;
 
 /// State of one step within a run, as templates see it.
@@ -146,7 +146,7 @@ impl<C: Cloud> StepRun<'_, C> {
     pub async fn record(
         &self,
         attempt: u32,
-        kind: &str,
+        kind: AttemptKind,
         request: &str,
         body: Option<Value>,
         pre_image: Option<Value>,
@@ -156,7 +156,7 @@ impl<C: Cloud> StepRun<'_, C> {
             run_id: self.ctx.run.id.clone(),
             step_id: self.step.id.clone(),
             attempt,
-            kind: kind.to_string(),
+            kind,
             request: request.to_string(),
             request_body: body,
             pre_image,
@@ -173,7 +173,7 @@ impl<C: Cloud> StepRun<'_, C> {
         for w in self.cloud().take_would_send() {
             self.record(
                 attempt,
-                "would_send",
+                AttemptKind::WouldSend,
                 &w.request,
                 w.body.clone(),
                 None,
@@ -214,7 +214,7 @@ impl<C: Cloud> StepRun<'_, C> {
         for (attempt, _, e) in &failures {
             self.record(
                 *attempt,
-                "read",
+                AttemptKind::Read,
                 request,
                 None,
                 None,

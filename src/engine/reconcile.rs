@@ -24,7 +24,7 @@ use crate::cloud::evs::EvsAction;
 use crate::cloud::resource::ProtectionGroup;
 use crate::cloud::sdrs::SdrsAction;
 use crate::engine::RunEvent;
-use crate::store::Outcome;
+use crate::store::{AttemptKind, IntentOutcome, Outcome};
 
 /// A mutating call.
 #[derive(Debug, Clone)]
@@ -323,15 +323,6 @@ fn is_drill_not_found(e: &CloudError) -> bool {
     e.code.as_deref() == Some("SDRS.1902") || e.status == Some(404)
 }
 
-/// The cloud accepted the call.
-const ACCEPTED: &str = "accepted";
-/// A reconciliation found that the call took effect.
-const APPLIED: &str = "applied";
-/// The cloud refused the call with a definite answer.
-const FAILED: &str = "failed";
-/// A reconciliation found that the call did not take effect.
-const NOT_APPLIED: &str = "not_applied";
-
 /// Performs a mutating call exactly once (see the module docs).
 pub(crate) async fn mutate<C: Cloud>(s: &StepRun<'_, C>, m: &Mutation) -> Result<Sent, StepError> {
     let store = &s.engine.store;
@@ -343,7 +334,7 @@ pub(crate) async fn mutate<C: Cloud>(s: &StepRun<'_, C>, m: &Mutation) -> Result
         .attempts(run_id)
         .await?
         .into_iter()
-        .filter(|a| &a.step_id == step_id && a.kind == "intent")
+        .filter(|a| &a.step_id == step_id && a.kind == AttemptKind::Intent)
         .collect();
     let mut attempt = u32::try_from(intents.len()).unwrap_or(u32::MAX) + 1;
 
@@ -351,8 +342,8 @@ pub(crate) async fn mutate<C: Cloud>(s: &StepRun<'_, C>, m: &Mutation) -> Result
     // authoritative: a call the cloud accepted (or that a reconciliation found
     // applied) is never sent again, whatever the resource looks like now.
     if let Some(last) = intents.last() {
-        match last.outcome.as_deref() {
-            Some(ACCEPTED) => {
+        match last.intent_outcome()? {
+            Some(IntentOutcome::Accepted) => {
                 s.note(format!(
                     "intent #{} ({}) was accepted before the interruption; not sending it again",
                     last.attempt, last.request
@@ -361,7 +352,7 @@ pub(crate) async fn mutate<C: Cloud>(s: &StepRun<'_, C>, m: &Mutation) -> Result
                     job_id: last.job_id.clone(),
                 });
             }
-            Some(APPLIED) => {
+            Some(IntentOutcome::Applied) => {
                 s.note(format!(
                     "intent #{} ({}) was found applied before the interruption; not sending it again",
                     last.attempt, last.request
@@ -370,14 +361,14 @@ pub(crate) async fn mutate<C: Cloud>(s: &StepRun<'_, C>, m: &Mutation) -> Result
                     evidence: "applied before the interruption".into(),
                 });
             }
-            Some(FAILED) => {
+            Some(IntentOutcome::Failed) => {
                 return Err(StepError::Failed(format!(
                     "{} was refused before the interruption: {}",
                     last.request,
                     last.error_message.as_deref().unwrap_or("no message")
                 )));
             }
-            Some(NOT_APPLIED) => {
+            Some(IntentOutcome::NotApplied) => {
                 // A re-send is still due, within the attempt budget.
                 if !policy.allows_another(attempt - 1) {
                     return Err(StepError::Failed(format!(
@@ -386,7 +377,7 @@ pub(crate) async fn mutate<C: Cloud>(s: &StepRun<'_, C>, m: &Mutation) -> Result
                     )));
                 }
             }
-            None | Some(_) => {
+            None | Some(IntentOutcome::Ambiguous) => {
                 s.emit(RunEvent::Ambiguous {
                     step_id: step_id.clone(),
                     reason: format!(
@@ -448,7 +439,7 @@ pub(crate) async fn mutate<C: Cloud>(s: &StepRun<'_, C>, m: &Mutation) -> Result
         let intent = s
             .record(
                 attempt,
-                "intent",
+                AttemptKind::Intent,
                 &request,
                 m.body(),
                 Some(pre.clone()),
@@ -463,7 +454,7 @@ pub(crate) async fn mutate<C: Cloud>(s: &StepRun<'_, C>, m: &Mutation) -> Result
         let error = match result {
             Ok(job_id) => {
                 let outcome = Outcome {
-                    outcome: ACCEPTED.into(),
+                    outcome: IntentOutcome::Accepted.as_str().into(),
                     http_status: Some(200),
                     duration,
                     job_id: job_id.clone(),
@@ -480,7 +471,7 @@ pub(crate) async fn mutate<C: Cloud>(s: &StepRun<'_, C>, m: &Mutation) -> Result
         if !super::retry::retryable(policy, &error) {
             let outcome = Outcome {
                 duration,
-                ..failed_outcome(FAILED, &error)
+                ..failed_outcome(IntentOutcome::Failed.as_str(), &error)
             };
             store
                 .record_outcome(run_id, step_id, intent, &outcome)
@@ -494,7 +485,7 @@ pub(crate) async fn mutate<C: Cloud>(s: &StepRun<'_, C>, m: &Mutation) -> Result
                 intent,
                 &Outcome {
                     duration,
-                    ..failed_outcome("ambiguous", &error)
+                    ..failed_outcome(IntentOutcome::Ambiguous.as_str(), &error)
                 },
             )
             .await?;
@@ -546,10 +537,11 @@ async fn reconcile<C: Cloud>(
     let now = m.read(s).await?;
     let verdict = m.applied(pre, &now);
     let word = if verdict.is_some() {
-        APPLIED
+        IntentOutcome::Applied
     } else {
-        NOT_APPLIED
-    };
+        IntentOutcome::NotApplied
+    }
+    .as_str();
     let evidence = verdict
         .clone()
         .unwrap_or_else(|| "no change since the intent".to_string());
@@ -567,7 +559,7 @@ async fn reconcile<C: Cloud>(
         .await?;
     s.record(
         attempt,
-        "reconcile",
+        AttemptKind::Reconcile,
         &m.request(),
         None,
         Some(now),

@@ -9,6 +9,101 @@ use sqlx::{Connection, Row};
 
 use super::{Store, StoreError, append, json_column, now};
 
+/// What an attempt row records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptKind {
+    /// A failed read that was retried.
+    #[default]
+    Read,
+    /// A mutating call, written before it is sent; its outcome follows.
+    Intent,
+    /// A re-read that decided whether an unanswered call took effect.
+    Reconcile,
+    /// A poll of a wait or an SDRS job.
+    Poll,
+    /// An `http.request` call and its status.
+    Request,
+    /// A request a dry run held back.
+    WouldSend,
+}
+
+impl AttemptKind {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptKind::Read => "read",
+            AttemptKind::Intent => "intent",
+            AttemptKind::Reconcile => "reconcile",
+            AttemptKind::Poll => "poll",
+            AttemptKind::Request => "request",
+            AttemptKind::WouldSend => "would_send",
+        }
+    }
+
+    /// Reads the stored spelling.
+    pub fn parse(text: &str) -> Option<AttemptKind> {
+        [
+            AttemptKind::Read,
+            AttemptKind::Intent,
+            AttemptKind::Reconcile,
+            AttemptKind::Poll,
+            AttemptKind::Request,
+            AttemptKind::WouldSend,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for AttemptKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What became of an intent (a mutating call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntentOutcome {
+    /// The cloud accepted it: never sent again.
+    Accepted,
+    /// A reconciliation found it took effect: never sent again.
+    Applied,
+    /// The cloud refused it with a definite answer.
+    Failed,
+    /// A reconciliation found it did not take effect: may be sent again.
+    NotApplied,
+    /// The answer was lost or retryable: reconciled before anything else.
+    Ambiguous,
+}
+
+impl IntentOutcome {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntentOutcome::Accepted => "accepted",
+            IntentOutcome::Applied => "applied",
+            IntentOutcome::Failed => "failed",
+            IntentOutcome::NotApplied => "not_applied",
+            IntentOutcome::Ambiguous => "ambiguous",
+        }
+    }
+
+    /// Reads the stored spelling.
+    pub fn parse(text: &str) -> Option<IntentOutcome> {
+        [
+            IntentOutcome::Accepted,
+            IntentOutcome::Applied,
+            IntentOutcome::Failed,
+            IntentOutcome::NotApplied,
+            IntentOutcome::Ambiguous,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == text)
+    }
+}
+
 /// An attempt to record.
 #[derive(Debug, Clone, Default)]
 pub struct NewAttempt {
@@ -18,8 +113,8 @@ pub struct NewAttempt {
     pub step_id: String,
     /// Attempt number within the step.
     pub attempt: u32,
-    /// `read`, `intent`, `reconcile`, `poll`, `request`, `would_send`.
-    pub kind: String,
+    /// What it records.
+    pub kind: AttemptKind,
     /// `METHOD path`.
     pub request: String,
     /// Request body (secrets never included).
@@ -45,6 +140,23 @@ pub struct Outcome {
     pub job_id: Option<String>,
 }
 
+impl AttemptRecord {
+    /// What became of this intent: `None` while its answer is unknown.
+    pub fn intent_outcome(&self) -> Result<Option<IntentOutcome>, StoreError> {
+        self.outcome
+            .as_deref()
+            .map(|o| {
+                IntentOutcome::parse(o).ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "unknown outcome `{o}` of intent #{} ({})",
+                        self.attempt, self.request
+                    ))
+                })
+            })
+            .transpose()
+    }
+}
+
 /// A stored attempt.
 #[derive(Debug, Clone, Serialize)]
 pub struct AttemptRecord {
@@ -54,8 +166,8 @@ pub struct AttemptRecord {
     pub step_id: String,
     /// Attempt number.
     pub attempt: i64,
-    /// Kind.
-    pub kind: String,
+    /// What it records.
+    pub kind: AttemptKind,
     /// Request summary.
     pub request: String,
     /// Request body.
@@ -96,7 +208,7 @@ impl Store {
         .bind(&a.run_id)
         .bind(&a.step_id)
         .bind(a.attempt as i64)
-        .bind(&a.kind)
+        .bind(a.kind.as_str())
         .bind(&a.request)
         .bind(a.request_body.as_ref().map(Value::to_string))
         .bind(a.pre_image.as_ref().map(Value::to_string))
@@ -115,7 +227,7 @@ impl Store {
             "step.attempt"
         };
         let data = serde_json::json!({
-            "attempt": a.attempt, "kind": a.kind, "request": a.request, "body": a.request_body,
+            "attempt": a.attempt, "kind": a.kind.as_str(), "request": a.request, "body": a.request_body,
             "outcome": outcome.map(|o| &o.outcome), "http_status": outcome.and_then(|o| o.http_status),
             "error_code": outcome.and_then(|o| o.error_code.clone()),
         });
@@ -175,24 +287,29 @@ impl Store {
         .bind(run_id)
         .fetch_all(&mut *self.conn.lock().await)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| AttemptRecord {
-                id: r.get(0),
-                step_id: r.get(1),
-                attempt: r.get(2),
-                kind: r.get(3),
-                request: r.get(4),
-                request_body: json_column(r, 5),
-                pre_image: json_column(r, 6),
-                http_status: r.get(7),
-                error_code: r.get(8),
-                error_message: r.get(9),
-                outcome: r.get(10),
-                started_at: r.get(11),
-                duration_ms: r.get(12),
-                job_id: r.get(13),
+        rows.iter()
+            .map(|r| {
+                let kind: String = r.get(3);
+                let kind = AttemptKind::parse(&kind).ok_or_else(|| {
+                    StoreError::Corrupt(format!("unknown attempt kind `{kind}` in run {run_id}"))
+                })?;
+                Ok(AttemptRecord {
+                    id: r.get(0),
+                    step_id: r.get(1),
+                    attempt: r.get(2),
+                    kind,
+                    request: r.get(4),
+                    request_body: json_column(r, 5),
+                    pre_image: json_column(r, 6),
+                    http_status: r.get(7),
+                    error_code: r.get(8),
+                    error_message: r.get(9),
+                    outcome: r.get(10),
+                    started_at: r.get(11),
+                    duration_ms: r.get(12),
+                    job_id: r.get(13),
+                })
             })
-            .collect())
+            .collect()
     }
 }

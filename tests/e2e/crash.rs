@@ -36,7 +36,9 @@ async fn wait_for_intent(store: &Store, run_id: &str, outcome: Option<&str>) {
     for _ in 0..500 {
         let attempts = store.attempts(run_id).await.unwrap();
         if attempts.iter().any(|a| {
-            a.step_id == "switchover" && a.kind == "intent" && a.outcome.as_deref() == outcome
+            a.step_id == "switchover"
+                && a.kind == drover::store::AttemptKind::Intent
+                && a.outcome.as_deref() == outcome
         }) {
             return;
         }
@@ -184,7 +186,7 @@ async fn a_crash_between_an_ambiguous_answer_and_its_reconciliation() {
         .await
         .unwrap()
         .into_iter()
-        .find(|a| a.kind == "intent")
+        .find(|a| a.kind == drover::store::AttemptKind::Intent)
         .unwrap();
     assert_eq!(intent.outcome.as_deref(), Some("applied"));
 }

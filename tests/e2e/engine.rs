@@ -260,7 +260,10 @@ async fn an_ambiguous_switchover_is_reconciled_not_resent() {
             .any(|e| matches!(e, RunEvent::Reconciled { outcome, .. } if outcome == "applied"))
     );
     let attempts = h.store.attempts(&summary.run_id).await.unwrap();
-    let intent = attempts.iter().find(|a| a.kind == "intent").unwrap();
+    let intent = attempts
+        .iter()
+        .find(|a| a.kind == drover::store::AttemptKind::Intent)
+        .unwrap();
     assert_eq!(
         intent.outcome.as_deref(),
         Some("applied"),
@@ -382,7 +385,10 @@ async fn dry_run_sends_no_change_and_records_what_it_would_send() {
             .all(|e| !e.changed || e.endpoint == "iam.token")
     );
     let attempts = h.store.attempts(&summary.run_id).await.unwrap();
-    let would: Vec<_> = attempts.iter().filter(|a| a.kind == "would_send").collect();
+    let would: Vec<_> = attempts
+        .iter()
+        .filter(|a| a.kind == drover::store::AttemptKind::WouldSend)
+        .collect();
     assert_eq!(would.len(), 1);
     assert!(
         would[0]

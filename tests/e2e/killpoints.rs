@@ -624,7 +624,7 @@ impl World {
             .await
             .unwrap()
             .iter()
-            .filter(|a| a.kind == "reconcile")
+            .filter(|a| a.kind == drover::store::AttemptKind::Reconcile)
             .count()
     }
 }

@@ -9,7 +9,7 @@ use crate::cloud::http::{HttpCall, redact_query};
 use crate::engine::Cloud;
 use crate::engine::context::{StepError, StepRun};
 use crate::runbook::model::{HttpMethod, HttpRequestInput};
-use crate::store::Outcome;
+use crate::store::{AttemptKind, Outcome};
 
 /// Sends the request and checks the answer.
 pub(crate) async fn request<C: Cloud>(
@@ -78,7 +78,7 @@ pub(crate) async fn request<C: Cloud>(
     // Only method, URL (query hidden) and status are stored: bodies and headers may carry secrets.
     s.record(
         1,
-        "request",
+        AttemptKind::Request,
         &request,
         None,
         None,

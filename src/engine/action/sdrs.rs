@@ -16,7 +16,7 @@ use crate::runbook::model::{
     IdField, SdrsCreateDrillInput, SdrsDeleteDrillInput, SdrsExpect, SdrsSwitchoverInput,
 };
 use crate::runbook::{DEFAULT_JOB_INTERVAL, DurationSpec};
-use crate::store::Outcome;
+use crate::store::{AttemptKind, Outcome};
 use crate::yaml::Located;
 
 impl Watched for ProtectionGroup {
@@ -212,7 +212,7 @@ async fn wait_job<C: Cloud>(
             .replace("JOB ", "job ");
         s.record(
             polls,
-            "poll",
+            AttemptKind::Poll,
             &format!("GET job {job_id}"),
             None,
             None,
