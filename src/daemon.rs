@@ -201,16 +201,7 @@ impl Daemon {
             .cloned()
             .ok_or_else(|| TriggerError::UnknownRunbook(name.to_string()))?;
         let kind = runbook.kind;
-        let cloud = if dry_run {
-            let config = self.config();
-            Arc::new(
-                CloudClient::new(&config.cloud)
-                    .map_err(|e| TriggerError::Client(e.to_string()))?
-                    .with_dry_run(true),
-            )
-        } else {
-            self.cloud.read().unwrap_or_else(|p| p.into_inner()).clone()
-        };
+        let cloud = self.client(dry_run).map_err(TriggerError::Client)?;
         let request = RunRequest {
             runbook,
             params,
@@ -276,6 +267,17 @@ impl Daemon {
         });
     }
 
+    /// The client a run uses: the shared one, or for a dry run its own that
+    /// holds back every change (the one place a dry-run client is built).
+    fn client(&self, dry_run: bool) -> Result<Arc<CloudClient>, String> {
+        if !dry_run {
+            return Ok(self.cloud.read().unwrap_or_else(|p| p.into_inner()).clone());
+        }
+        CloudClient::new(&self.config().cloud)
+            .map(|c| Arc::new(c.with_dry_run(true)))
+            .map_err(|e| e.to_string())
+    }
+
     /// Resumes every interrupted run; how many.
     pub async fn resume_interrupted(self: &Arc<Self>) -> Result<usize, StoreError> {
         let runs = self.store.interrupted_runs().await?;
@@ -286,16 +288,12 @@ impl Daemon {
                 tracing::error!(run.id = %run.id, kind = %run.kind, "The stored run kind is unknown; the run is not resumed.");
                 continue;
             };
-            let cloud = if run.dry_run {
-                match CloudClient::new(&self.config().cloud) {
-                    Ok(c) => Arc::new(c.with_dry_run(true)),
-                    Err(e) => {
-                        tracing::error!(run.id = %run.id, error = %e, "Cannot build a client for the dry run.");
-                        continue;
-                    }
+            let cloud = match self.client(run.dry_run) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(run.id = %run.id, error = %e, "Cannot build a client for the dry run.");
+                    continue;
                 }
-            } else {
-                self.cloud.read().unwrap_or_else(|p| p.into_inner()).clone()
             };
             self.execute(run.id.clone(), cloud, run.runbook.clone(), kind);
         }

@@ -6,24 +6,34 @@
 //! exactly-once mutating calls, and keeps a tamper-evident audit trail.
 //!
 //! # Layout
-//! - [`client`]: `drover runs`, the client of a running daemon.
-//! - [`cli`]: command-line surface (`validate`, `schema`, `run`, `demo`, `audit`, `sim`).
-//! - [`app`]: wiring of config, store, cloud client and engine for the commands.
-//! - [`daemon`]: the long-running service (runs, schedules, reload, shutdown).
-//! - [`api`]: the daemon's HTTP API with roles and its OpenAPI document.
-//! - [`metrics`]: Prometheus metrics fed by run events.
-//! - [`cloud`]: the only code that talks to OTC: errors, signing, resources.
+//! Arrows point down: a module imports only modules below it (a layout test
+//! finds import circles between files).
+//! - [`cli`]: command-line surface (`validate`, `schema`, `run`, `demo`,
+//!   `audit`, `sim`, `daemon`); [`client`]: `drover runs`, the daemon's client.
+//! - [`api`]: the daemon's HTTP API, by resource (`runs`, `runbooks`, `audit`,
+//!   `health`, with `auth` and `error`), and its OpenAPI document.
+//! - [`app`]: wiring of config, store, cloud client and engine for the
+//!   commands, the progress printer and the terminal approval prompt.
+//! - [`daemon`]: the long-running service (runs, schedules, reload, shutdown);
+//!   [`metrics`]: Prometheus metrics fed by run events; [`scheduler`]: cron
+//!   schedules with time zones, missed fires, no overlap.
+//! - [`engine`]: run execution: `run` (lifecycle, leases, resume), `step`
+//!   (deadline, dispatch), `action/*` (one file per service), `context` (what a
+//!   step runs in), `reconcile` (exactly-once mutating calls), `retry` (the
+//!   loop), `crash` (crash points for the kill tests).
+//! - [`store`]: the audit store (SQLite), the only code that runs SQL, by
+//!   table family (`run`, `attempt`, `approval`, `fire`, `audit`).
+//! - [`runbook`]: runbook files -> validated [`runbook::Runbook`] values
+//!   (`model`, `value`, `template`, `validate`, `schema`).
 //! - [`config`]: `config/drover.yaml` plus `DROVER_*` environment overrides.
-//! - [`runbook`]: runbook files -> validated [`runbook::Runbook`] values.
-//! - [`engine`]: run execution: retries, exactly-once mutating calls, durable runs.
+//! - [`cloud`]: the only code that talks to OTC: client, signing, resources,
+//!   errors, ids, and the OTC vocabulary (`vocabulary`).
+//! - [`sim`]: the OTC simulator (`route`: the cloud API; `control`: `/_sim/`;
+//!   `evs`, `sdrs`, `iam`: the state machines; `faults`).
 //! - [`policy`]: the retry policy value, below runbook, cloud and engine.
-//! - [`store`]: the audit store (SQLite), the only code that runs SQL.
-//! - [`scheduler`]: cron schedules with time zones, missed fires, no overlap.
-//! - [`sim`]: the OTC simulator (today: the EVS group state machine).
 //! - [`telemetry`]: tracing setup.
 //! - [`yaml`]: located YAML and the error-collecting deserializer under both
 //!   runbooks and config.
-
 pub mod api;
 pub mod app;
 pub mod cli;

@@ -1,7 +1,7 @@
 //! The actions a step can run, one file per service (`evs`, `sdrs`, `http`,
 //! `approval`, `sleep`), and what they share: polling until a condition holds
 //! and checking a field against its expectation. Mutating calls go through
-//! `reconcile`; everything here works on a [`StepRun`].
+//! `reconcile`; everything here works on a `StepRun`.
 
 pub(crate) mod approval;
 pub(crate) mod evs;

@@ -1,5 +1,5 @@
-//! What a step runs in: the run's context as templates see it ([`RunContext`]),
-//! one step being executed with its deadline ([`StepRun`]: records, reads
+//! What a step runs in: the run's context as templates see it (`RunContext`),
+//! one step being executed with its deadline (`StepRun`: records, reads
 //! under the retry policy, cancellable pauses, rendering), and how a step
 //! fails ([`StepError`]). Actions (`step`) and the exactly-once path
 //! (`reconcile`) both build on it; it imports neither.

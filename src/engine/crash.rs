@@ -3,7 +3,7 @@
 //! aborts there, with no unwinding and no chance to record anything more).
 //!
 //! They exist only with the `failpoints` feature, which only the test build
-//! enables; elsewhere [`point`] compiles to nothing. The kill tests drive the
+//! enables; elsewhere `point` compiles to nothing. The kill tests drive the
 //! real binary through every point of [`CRASH_POINTS`] and resume it.
 
 /// Every crash point, in the order a run meets them.
