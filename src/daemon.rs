@@ -101,6 +101,45 @@ pub enum TriggerError {
     Client(String),
 }
 
+/// Why an approval decision was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DecideError {
+    /// No such run.
+    #[error("no run {0}")]
+    NotFound(String),
+    /// The requester of a run may not approve it.
+    #[error("{approver} started run {run} and cannot approve it")]
+    Requester {
+        /// Who tried.
+        approver: String,
+        /// The run.
+        run: String,
+    },
+    /// The run is not waiting in an approval step.
+    #[error("{0}")]
+    NoApprovalPending(String),
+    /// This person decided on this step already.
+    #[error("{approver} already decided on step `{step}`")]
+    AlreadyDecided {
+        /// Who.
+        approver: String,
+        /// The approval step.
+        step: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// An approval decision as stored.
+#[derive(Debug, Clone)]
+pub struct Decided {
+    /// The approval step it is for.
+    pub step_id: String,
+    /// `approved` or `rejected`.
+    pub decision: &'static str,
+}
+
 /// The daemon's shared state.
 pub struct Daemon {
     config: RwLock<Config>,
@@ -265,6 +304,69 @@ impl Daemon {
                 .remove(&run_id);
             let _ = observer.await;
         });
+    }
+
+    /// Records `approver`'s decision on the approval step run `run_id` waits
+    /// in. The rules: never the requester, only while an approval step is
+    /// running, once per person and step. (The engine counts the approvals of
+    /// distinct approvers other than the requester.)
+    pub async fn decide(
+        &self,
+        run_id: &str,
+        approver: &str,
+        approve: bool,
+        comment: Option<&str>,
+    ) -> Result<Decided, DecideError> {
+        let run = self
+            .store
+            .run(run_id)
+            .await?
+            .ok_or_else(|| DecideError::NotFound(run_id.to_string()))?;
+        if run.requested_by == approver {
+            return Err(DecideError::Requester {
+                approver: approver.to_string(),
+                run: run_id.to_string(),
+            });
+        }
+        let book =
+            runbook::parse(&run.runbook_source, Path::new(&run.runbook_path)).map_err(|_| {
+                DecideError::NoApprovalPending("the run's runbook cannot be read".into())
+            })?;
+        let steps = self.store.steps(run_id).await?;
+        let waiting = steps
+            .iter()
+            .find(|s| {
+                s.status == status::RUNNING
+                    && book.all_steps().any(|b| {
+                        b.id == s.step_id && matches!(b.action, runbook::Action::Approval(_))
+                    })
+            })
+            .ok_or_else(|| {
+                DecideError::NoApprovalPending(format!(
+                    "run {run_id} is {} and not waiting for an approval",
+                    run.status
+                ))
+            })?;
+        let already = self
+            .store
+            .approvals(run_id)
+            .await?
+            .into_iter()
+            .any(|a| a.step_id == waiting.step_id && a.approver == approver);
+        if already {
+            return Err(DecideError::AlreadyDecided {
+                approver: approver.to_string(),
+                step: waiting.step_id.clone(),
+            });
+        }
+        let decision = if approve { "approved" } else { "rejected" };
+        self.store
+            .record_approval(run_id, &waiting.step_id, approver, decision, comment)
+            .await?;
+        Ok(Decided {
+            step_id: waiting.step_id.clone(),
+            decision,
+        })
     }
 
     /// The client a run uses: the shared one, or for a dry run its own that

@@ -19,10 +19,10 @@ use super::AppState;
 use super::auth::{Caller, Permission, allows};
 use super::error::{ApiError, ErrorBody};
 use super::{MAX_COMMENT_CHARS, MAX_IDEMPOTENCY_KEY};
-use crate::daemon::{Daemon, TriggerError};
+use crate::daemon::{Daemon, DecideError, TriggerError};
 use crate::engine::RunEvent;
 use crate::engine::run::EngineError;
-use crate::runbook::{self, Action, Kind};
+use crate::runbook::Kind;
 use crate::store::{StoreError, status};
 
 /// A run id from a path, checked before it is looked up or echoed.
@@ -525,77 +525,33 @@ pub(super) async fn approve_run(
             ),
         ));
     }
-    let run = d
-        .store()
-        .run(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no run {id}")))?;
-    if run.requested_by == caller.name {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "requester_cannot_approve",
-            format!("{} started run {id} and cannot approve it", caller.name),
-        ));
-    }
-    // The approval step the run is waiting in.
-    let book = runbook::parse(&run.runbook_source, std::path::Path::new(&run.runbook_path))
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "no_approval_pending",
-                "the run's runbook cannot be read",
-            )
-        })?;
-    let steps = d.store().steps(&id).await?;
-    let waiting = steps
-        .iter()
-        .find(|s| {
-            s.status == status::RUNNING
-                && book
-                    .all_steps()
-                    .any(|b| b.id == s.step_id && matches!(b.action, Action::Approval(_)))
-        })
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "no_approval_pending",
-                format!("run {id} is {} and not waiting for an approval", run.status),
-            )
-        })?;
-    let already = d
-        .store()
-        .approvals(&id)
-        .await?
-        .into_iter()
-        .any(|a| a.step_id == waiting.step_id && a.approver == caller.name);
-    if already {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "already_decided",
-            format!(
-                "{} already decided on step `{}`",
-                caller.name, waiting.step_id
-            ),
-        ));
-    }
-    let decision = if request.decision == Decision::Approve {
-        "approved"
-    } else {
-        "rejected"
-    };
-    d.store()
-        .record_approval(
+    let decided = d
+        .decide(
             &id,
-            &waiting.step_id,
             &caller.name,
-            decision,
+            request.decision == Decision::Approve,
             request.comment.as_deref(),
         )
-        .await?;
+        .await
+        .map_err(|e| match e {
+            DecideError::NotFound(_) => ApiError::not_found(e.to_string()),
+            DecideError::Requester { .. } => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "requester_cannot_approve",
+                e.to_string(),
+            ),
+            DecideError::NoApprovalPending(_) => {
+                ApiError::new(StatusCode::CONFLICT, "no_approval_pending", e.to_string())
+            }
+            DecideError::AlreadyDecided { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "already_decided", e.to_string())
+            }
+            DecideError::Store(e) => ApiError::from(e),
+        })?;
     let view = ApprovalView {
-        step_id: waiting.step_id.clone(),
+        step_id: decided.step_id,
         approver: caller.name,
-        decision: decision.into(),
+        decision: decided.decision.into(),
         comment: request.comment,
         at: crate::store::now(),
     };
