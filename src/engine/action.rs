@@ -21,7 +21,7 @@ use crate::runbook::value::{DurationSpec, Expect};
 use crate::store::{AttemptKind, Outcome};
 use crate::yaml::Located;
 
-/// What a wait step follows.
+/// What a wait follows.
 pub(crate) struct Watch {
     /// `group g1`, for messages.
     pub what: String,
@@ -29,6 +29,61 @@ pub(crate) struct Watch {
     pub request: String,
     /// Time between polls.
     pub interval: Duration,
+    /// The crash point after each recorded poll.
+    pub crash_point: &'static str,
+}
+
+/// What one look at a watched resource found.
+pub(crate) enum Seen<R> {
+    /// The wait is over, with this result.
+    Done(R),
+    /// Not yet: what was seen (`status reversing`), recorded and reported.
+    Pending(String),
+}
+
+/// The one polling loop: `look` reads and judges (an error fails the step at
+/// once); each pending state is recorded as a poll, reported, and waited on
+/// for the interval, bounded by the step's deadline and ended by a cancel.
+pub(crate) async fn poll<C, R, F, Fut>(
+    s: &StepRun<'_, C>,
+    watch: &Watch,
+    mut look: F,
+) -> Result<R, StepError>
+where
+    C: Cloud,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Seen<R>, StepError>>,
+{
+    let mut polls = 0;
+    loop {
+        let seen = match look().await? {
+            Seen::Done(result) => return Ok(result),
+            Seen::Pending(seen) => seen,
+        };
+        polls += 1;
+        let outcome = Outcome {
+            outcome: seen.clone(),
+            http_status: Some(200),
+            ..Outcome::default()
+        };
+        s.record(
+            polls,
+            AttemptKind::Poll,
+            &watch.request,
+            None,
+            None,
+            Some(outcome),
+        )
+        .await?;
+        crash::point(watch.crash_point);
+        s.emit(RunEvent::Waiting {
+            step_id: s.step.id.clone(),
+            observed: seen.clone(),
+        });
+        let what = &watch.what;
+        s.pause(watch.interval, || format!("{what} is still {seen}"))
+            .await?;
+    }
 }
 
 /// Polls with `read` until `done` holds (the resource as output), failing at
@@ -48,8 +103,7 @@ where
     Fut: std::future::Future<Output = Result<T, StepError>>,
 {
     let what = &watch.what;
-    let mut polls = 0;
-    loop {
+    poll(s, watch, || async {
         let current = read().await?;
         let seen = summary(&current);
         if failed(&current)? {
@@ -58,35 +112,15 @@ where
             )));
         }
         if done(&current)? {
-            return Ok(to_json(&current));
+            return Ok(Seen::Done(to_json(&current)));
         }
         if s.dry_run() {
             s.note(format!("dry run: not waiting ({what} is {seen})"));
-            return Ok(to_json(&current));
+            return Ok(Seen::Done(to_json(&current)));
         }
-        polls += 1;
-        let outcome = Outcome {
-            outcome: seen.clone(),
-            http_status: Some(200),
-            ..Outcome::default()
-        };
-        s.record(
-            polls,
-            AttemptKind::Poll,
-            &watch.request,
-            None,
-            None,
-            Some(outcome),
-        )
-        .await?;
-        crash::point("wait.after_poll");
-        s.emit(RunEvent::Waiting {
-            step_id: s.step.id.clone(),
-            observed: seen.clone(),
-        });
-        s.pause(watch.interval, || format!("{what} is still {seen}"))
-            .await?;
-    }
+        Ok(Seen::Pending(seen))
+    })
+    .await
 }
 
 /// One field against its expectation; a readable problem if it does not match.
@@ -172,6 +206,7 @@ pub(crate) async fn wait<C: Cloud, W: Watched>(
         what: W::named(&id),
         request: W::request(&id),
         interval: s.interval(interval, DEFAULT_POLL_INTERVAL)?,
+        crash_point: "wait.after_poll",
     };
     poll_until(
         s,

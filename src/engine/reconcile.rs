@@ -17,11 +17,10 @@
 use serde_json::{Value, json};
 
 use super::Cloud;
-use super::context::{StepError, StepRun, failed_outcome, read_evs, read_sdrs, sdrs_summary};
+use super::context::{StepError, StepRun, failed_outcome, read_evs, read_sdrs};
 use super::crash;
 use crate::cloud::CloudError;
 use crate::cloud::evs::EvsAction;
-use crate::cloud::resource::ProtectionGroup;
 use crate::cloud::sdrs::SdrsAction;
 use crate::engine::RunEvent;
 use crate::store::{AttemptKind, IntentOutcome, Outcome};
@@ -319,7 +318,8 @@ fn pre_image<T: serde::Serialize>(v: &T) -> Result<Value, StepError> {
         .map_err(|e| StepError::Failed(format!("cannot record the resource before the call: {e}")))
 }
 
-fn is_drill_not_found(e: &CloudError) -> bool {
+/// SDRS answers a missing drill with `SDRS.1902` (or a plain 404).
+pub(crate) fn is_drill_not_found(e: &CloudError) -> bool {
     e.code.as_deref() == Some("SDRS.1902") || e.status == Some(404)
 }
 
@@ -578,80 +578,6 @@ async fn reconcile<C: Cloud>(
     tracing::info!(outcome = word, %evidence, "Reconciled.");
     crash::point("mutate.after_reconcile");
     Ok(verdict.map(|evidence| Sent::Applied { evidence }))
-}
-
-/// After an SDRS action whose job id is unknown: follows the group until it
-/// leaves the transient state; fails if it ends in an error state.
-pub(crate) async fn wait_group_settled<C: Cloud>(
-    s: &StepRun<'_, C>,
-    group: &str,
-    action: SdrsAction,
-    interval: std::time::Duration,
-) -> Result<ProtectionGroup, StepError> {
-    let ok = match action {
-        SdrsAction::Switchover(_) | SdrsAction::Enable => "protected",
-        SdrsAction::Failover => "failed-over",
-        SdrsAction::Disable => "available",
-    };
-    loop {
-        let g = read_sdrs(s, group).await?;
-        let seen = sdrs_summary(&g);
-        if g.status == ok {
-            if let SdrsAction::Switchover(to) = action
-                && g.priority_station.as_deref() != Some(to.as_str())
-            {
-                return Err(StepError::Failed(format!(
-                    "protection group {group} is protected but production is not on the {to} side ({seen})"
-                )));
-            }
-            return Ok(g);
-        }
-        if g.status.starts_with("error") {
-            return Err(StepError::Failed(format!(
-                "protection group {group} ended in {seen}"
-            )));
-        }
-        s.emit(RunEvent::Waiting {
-            step_id: s.step.id.clone(),
-            observed: seen.clone(),
-        });
-        s.pause(interval, || {
-            format!("protection group {group} is still {seen}")
-        })
-        .await?;
-    }
-}
-
-/// After a drill deletion whose job id is unknown: waits until the drill is gone.
-pub(crate) async fn wait_drill_gone<C: Cloud>(
-    s: &StepRun<'_, C>,
-    drill: &str,
-    interval: std::time::Duration,
-) -> Result<(), StepError> {
-    loop {
-        match s
-            .read(&format!("GET disaster-recovery-drill {drill}"), || {
-                s.cloud().sdrs_get_drill(drill)
-            })
-            .await
-        {
-            Err(StepError::Cloud(e)) if is_drill_not_found(&e) => return Ok(()),
-            Err(e) => return Err(e),
-            Ok(d) if d.status == "error-deleting" => {
-                return Err(StepError::Failed(format!(
-                    "drill {drill} ended in error-deleting"
-                )));
-            }
-            Ok(d) => {
-                let seen = format!("drill {drill} is {}", d.status);
-                s.emit(RunEvent::Waiting {
-                    step_id: s.step.id.clone(),
-                    observed: seen.clone(),
-                });
-                s.pause(interval, || seen).await?;
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -5,18 +5,17 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{Watched, mismatch};
+use super::{Seen, Watch, Watched, mismatch, poll};
 use crate::cloud::http::DRY_RUN_JOB;
 use crate::cloud::resource::{Job, JobStatus, ProtectionGroup};
 use crate::cloud::sdrs::SdrsAction;
+use crate::engine::Cloud;
 use crate::engine::context::{StepError, StepRun, read_sdrs, sdrs_summary, to_json};
-use crate::engine::reconcile::{self, Mutation, Sent};
-use crate::engine::{Cloud, RunEvent, crash};
+use crate::engine::reconcile::{self, Mutation, Sent, is_drill_not_found};
 use crate::runbook::model::{
     IdField, SdrsCreateDrillInput, SdrsDeleteDrillInput, SdrsExpect, SdrsSwitchoverInput,
 };
 use crate::runbook::{DEFAULT_JOB_INTERVAL, DurationSpec};
-use crate::store::{AttemptKind, Outcome};
 use crate::yaml::Located;
 
 impl Watched for ProtectionGroup {
@@ -139,7 +138,7 @@ pub(crate) async fn delete_drill<C: Cloud>(
             Ok(json!({ "drill": drill, "job_id": job.job_id }))
         }
         Sent::Applied { .. } => {
-            reconcile::wait_drill_gone(s, &drill, interval).await?;
+            wait_drill_gone(s, &drill, interval).await?;
             Ok(json!({ "drill": drill }))
         }
         _ => Ok(json!({ "drill": drill, "dry_run": s.dry_run(), "held_back": s.dry_run() })),
@@ -175,7 +174,7 @@ pub(crate) async fn mutation<C: Cloud>(
         }
         Sent::Answered { job_id: None } | Sent::Applied { .. } => {
             // No job id (the answer was lost): follow the group instead.
-            let g = reconcile::wait_group_settled(s, &group, action, interval).await?;
+            let g = wait_group_settled(s, &group, action, interval).await?;
             Ok(json!({ "job_id": null, "group": to_json(&g) }))
         }
     }
@@ -187,85 +186,128 @@ async fn wait_job<C: Cloud>(
     job_id: &str,
     interval: Duration,
 ) -> Result<Job, StepError> {
-    let mut polls = 0;
-    loop {
-        let job = s
-            .read(&format!("GET job {job_id}"), || {
-                s.cloud().sdrs_get_job(job_id)
-            })
-            .await?;
+    let request = format!("GET job {job_id}");
+    let watch = Watch {
+        what: format!("job {job_id}"),
+        request: request.clone(),
+        interval,
+        crash_point: "job.after_poll",
+    };
+    poll(s, &watch, || async {
+        let job = s.read(&request, || s.cloud().sdrs_get_job(job_id)).await?;
         match job.status {
-            JobStatus::Success => return Ok(job),
-            JobStatus::Fail => {
-                return Err(StepError::Failed(format!(
-                    "job {job_id} ({}) failed: {}: {}",
-                    job.job_type.as_deref().unwrap_or("unknown type"),
-                    job.error_code.as_deref().unwrap_or("no error code"),
-                    job.fail_reason.as_deref().unwrap_or("no reason given")
-                )));
-            }
-            _ => {}
+            JobStatus::Success => Ok(Seen::Done(job)),
+            JobStatus::Fail => Err(StepError::Failed(format!(
+                "job {job_id} ({}) failed: {}: {}",
+                job.job_type.as_deref().unwrap_or("unknown type"),
+                job.error_code.as_deref().unwrap_or("no error code"),
+                job.fail_reason.as_deref().unwrap_or("no reason given")
+            ))),
+            other => Ok(Seen::Pending(format!("{other:?}").to_uppercase())),
         }
-        polls += 1;
-        let seen = format!("job {job_id} {:?}", job.status)
-            .to_uppercase()
-            .replace("JOB ", "job ");
-        s.record(
-            polls,
-            AttemptKind::Poll,
-            &format!("GET job {job_id}"),
-            None,
-            None,
-            Some(Outcome {
-                outcome: seen.clone(),
-                http_status: Some(200),
-                ..Outcome::default()
-            }),
-        )
-        .await?;
-        crash::point("job.after_poll");
-        s.emit(RunEvent::Waiting {
-            step_id: s.step.id.clone(),
-            observed: seen.clone(),
-        });
-        s.pause(interval, || format!("{seen} has not finished"))
-            .await?;
-    }
+    })
+    .await
 }
 
+/// After the create job: until the drill is available.
 async fn wait_drill_created<C: Cloud>(
     s: &StepRun<'_, C>,
     group: &str,
     name: &str,
     interval: Duration,
 ) -> Result<crate::cloud::resource::Drill, StepError> {
-    loop {
+    let request = format!("GET disaster-recovery-drills {name}");
+    let watch = Watch {
+        what: format!("drill {name}"),
+        request: request.clone(),
+        interval,
+        crash_point: "job.after_poll",
+    };
+    poll(s, &watch, || async {
         let drills = s
-            .read(&format!("GET disaster-recovery-drills {name}"), || {
+            .read(&request, || {
                 s.cloud().sdrs_list_drills(Some(group), Some(name))
             })
             .await?;
         match drills.into_iter().next() {
-            Some(d) if d.status == "available" => return Ok(d),
-            Some(d) if d.status == "error" => {
-                return Err(StepError::Failed(format!(
-                    "drill {} ({name}) ended in status error",
-                    d.id
-                )));
-            }
-            Some(d) => {
-                let seen = format!("drill {} is {}", d.id, d.status);
-                s.emit(RunEvent::Waiting {
-                    step_id: s.step.id.clone(),
-                    observed: seen.clone(),
-                });
-                s.pause(interval, || seen).await?;
-            }
-            None => {
-                return Err(StepError::Failed(format!(
-                    "no drill named {name} in protection group {group} after its job succeeded"
-                )));
-            }
+            Some(d) if d.status == "available" => Ok(Seen::Done(d)),
+            Some(d) if d.status == "error" => Err(StepError::Failed(format!(
+                "drill {} ({name}) ended in status error",
+                d.id
+            ))),
+            Some(d) => Ok(Seen::Pending(format!("{} ({})", d.status, d.id))),
+            None => Err(StepError::Failed(format!(
+                "no drill named {name} in protection group {group} after its job succeeded"
+            ))),
         }
-    }
+    })
+    .await
+}
+
+/// After an SDRS action whose job id is unknown (its answer was lost): follows
+/// the group until it leaves the transient state; fails in an error state.
+async fn wait_group_settled<C: Cloud>(
+    s: &StepRun<'_, C>,
+    group: &str,
+    action: SdrsAction,
+    interval: Duration,
+) -> Result<ProtectionGroup, StepError> {
+    let ok = match action {
+        SdrsAction::Switchover(_) | SdrsAction::Enable => "protected",
+        SdrsAction::Failover => "failed-over",
+        SdrsAction::Disable => "available",
+    };
+    let watch = Watch {
+        what: format!("protection group {group}"),
+        request: format!("GET server-group {group}"),
+        interval,
+        crash_point: "job.after_poll",
+    };
+    poll(s, &watch, || async {
+        let g = read_sdrs(s, group).await?;
+        let seen = sdrs_summary(&g);
+        if g.status == ok {
+            if let SdrsAction::Switchover(to) = action
+                && g.priority_station.as_deref() != Some(to.as_str())
+            {
+                return Err(StepError::Failed(format!(
+                    "protection group {group} is protected but production is not on the {to} side ({seen})"
+                )));
+            }
+            return Ok(Seen::Done(g));
+        }
+        if g.status.starts_with("error") {
+            return Err(StepError::Failed(format!(
+                "protection group {group} ended in {seen}"
+            )));
+        }
+        Ok(Seen::Pending(seen))
+    })
+    .await
+}
+
+/// After a drill deletion whose job id is unknown: until the drill is gone.
+async fn wait_drill_gone<C: Cloud>(
+    s: &StepRun<'_, C>,
+    drill: &str,
+    interval: Duration,
+) -> Result<(), StepError> {
+    let request = format!("GET disaster-recovery-drill {drill}");
+    let watch = Watch {
+        what: format!("drill {drill}"),
+        request: request.clone(),
+        interval,
+        crash_point: "job.after_poll",
+    };
+    poll(s, &watch, || async {
+        match s.read(&request, || s.cloud().sdrs_get_drill(drill)).await {
+            Err(StepError::Cloud(e)) if is_drill_not_found(&e) => Ok(Seen::Done(())),
+            Err(e) => Err(e),
+            Ok(d) if d.status == "error-deleting" => Err(StepError::Failed(format!(
+                "drill {drill} ended in error-deleting"
+            ))),
+            Ok(d) => Ok(Seen::Pending(d.status)),
+        }
+    })
+    .await
 }
