@@ -26,7 +26,7 @@ use crate::engine::{Approvals, Engine, RunEvent, RunRequest};
 use crate::metrics::Metrics;
 use crate::runbook::{self, Kind, Runbook};
 use crate::scheduler::{self, Job, Launcher, TokioClock};
-use crate::store::{Store, StoreError, status};
+use crate::store::{RunStatus, StepStatus, Store, StoreError};
 use crate::yaml::Diagnostic;
 
 /// How long SIGTERM waits for runs to reach a step boundary.
@@ -336,7 +336,7 @@ impl Daemon {
         let waiting = steps
             .iter()
             .find(|s| {
-                s.status == status::RUNNING
+                s.status == StepStatus::Running
                     && book.all_steps().any(|b| {
                         b.id == s.step_id && matches!(b.action, runbook::Action::Approval(_))
                     })
@@ -519,7 +519,7 @@ impl Launcher for DaemonLauncher {
     }
 
     async fn is_active(&self, run_id: &str) -> bool {
-        matches!(self.0.store.run(run_id).await, Ok(Some(r)) if r.status == status::RUNNING)
+        matches!(self.0.store.run(run_id).await, Ok(Some(r)) if r.status == RunStatus::Running)
     }
 }
 

@@ -91,20 +91,65 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// Run status values.
-pub mod status {
-    /// The run or step is executing (or was, when the process stopped).
-    pub const RUNNING: &str = "running";
-    /// Waiting to run.
-    pub const PENDING: &str = "pending";
-    /// Finished well.
-    pub const SUCCEEDED: &str = "succeeded";
-    /// Finished with a failure.
-    pub const FAILED: &str = "failed";
-    /// Skipped (`when` was false, or an earlier failure aborted the run).
-    pub const SKIPPED: &str = "skipped";
-    /// Stopped on request.
-    pub const CANCELLED: &str = "cancelled";
+/// Declares a status enum stored as lowercase text.
+macro_rules! stored_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
+        }
+        impl $name {
+            /// The stored spelling.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+            /// Reads the stored spelling.
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+    };
+}
+
+stored_enum! {
+    /// Where a run is.
+    RunStatus {
+        /// Executing (or it was, when the process stopped): resumable.
+        Running = "running",
+        /// Every main and `finally` step succeeded (or was skipped).
+        Succeeded = "succeeded",
+        /// A step failed.
+        Failed = "failed",
+        /// Stopped on request.
+        Cancelled = "cancelled",
+    }
+}
+
+stored_enum! {
+    /// Where a step is.
+    StepStatus {
+        /// Not started (or asked again on resume).
+        Pending = "pending",
+        /// Executing (or it was, when the process stopped).
+        Running = "running",
+        /// Finished well.
+        Succeeded = "succeeded",
+        /// Finished with a failure.
+        Failed = "failed",
+        /// `when` was false, or an earlier failure or a cancel skipped it.
+        Skipped = "skipped",
+    }
 }
 
 /// Connects, retrying while another process holds the lock that switching a
@@ -325,7 +370,7 @@ mod tests {
         let store = Store::open("sqlite::memory:").await.unwrap();
         store.create_run(&new_run("r1", &["evs:g1"])).await.unwrap();
         store
-            .set_step("r1", "precheck", status::RUNNING, None, None)
+            .set_step("r1", "precheck", StepStatus::Running, None, None)
             .await
             .unwrap();
         let intent = NewAttempt {
@@ -359,14 +404,14 @@ mod tests {
             .set_step(
                 "r1",
                 "precheck",
-                status::SUCCEEDED,
+                StepStatus::Succeeded,
                 Some(&serde_json::json!({"a": 1})),
                 None,
             )
             .await
             .unwrap();
         store
-            .finish_run("r1", status::SUCCEEDED, None, "alice")
+            .finish_run("r1", RunStatus::Succeeded, None, "alice")
             .await
             .unwrap();
 
@@ -415,6 +460,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn unknown_stored_statuses_are_corrupt_records() {
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        store.create_run(&new_run("r1", &[])).await.unwrap();
+        assert_eq!(
+            store.run("r1").await.unwrap().unwrap().status,
+            RunStatus::Running
+        );
+        store
+            .execute_unchecked("UPDATE steps SET status = 'paused' WHERE run_id = 'r1'")
+            .await
+            .unwrap();
+        let err = store.steps("r1").await.unwrap_err().to_string();
+        assert!(err.contains("unknown step status `paused`"), "{err}");
+        store
+            .execute_unchecked("UPDATE runs SET status = 'paused' WHERE id = 'r1'")
+            .await
+            .unwrap();
+        let err = store.run("r1").await.unwrap_err().to_string();
+        assert!(err.contains("unknown status `paused` of run r1"), "{err}");
+    }
+
+    #[tokio::test]
     async fn a_leased_target_refuses_a_second_run_until_released() {
         let store = Store::open("sqlite::memory:").await.unwrap();
         store.create_run(&new_run("r1", &["evs:g1"])).await.unwrap();
@@ -432,7 +499,7 @@ mod tests {
             "nothing of the refused run is stored"
         );
         store
-            .finish_run("r1", status::SUCCEEDED, None, "alice")
+            .finish_run("r1", RunStatus::Succeeded, None, "alice")
             .await
             .unwrap();
         store.create_run(&new_run("r2", &["evs:g1"])).await.unwrap();

@@ -23,7 +23,7 @@ use crate::daemon::{Daemon, DecideError, TriggerError};
 use crate::engine::RunEvent;
 use crate::engine::run::EngineError;
 use crate::runbook::Kind;
-use crate::store::{StoreError, status};
+use crate::store::{RunStatus, StoreError};
 
 /// A run id from a path, checked before it is looked up or echoed.
 pub(super) fn checked_run_id(id: &str) -> Result<&str, ApiError> {
@@ -88,7 +88,7 @@ impl From<crate::store::RunRecord> for RunView {
             requested_by: r.requested_by,
             params: r.params,
             dry_run: r.dry_run,
-            status: r.status,
+            status: r.status.to_string(),
             error: r.error,
             created_at: r.created_at,
             finished_at: r.finished_at,
@@ -368,7 +368,7 @@ pub(super) async fn run_detail(d: &Daemon, id: &str) -> Result<RunDetail, ApiErr
         .map(|s| StepView {
             step_id: s.step_id,
             phase: s.phase,
-            status: s.status,
+            status: s.status.to_string(),
             output: s.output,
             error: s.error,
             started_at: s.started_at,
@@ -408,7 +408,7 @@ pub(super) async fn run_events(
     // Subscribe first, so nothing between the snapshot and the live events is lost.
     let live = d.subscribe(&id);
     let detail = run_detail(&d, &id).await?;
-    let finished = detail.run.status != status::RUNNING;
+    let finished = detail.run.status != RunStatus::Running.as_str();
     let snapshot = SseEvent::default()
         .event("snapshot")
         .json_data(&detail)

@@ -17,13 +17,13 @@ use crate::cloud::CloudError;
 use crate::cloud::resource::{EvsGroup, ProtectionGroup};
 use crate::runbook::model::{self, IdField};
 use crate::runbook::{DurationSpec, Runbook, Step, template};
-use crate::store::{AttemptKind, NewAttempt, Outcome, RunRecord, StoreError};
+use crate::store::{AttemptKind, NewAttempt, Outcome, RunRecord, StepStatus, StoreError};
 use crate::yaml::Located;
 
 /// State of one step within a run, as templates see it.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct StepState {
-    pub status: String,
+    pub status: StepStatus,
     pub output: Value,
     pub error: Option<String>,
 }

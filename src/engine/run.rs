@@ -16,7 +16,7 @@ use super::step;
 use super::{Cloud, Engine, RunEvent};
 use crate::runbook::model::IdField;
 use crate::runbook::{self, OnFailure, Runbook, Step, template};
-use crate::store::{NewRun, StoreError, status};
+use crate::store::{NewRun, RunStatus, StepStatus, StoreError};
 
 /// A run to start.
 #[derive(Debug, Clone)]
@@ -200,8 +200,8 @@ impl<C: Cloud> Engine<C> {
             .run(run_id)
             .await?
             .ok_or_else(|| EngineError::NotFound(run_id.to_string()))?;
-        if run.status != status::RUNNING {
-            return Err(EngineError::Finished(run.id, run.status));
+        if run.status != RunStatus::Running {
+            return Err(EngineError::Finished(run.id, run.status.to_string()));
         }
         // The version the run started with, not whatever the file says today.
         let runbook = runbook::parse(&run.runbook_source, Path::new(&run.runbook_path)).map_err(
@@ -215,13 +215,13 @@ impl<C: Cloud> Engine<C> {
             },
         )?;
         let records = self.store.steps(run_id).await?;
-        let resumed = records.iter().any(|r| r.status != status::PENDING);
+        let resumed = records.iter().any(|r| r.status != StepStatus::Pending);
         let mut ctx = RunContext {
             steps: records
                 .iter()
                 .map(|r| {
                     let state = StepState {
-                        status: r.status.clone(),
+                        status: r.status,
                         output: r.output.clone().unwrap_or_else(|| json!({})),
                         error: r.error.clone(),
                     };
@@ -230,7 +230,7 @@ impl<C: Cloud> Engine<C> {
                 .collect(),
             run,
             runbook,
-            outcome: status::RUNNING.to_string(),
+            outcome: RunStatus::Running.to_string(),
             env: self.env.clone(),
         };
         self.emit(RunEvent::RunStarted {
@@ -266,8 +266,10 @@ impl<C: Cloud> Engine<C> {
                     failure.get_or_insert(format!("step `{}` failed: {error}", step.id));
                 }
                 Flow::Failed(_) => {}
-                Flow::Interrupted => return self.summary(&ctx, status::RUNNING, None).await,
-                Flow::Waiting(why) => return self.summary(&ctx, status::RUNNING, Some(why)).await,
+                Flow::Interrupted => return self.summary(&ctx, RunStatus::Running, None).await,
+                Flow::Waiting(why) => {
+                    return self.summary(&ctx, RunStatus::Running, Some(why)).await;
+                }
             }
             crash::point("run.after_step");
         }
@@ -276,9 +278,9 @@ impl<C: Cloud> Engine<C> {
             self.store.mark_recovered(run_id).await?;
         }
         let (final_status, reason) = match (&cancelled, failure) {
-            (Some(by), _) => (status::CANCELLED, Some(format!("cancelled by {by}"))),
-            (None, Some(f)) => (status::FAILED, Some(f)),
-            (None, None) => (status::SUCCEEDED, None),
+            (Some(by), _) => (RunStatus::Cancelled, Some(format!("cancelled by {by}"))),
+            (None, Some(f)) => (RunStatus::Failed, Some(f)),
+            (None, None) => (RunStatus::Succeeded, None),
         };
         ctx.outcome = final_status.to_string();
         let mut failure = reason;
@@ -288,13 +290,15 @@ impl<C: Cloud> Engine<C> {
                 Flow::Failed(error) if step.on_failure == OnFailure::Abort => {
                     failure.get_or_insert(format!("step `{}` failed: {error}", step.id));
                 }
-                Flow::Interrupted => return self.summary(&ctx, status::RUNNING, None).await,
-                Flow::Waiting(why) => return self.summary(&ctx, status::RUNNING, Some(why)).await,
+                Flow::Interrupted => return self.summary(&ctx, RunStatus::Running, None).await,
+                Flow::Waiting(why) => {
+                    return self.summary(&ctx, RunStatus::Running, Some(why)).await;
+                }
                 _ => {}
             }
         }
         let final_status = match (final_status, &failure) {
-            (status::SUCCEEDED, Some(_)) => status::FAILED,
+            (RunStatus::Succeeded, Some(_)) => RunStatus::Failed,
             (s, _) => s,
         };
         self.store
@@ -326,17 +330,17 @@ impl<C: Cloud> Engine<C> {
         let state = ctx.steps.get(&step.id).cloned();
         let stored = state
             .as_ref()
-            .map(|s| s.status.as_str())
-            .unwrap_or(status::PENDING);
+            .map(|s| s.status)
+            .unwrap_or(StepStatus::Pending);
         match stored {
-            status::SUCCEEDED | status::SKIPPED => {
+            StepStatus::Succeeded | StepStatus::Skipped => {
                 self.emit(RunEvent::StepAlreadyDone {
                     step_id: step.id.clone(),
                     status: stored.to_string(),
                 });
                 return Ok(Flow::Continue);
             }
-            status::FAILED => {
+            StepStatus::Failed => {
                 self.emit(RunEvent::StepAlreadyDone {
                     step_id: step.id.clone(),
                     status: stored.to_string(),
@@ -379,7 +383,7 @@ impl<C: Cloud> Engine<C> {
             }
         }
         self.store
-            .set_step(&ctx.run.id, &step.id, status::RUNNING, None, None)
+            .set_step(&ctx.run.id, &step.id, StepStatus::Running, None, None)
             .await?;
         self.emit(RunEvent::StepStarted {
             step_id: step.id.clone(),
@@ -398,12 +402,18 @@ impl<C: Cloud> Engine<C> {
         reason: &str,
     ) -> Result<Flow, EngineError> {
         self.store
-            .set_step(&ctx.run.id, &step.id, status::SKIPPED, None, Some(reason))
+            .set_step(
+                &ctx.run.id,
+                &step.id,
+                StepStatus::Skipped,
+                None,
+                Some(reason),
+            )
             .await?;
         ctx.steps.insert(
             step.id.clone(),
             StepState {
-                status: status::SKIPPED.into(),
+                status: StepStatus::Skipped,
                 output: json!({}),
                 error: None,
             },
@@ -429,7 +439,7 @@ impl<C: Cloud> Engine<C> {
                     .set_step(
                         &ctx.run.id,
                         &step.id,
-                        status::SUCCEEDED,
+                        StepStatus::Succeeded,
                         Some(&output),
                         None,
                     )
@@ -437,14 +447,14 @@ impl<C: Cloud> Engine<C> {
                 ctx.steps.insert(
                     step.id.clone(),
                     StepState {
-                        status: status::SUCCEEDED.into(),
+                        status: StepStatus::Succeeded,
                         output,
                         error: None,
                     },
                 );
                 self.emit(RunEvent::StepFinished {
                     step_id: step.id.clone(),
-                    status: status::SUCCEEDED.into(),
+                    status: StepStatus::Succeeded.to_string(),
                     duration_ms,
                     error: None,
                 });
@@ -455,7 +465,7 @@ impl<C: Cloud> Engine<C> {
             // Back to pending: a resume asks again.
             Err(StepError::AwaitingApproval(why)) => {
                 self.store
-                    .set_step(&ctx.run.id, &step.id, status::PENDING, None, None)
+                    .set_step(&ctx.run.id, &step.id, StepStatus::Pending, None, None)
                     .await?;
                 self.emit(RunEvent::Note {
                     step_id: step.id.clone(),
@@ -466,19 +476,25 @@ impl<C: Cloud> Engine<C> {
             Err(e) => {
                 let error = e.to_string();
                 self.store
-                    .set_step(&ctx.run.id, &step.id, status::FAILED, None, Some(&error))
+                    .set_step(
+                        &ctx.run.id,
+                        &step.id,
+                        StepStatus::Failed,
+                        None,
+                        Some(&error),
+                    )
                     .await?;
                 ctx.steps.insert(
                     step.id.clone(),
                     StepState {
-                        status: status::FAILED.into(),
+                        status: StepStatus::Failed,
                         output: json!({}),
                         error: Some(error.clone()),
                     },
                 );
                 self.emit(RunEvent::StepFinished {
                     step_id: step.id.clone(),
-                    status: status::FAILED.into(),
+                    status: StepStatus::Failed.to_string(),
                     duration_ms,
                     error: Some(error.clone()),
                 });
@@ -490,7 +506,7 @@ impl<C: Cloud> Engine<C> {
     async fn summary(
         &self,
         ctx: &RunContext,
-        final_status: &str,
+        final_status: RunStatus,
         error: Option<String>,
     ) -> Result<RunSummary, EngineError> {
         let run = self
@@ -508,14 +524,14 @@ impl<C: Cloud> Engine<C> {
             .steps(&ctx.run.id)
             .await?
             .into_iter()
-            .map(|s| (s.step_id, s.status))
+            .map(|s| (s.step_id, s.status.to_string()))
             .collect();
         Ok(RunSummary {
             run_id: ctx.run.id.clone(),
             runbook: ctx.run.runbook.clone(),
             status: final_status.to_string(),
             error,
-            recovery_ms: if final_status == status::SUCCEEDED {
+            recovery_ms: if final_status == RunStatus::Succeeded {
                 recovery_ms
             } else {
                 None
@@ -527,7 +543,7 @@ impl<C: Cloud> Engine<C> {
                     .steps
                     .iter()
                     .filter_map(|s| ctx.steps.get(&s.id))
-                    .filter(|s| s.status == status::SUCCEEDED)
+                    .filter(|s| s.status == StepStatus::Succeeded)
                     .map(|s| &s.output),
             ),
         })

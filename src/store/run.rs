@@ -8,7 +8,7 @@ use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Connection, Row};
 
-use super::{Store, StoreError, append, json_column, now, status};
+use super::{RunStatus, StepStatus, Store, StoreError, append, json_column, now};
 
 /// The run columns in the order `run_record` reads them (a macro so queries stay `&'static str`).
 macro_rules! run_columns {
@@ -73,7 +73,7 @@ pub struct RunRecord {
     /// Dry run.
     pub dry_run: bool,
     /// Status.
-    pub status: String,
+    pub status: RunStatus,
     /// Failure summary.
     pub error: Option<String>,
     /// Created.
@@ -96,7 +96,7 @@ pub struct StepRecord {
     /// `main` / `finally`.
     pub phase: String,
     /// Status.
-    pub status: String,
+    pub status: StepStatus,
     /// Output (JSON).
     pub output: Option<Value>,
     /// Failure.
@@ -200,14 +200,14 @@ impl Store {
     pub async fn finish_run(
         &self,
         run_id: &str,
-        status: &str,
+        status: RunStatus,
         error: Option<&str>,
         actor: &str,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn.lock().await;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE id = ?")
-            .bind(status)
+            .bind(status.as_str())
             .bind(error)
             .bind(now())
             .bind(run_id)
@@ -245,21 +245,21 @@ impl Store {
         &self,
         run_id: &str,
         step_id: &str,
-        status: &str,
+        status: StepStatus,
         output: Option<&Value>,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn.lock().await;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let at = now();
-        let started = status == status::RUNNING;
+        let started = status == StepStatus::Running;
         sqlx::query(
             "UPDATE steps SET status = ?, output = COALESCE(?, output), error = ?,
                  started_at = CASE WHEN ? THEN ? ELSE started_at END,
                  finished_at = CASE WHEN ? THEN NULL ELSE ? END
              WHERE run_id = ? AND step_id = ?",
         )
-        .bind(status)
+        .bind(status.as_str())
         .bind(output.map(Value::to_string))
         .bind(error)
         .bind(started)
@@ -270,7 +270,7 @@ impl Store {
         .bind(step_id)
         .execute(&mut *tx)
         .await?;
-        let data = serde_json::json!({ "status": status, "error": error });
+        let data = serde_json::json!({ "status": status.as_str(), "error": error });
         append(
             &mut tx,
             "drover",
@@ -362,19 +362,24 @@ impl Store {
             .bind(run_id)
             .fetch_all(&mut *self.conn.lock().await)
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| StepRecord {
-                step_id: r.get(0),
-                position: r.get(1),
-                phase: r.get(2),
-                status: r.get(3),
-                output: json_column(r, 4),
-                error: r.get(5),
-                started_at: r.get(6),
-                finished_at: r.get(7),
+        rows.iter()
+            .map(|r| {
+                let text: String = r.get(3);
+                let status = StepStatus::parse(&text).ok_or_else(|| {
+                    StoreError::Corrupt(format!("unknown step status `{text}` in run {run_id}"))
+                })?;
+                Ok(StepRecord {
+                    step_id: r.get(0),
+                    position: r.get(1),
+                    phase: r.get(2),
+                    status,
+                    output: json_column(r, 4),
+                    error: r.get(5),
+                    started_at: r.get(6),
+                    finished_at: r.get(7),
+                })
             })
-            .collect())
+            .collect()
     }
 }
 
@@ -385,6 +390,9 @@ fn run_record(r: &SqliteRow) -> Result<RunRecord, StoreError> {
     let params = serde_json::from_str(&params).map_err(|e| {
         StoreError::Corrupt(format!("the parameters of run {id} cannot be read: {e}"))
     })?;
+    let text: String = r.get(10);
+    let status = RunStatus::parse(&text)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown status `{text}` of run {id}")))?;
     Ok(RunRecord {
         id,
         runbook: r.get(1),
@@ -396,7 +404,7 @@ fn run_record(r: &SqliteRow) -> Result<RunRecord, StoreError> {
         requested_by: r.get(7),
         params,
         dry_run: r.get(9),
-        status: r.get(10),
+        status,
         error: r.get(11),
         created_at: r.get(12),
         finished_at: r.get(13),

@@ -433,7 +433,7 @@ impl World {
             .unwrap();
         let runs = store.runs(10).await.unwrap();
         assert_eq!(runs.len(), 1, "one run");
-        (runs[0].id.clone(), runs[0].status.clone())
+        (runs[0].id.clone(), runs[0].status.to_string())
     }
 
     /// Mutating requests the simulator acted on.
@@ -611,7 +611,7 @@ impl World {
             .unwrap();
         let runs = store.runs(10).await.unwrap();
         assert!(runs.len() <= 1, "at most one run");
-        runs.first().map(|r| (r.id.clone(), r.status.clone()))
+        runs.first().map(|r| (r.id.clone(), r.status.to_string()))
     }
 
     /// How many reconciliations the run's attempts record.
