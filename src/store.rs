@@ -91,38 +91,9 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// Declares a status enum stored as lowercase text.
-macro_rules! stored_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-        pub enum $name {
-            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
-        }
-        impl $name {
-            /// The stored spelling.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-            /// Reads the stored spelling.
-            pub fn parse(text: &str) -> Option<Self> {
-                match text { $($text => Some($name::$variant),)+ _ => None }
-            }
-        }
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-        impl PartialEq<&str> for $name {
-            fn eq(&self, other: &&str) -> bool {
-                self.as_str() == *other
-            }
-        }
-    };
-}
+use crate::cloud::vocabulary::string_enum;
 
-stored_enum! {
+string_enum! {
     /// Where a run is.
     RunStatus {
         /// Executing (or it was, when the process stopped): resumable.
@@ -136,7 +107,7 @@ stored_enum! {
     }
 }
 
-stored_enum! {
+string_enum! {
     /// Where a step is.
     StepStatus {
         /// Not started (or asked again on resume).

@@ -8,99 +8,41 @@ use serde_json::Value;
 use sqlx::{Connection, Row};
 
 use super::{Store, StoreError, append, json_column, now};
+use crate::cloud::vocabulary::string_enum;
 
-/// What an attempt row records.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AttemptKind {
-    /// A failed read that was retried.
-    #[default]
-    Read,
-    /// A mutating call, written before it is sent; its outcome follows.
-    Intent,
-    /// A re-read that decided whether an unanswered call took effect.
-    Reconcile,
-    /// A poll of a wait or an SDRS job.
-    Poll,
-    /// An `http.request` call and its status.
-    Request,
-    /// A request a dry run held back.
-    WouldSend,
-}
-
-impl AttemptKind {
-    /// The stored spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AttemptKind::Read => "read",
-            AttemptKind::Intent => "intent",
-            AttemptKind::Reconcile => "reconcile",
-            AttemptKind::Poll => "poll",
-            AttemptKind::Request => "request",
-            AttemptKind::WouldSend => "would_send",
-        }
-    }
-
-    /// Reads the stored spelling.
-    pub fn parse(text: &str) -> Option<AttemptKind> {
-        [
-            AttemptKind::Read,
-            AttemptKind::Intent,
-            AttemptKind::Reconcile,
-            AttemptKind::Poll,
-            AttemptKind::Request,
-            AttemptKind::WouldSend,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == text)
+string_enum! {
+    /// What an attempt row records.
+    #[derive(Default)]
+    AttemptKind {
+        /// A failed read that was retried.
+        #[default]
+        Read = "read",
+        /// A mutating call, written before it is sent; its outcome follows.
+        Intent = "intent",
+        /// A re-read that decided whether an unanswered call took effect.
+        Reconcile = "reconcile",
+        /// A poll of a wait or an SDRS job.
+        Poll = "poll",
+        /// An `http.request` call and its status.
+        Request = "request",
+        /// A request a dry run held back.
+        WouldSend = "would_send",
     }
 }
 
-impl std::fmt::Display for AttemptKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What became of an intent (a mutating call).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IntentOutcome {
-    /// The cloud accepted it: never sent again.
-    Accepted,
-    /// A reconciliation found it took effect: never sent again.
-    Applied,
-    /// The cloud refused it with a definite answer.
-    Failed,
-    /// A reconciliation found it did not take effect: may be sent again.
-    NotApplied,
-    /// The answer was lost or retryable: reconciled before anything else.
-    Ambiguous,
-}
-
-impl IntentOutcome {
-    /// The stored spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IntentOutcome::Accepted => "accepted",
-            IntentOutcome::Applied => "applied",
-            IntentOutcome::Failed => "failed",
-            IntentOutcome::NotApplied => "not_applied",
-            IntentOutcome::Ambiguous => "ambiguous",
-        }
-    }
-
-    /// Reads the stored spelling.
-    pub fn parse(text: &str) -> Option<IntentOutcome> {
-        [
-            IntentOutcome::Accepted,
-            IntentOutcome::Applied,
-            IntentOutcome::Failed,
-            IntentOutcome::NotApplied,
-            IntentOutcome::Ambiguous,
-        ]
-        .into_iter()
-        .find(|o| o.as_str() == text)
+string_enum! {
+    /// What became of an intent (a mutating call).
+    IntentOutcome {
+        /// The cloud accepted it: never sent again.
+        Accepted = "accepted",
+        /// A reconciliation found it took effect: never sent again.
+        Applied = "applied",
+        /// The cloud refused it with a definite answer.
+        Failed = "failed",
+        /// A reconciliation found it did not take effect: may be sent again.
+        NotApplied = "not_applied",
+        /// The answer was lost or retryable: reconciled before anything else.
+        Ambiguous = "ambiguous",
     }
 }
 
