@@ -373,7 +373,7 @@ async fn the_engine_asks_through_the_ask_hook_and_waits_when_nobody_answers() {
         .await
         .unwrap();
     assert_eq!(nobody.status, "running", "waiting, resumable");
-    assert!(nobody.error.unwrap().contains("nobody was asked"));
+    assert!(nobody.error.unwrap().contains("nobody was there to answer"));
     let refused = engine(Prompted::Refused("`x` was refused".into()))
         .execute(&nobody.run_id, &CancellationToken::new())
         .await

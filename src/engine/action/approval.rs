@@ -69,7 +69,7 @@ pub(crate) async fn ask<C: Cloud>(
                 // run waits at this step instead of failing for good.
                 Prompted::NoInput => {
                     return Err(StepError::AwaitingApproval(format!(
-                        "step `{}` needs {needed} approval(s) for `{prompt}` and nobody was asked",
+                        "step `{}` needs {needed} approval(s) for `{prompt}` and nobody was there to answer",
                         s.step.id
                     )));
                 }
