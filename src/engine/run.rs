@@ -121,7 +121,8 @@ impl<C: Cloud> Engine<C> {
                 runbook: runbook.name.clone(),
                 problems,
             })?;
-        let problems = check_identifiers(runbook, &params, &self.env);
+        let ids = start_identifiers(runbook, &params, &self.env);
+        let problems = identifier_problems(&ids, &params);
         if !problems.is_empty() {
             return Err(EngineError::Params {
                 runbook: runbook.name.clone(),
@@ -145,7 +146,7 @@ impl<C: Cloud> Engine<C> {
             targets: if self.cloud.is_dry_run() {
                 Vec::new()
             } else {
-                targets(runbook, &params, &self.env)
+                lease_targets(&ids)
             },
             id: id.clone(),
             runbook: runbook.name.clone(),
@@ -567,46 +568,7 @@ pub fn targets(
     params: &BTreeMap<String, String>,
     env: &BTreeMap<String, String>,
 ) -> Vec<String> {
-    let mut out: Vec<String> = start_identifiers(runbook, params, env)
-        .into_iter()
-        .filter_map(|(_, _, field, value)| {
-            let prefix = field.lease_prefix()?;
-            field.check(&value).ok()?;
-            Some(format!("{prefix}:{}", crate::cloud::id::canonical(&value)))
-        })
-        .collect();
-    out.sort();
-    out.dedup();
-    out
-}
-
-/// Every identifier field that can be rendered from what is known at start:
-/// (step id, `with` key, what it names, rendered value).
-fn start_identifiers(
-    runbook: &Runbook,
-    params: &BTreeMap<String, String>,
-    env: &BTreeMap<String, String>,
-) -> Vec<(String, &'static str, IdField, String)> {
-    let context = json!({ "params": params, "env": env, "run": {}, "steps": {} });
-    let jinja = template::environment();
-    let mut out = Vec::new();
-    for step in runbook.all_steps() {
-        for (key, field, value) in step.action.identifiers() {
-            if value.value.contains("steps.") {
-                continue;
-            }
-            let Ok(rendered) = jinja.render_str(&value.value, minijinja::value::Serde(&context))
-            else {
-                continue;
-            };
-            let rendered = rendered.trim().to_string();
-            // An empty VPC means "let SDRS create one"; any other empty id is wrong.
-            if !(rendered.is_empty() && field == IdField::Vpc) {
-                out.push((step.id.clone(), key, field, rendered));
-            }
-        }
-    }
-    out
+    lease_targets(&start_identifiers(runbook, params, env))
 }
 
 /// Checks every identifier the parameters decide before anything starts;
@@ -616,41 +578,94 @@ pub fn check_identifiers(
     params: &BTreeMap<String, String>,
     env: &BTreeMap<String, String>,
 ) -> Vec<String> {
-    let mut problems: Vec<(String, Vec<String>)> = Vec::new();
-    for (step, key, field, value) in start_identifiers(runbook, params, env) {
-        let Err(why) = field.check(&value) else {
+    identifier_problems(&start_identifiers(runbook, params, env), params)
+}
+
+/// An identifier field rendered with what is known at start.
+struct StartId<'r> {
+    step: &'r str,
+    key: &'static str,
+    field: IdField,
+    /// The text as written (a template).
+    source: &'r str,
+    value: String,
+}
+
+/// Every identifier field that can be rendered from what is known at start.
+/// A template reading a step output is undefined now (templates are strict):
+/// it is skipped here and checked when its step renders it.
+fn start_identifiers<'r>(
+    runbook: &'r Runbook,
+    params: &BTreeMap<String, String>,
+    env: &BTreeMap<String, String>,
+) -> Vec<StartId<'r>> {
+    let context = json!({ "params": params, "env": env, "run": {}, "steps": {} });
+    let jinja = template::environment();
+    let mut out = Vec::new();
+    for step in runbook.all_steps() {
+        for (key, field, value) in step.action.identifiers() {
+            let Ok(rendered) = jinja.render_str(&value.value, minijinja::value::Serde(&context))
+            else {
+                continue;
+            };
+            let rendered = rendered.trim().to_string();
+            // An empty VPC means "let SDRS create one"; any other empty id is wrong.
+            if !(rendered.is_empty() && field == IdField::Vpc) {
+                out.push(StartId {
+                    step: &step.id,
+                    key,
+                    field,
+                    source: &value.value,
+                    value: rendered,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn lease_targets(ids: &[StartId<'_>]) -> Vec<String> {
+    let mut out: Vec<String> = ids
+        .iter()
+        .filter_map(|id| {
+            let prefix = id.field.lease_prefix()?;
+            id.field.check(&id.value).ok()?;
+            Some(format!(
+                "{prefix}:{}",
+                crate::cloud::id::canonical(&id.value)
+            ))
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn identifier_problems(ids: &[StartId<'_>], params: &BTreeMap<String, String>) -> Vec<String> {
+    let mut problems: Vec<(String, Vec<&str>)> = Vec::new();
+    for id in ids {
+        let Err(why) = id.field.check(&id.value) else {
             continue;
         };
-        let source = runbook
-            .all_steps()
-            .find(|s| s.id == step)
-            .and_then(|s| {
-                s.action
-                    .identifiers()
-                    .into_iter()
-                    .find(|(k, _, _)| *k == key)
-                    .map(|(_, _, v)| v.value.clone())
-            })
-            .unwrap_or_default();
         let named: Vec<String> = params
             .keys()
             .filter(|p| {
-                source.contains(&format!("params.{p}"))
-                    || source.contains(&format!("params['{p}']"))
-                    || source.contains(&format!("params[\"{p}\"]"))
+                id.source.contains(&format!("params.{p}"))
+                    || id.source.contains(&format!("params['{p}']"))
+                    || id.source.contains(&format!("params[\"{p}\"]"))
             })
             .map(|p| format!("parameter `{p}`"))
             .collect();
         let origin = if named.is_empty() {
-            "the environment".to_string()
+            format!("`{}` of step `{}`", id.key, id.step)
         } else {
             named.join(", ")
         };
         // One problem per bad value, naming every step that uses it.
         let head = format!("{origin}: {why}");
         match problems.iter_mut().find(|(h, _)| *h == head) {
-            Some((_, steps)) => steps.push(step),
-            None => problems.push((head, vec![step])),
+            Some((_, steps)) => steps.push(id.step),
+            None => problems.push((head, vec![id.step])),
         }
     }
     problems
