@@ -301,9 +301,8 @@ impl<C: Cloud> StepRun<'_, C> {
         Ok(self
             .engine
             .store
-            .run(&self.ctx.run.id)
-            .await?
-            .and_then(|r| r.cancel_requested_by))
+            .cancel_requested_by(&self.ctx.run.id)
+            .await?)
     }
 
     fn is_finally(&self) -> bool {

@@ -247,11 +247,7 @@ impl<C: Cloud> Engine<C> {
         for step in &main {
             // A cancel request (API) is checked at every step boundary.
             if cancelled.is_none() {
-                cancelled = self
-                    .store
-                    .run(run_id)
-                    .await?
-                    .and_then(|r| r.cancel_requested_by);
+                cancelled = self.store.cancel_requested_by(run_id).await?;
             }
             let skip = match (&cancelled, &failure) {
                 (Some(by), _) => Some(format!("the run was cancelled by {by}")),

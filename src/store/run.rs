@@ -284,6 +284,16 @@ impl Store {
         Ok(())
     }
 
+    /// Who asked to cancel run `run_id`, if anyone has (one column: this is
+    /// read at every step boundary and every second of a wait).
+    pub async fn cancel_requested_by(&self, run_id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT cancel_requested_by FROM runs WHERE id = ?")
+            .bind(run_id)
+            .fetch_optional(&mut *self.conn.lock().await)
+            .await?;
+        Ok(row.and_then(|r| r.get(0)))
+    }
+
     /// The run an `Idempotency-Key` of `actor` started, with the request digest it came with.
     pub async fn idempotent_run(
         &self,
