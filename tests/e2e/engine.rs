@@ -425,6 +425,13 @@ async fn a_second_run_on_the_same_group_is_refused() {
         err.contains(&format!("evs:g1 is in use by run {first}")),
         "{err}"
     );
+    // Leases are on the canonical id: another spelling of g1 is g1.
+    let err = engine
+        .start(request("evs-failover", &[("group_id", "G1")]))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&format!("in use by run {first}")), "{err}");
     // Another group is free.
     h.sim.sim.add_evs_group("g2", "eu-de-01", "eu-de-02");
     engine

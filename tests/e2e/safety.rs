@@ -119,22 +119,6 @@ async fn the_client_refuses_a_bad_id_without_sending_and_never_retries_it() {
 }
 
 #[tokio::test]
-async fn leases_use_the_canonical_id() {
-    let h = harness(SimConfig::default()).await;
-    let engine = h.engine(false);
-    let first = engine
-        .start(request("evs-switchover", &[("group_id", "g1")]))
-        .await
-        .unwrap();
-    let err = engine
-        .start(request("evs-failover", &[("group_id", "G1")]))
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains(&format!("in use by run {first}")), "{err}");
-}
-
-#[tokio::test]
 async fn a_dry_run_holds_no_lease_skips_sleeps_and_never_blocks_a_real_run() {
     let h = harness(SimConfig::default()).await;
     let rb = runbook_from(
