@@ -288,7 +288,7 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> anyhow::Result<RunSummary> {
     let store = open_store(config).await?;
-    let client = CloudClient::new(&config.cloud)?.with_dry_run(options.dry_run);
+    let client = CloudClient::new(&config.cloud)?;
     execute(
         store,
         client,
@@ -334,6 +334,7 @@ async fn execute(
                 trigger: "cli".into(),
                 requested_by: options.requested_by.clone(),
                 idempotency: None,
+                dry_run: options.dry_run,
             };
             engine.run(request, &cancel).await?
         }

@@ -8,15 +8,20 @@
 //! - [`vocabulary`]: the statuses and stations of the OTC APIs, as enums.
 //! - [`id`]: the cloud's id syntax, checked where ids enter, encoded in paths.
 //! - [`auth`]: AK/SK signing and the token refresh rule.
+//! - [`interface`]: the [`Cloud`] trait the engine uses; [`CloudClient`] is the
+//!   real implementation, [`dry_run::DryRun`] the one that holds changes back.
 
 pub mod auth;
+pub mod dry_run;
 pub mod error;
 pub mod evs;
 pub mod http;
 pub mod id;
+pub mod interface;
 pub mod resource;
 pub mod sdrs;
 pub mod vocabulary;
 
 pub use error::{CloudError, ErrorClass};
 pub use http::CloudClient;
+pub use interface::{Cloud, Delivery, WouldSend};

@@ -96,9 +96,6 @@ pub enum TriggerError {
     /// The engine refused (parameters, lease, store).
     #[error(transparent)]
     Engine(#[from] EngineError),
-    /// A dry-run client could not be built.
-    #[error("{0}")]
-    Client(String),
 }
 
 /// Why an approval decision was refused.
@@ -240,13 +237,14 @@ impl Daemon {
             .cloned()
             .ok_or_else(|| TriggerError::UnknownRunbook(name.to_string()))?;
         let kind = runbook.kind;
-        let cloud = self.client(dry_run).map_err(TriggerError::Client)?;
+        let cloud = self.client();
         let request = RunRequest {
             runbook,
             params,
             trigger: trigger.to_string(),
             requested_by: actor.to_string(),
             idempotency,
+            dry_run,
         };
         let engine = self.engine(cloud.clone(), None);
         let run_id = engine.start(request).await?;
@@ -369,15 +367,9 @@ impl Daemon {
         })
     }
 
-    /// The client a run uses: the shared one, or for a dry run its own that
-    /// holds back every change (the one place a dry-run client is built).
-    fn client(&self, dry_run: bool) -> Result<Arc<CloudClient>, String> {
-        if !dry_run {
-            return Ok(self.cloud.read().unwrap_or_else(|p| p.into_inner()).clone());
-        }
-        CloudClient::new(&self.config().cloud)
-            .map(|c| Arc::new(c.with_dry_run(true)))
-            .map_err(|e| e.to_string())
+    /// The shared client (a dry run wraps it in the engine).
+    fn client(&self) -> Arc<CloudClient> {
+        self.cloud.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Resumes every interrupted run; how many.
@@ -390,14 +382,7 @@ impl Daemon {
                 tracing::error!(run.id = %run.id, kind = %run.kind, "The stored run kind is unknown; the run is not resumed.");
                 continue;
             };
-            let cloud = match self.client(run.dry_run) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(run.id = %run.id, error = %e, "Cannot build a client for the dry run.");
-                    continue;
-                }
-            };
-            self.execute(run.id.clone(), cloud, run.runbook.clone(), kind);
+            self.execute(run.id.clone(), self.client(), run.runbook.clone(), kind);
         }
         Ok(runs.len())
     }

@@ -10,7 +10,7 @@
 //! - [`retry`]: the one retry policy and the one loop that applies it.
 //! - [`crash`]: crash points at the durable boundaries, for the kill tests.
 //!
-//! The engine reaches the cloud only through the small [`Cloud`] trait and
+//! The engine reaches the cloud only through the [`Cloud`] trait and
 //! persists only through the store, so its tests can use fakes and paused time.
 
 pub mod action;
@@ -22,123 +22,16 @@ pub mod run;
 pub mod step;
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::cloud::evs::EvsAction;
-use crate::cloud::http::{Answer, HttpCall, WouldSend};
-use crate::cloud::resource::{Drill, EvsGroup, Job, ProtectionGroup};
-use crate::cloud::sdrs::SdrsAction;
-use crate::cloud::{CloudClient, CloudError};
+pub use crate::cloud::Cloud;
 use crate::runbook::template;
 use crate::store::Store;
 
 pub use run::{RunRequest, RunSummary};
-
-/// What the engine needs from the cloud. [`CloudClient`] is the real one.
-pub trait Cloud: Send + Sync + 'static {
-    /// Reads an EVS group.
-    fn evs_get_group(&self, id: &str) -> impl Future<Output = Result<EvsGroup, CloudError>> + Send;
-    /// Sends an EVS group action.
-    fn evs_action(
-        &self,
-        id: &str,
-        action: EvsAction,
-    ) -> impl Future<Output = Result<(), CloudError>> + Send;
-    /// Reads an SDRS protection group.
-    fn sdrs_get_group(
-        &self,
-        id: &str,
-    ) -> impl Future<Output = Result<ProtectionGroup, CloudError>> + Send;
-    /// Sends an SDRS protection-group action; the job id.
-    fn sdrs_action(
-        &self,
-        id: &str,
-        action: SdrsAction,
-    ) -> impl Future<Output = Result<String, CloudError>> + Send;
-    /// Reads an SDRS job.
-    fn sdrs_get_job(&self, id: &str) -> impl Future<Output = Result<Job, CloudError>> + Send;
-    /// Starts an SDRS drill; the job id.
-    fn sdrs_create_drill(
-        &self,
-        group: &str,
-        name: &str,
-        vpc: Option<&str>,
-    ) -> impl Future<Output = Result<String, CloudError>> + Send;
-    /// Lists drills of a group with an exact name.
-    fn sdrs_list_drills(
-        &self,
-        group: Option<&str>,
-        name: Option<&str>,
-    ) -> impl Future<Output = Result<Vec<Drill>, CloudError>> + Send;
-    /// Reads a drill.
-    fn sdrs_get_drill(&self, id: &str) -> impl Future<Output = Result<Drill, CloudError>> + Send;
-    /// Deletes a drill; the job id.
-    fn sdrs_delete_drill(
-        &self,
-        id: &str,
-    ) -> impl Future<Output = Result<String, CloudError>> + Send;
-    /// Any HTTP call; every status is an answer.
-    fn http_request(
-        &self,
-        call: &HttpCall,
-    ) -> impl Future<Output = Result<Answer, CloudError>> + Send;
-    /// True when mutating requests are held back.
-    fn is_dry_run(&self) -> bool;
-    /// Mutating requests held back since the last call.
-    fn take_would_send(&self) -> Vec<WouldSend>;
-}
-
-impl Cloud for CloudClient {
-    async fn evs_get_group(&self, id: &str) -> Result<EvsGroup, CloudError> {
-        CloudClient::evs_get_group(self, id).await
-    }
-    async fn evs_action(&self, id: &str, action: EvsAction) -> Result<(), CloudError> {
-        CloudClient::evs_action(self, id, action).await
-    }
-    async fn sdrs_get_group(&self, id: &str) -> Result<ProtectionGroup, CloudError> {
-        CloudClient::sdrs_get_group(self, id).await
-    }
-    async fn sdrs_action(&self, id: &str, action: SdrsAction) -> Result<String, CloudError> {
-        CloudClient::sdrs_action(self, id, action).await
-    }
-    async fn sdrs_get_job(&self, id: &str) -> Result<Job, CloudError> {
-        CloudClient::sdrs_get_job(self, id).await
-    }
-    async fn sdrs_create_drill(
-        &self,
-        group: &str,
-        name: &str,
-        vpc: Option<&str>,
-    ) -> Result<String, CloudError> {
-        CloudClient::sdrs_create_drill(self, group, name, vpc).await
-    }
-    async fn sdrs_list_drills(
-        &self,
-        group: Option<&str>,
-        name: Option<&str>,
-    ) -> Result<Vec<Drill>, CloudError> {
-        CloudClient::sdrs_list_drills(self, group, name).await
-    }
-    async fn sdrs_get_drill(&self, id: &str) -> Result<Drill, CloudError> {
-        CloudClient::sdrs_get_drill(self, id).await
-    }
-    async fn sdrs_delete_drill(&self, id: &str) -> Result<String, CloudError> {
-        CloudClient::sdrs_delete_drill(self, id).await
-    }
-    async fn http_request(&self, call: &HttpCall) -> Result<Answer, CloudError> {
-        CloudClient::http_request(self, call).await
-    }
-    fn is_dry_run(&self) -> bool {
-        CloudClient::is_dry_run(self)
-    }
-    fn take_would_send(&self) -> Vec<WouldSend> {
-        CloudClient::take_would_send(self)
-    }
-}
 
 /// Something that happened during a run, for live progress and followers.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]

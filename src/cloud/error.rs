@@ -64,6 +64,21 @@ impl fmt::Display for CloudError {
 
 impl std::error::Error for CloudError {}
 
+impl CloudError {
+    /// A failure before `request` left the process (nothing reached the cloud).
+    pub fn not_sent(request: &str, message: &str) -> CloudError {
+        CloudError {
+            request: request.to_string(),
+            status: None,
+            code: None,
+            message: message.to_string(),
+            request_id: None,
+            class: ErrorClass::Fatal,
+            retry_after: None,
+        }
+    }
+}
+
 /// Code, message and request id read from an error body.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ErrorBody {

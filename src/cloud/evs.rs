@@ -77,14 +77,18 @@ impl CloudClient {
 
     /// Sends a group action (200, no body).
     pub async fn evs_action(&self, id: &str, action: EvsAction) -> Result<(), CloudError> {
-        let seg = super::id::in_path("POST consistency group action", id)?;
-        let request = Request::post(
-            Service::Evs,
-            format!("{GROUPS}/{seg}/action"),
-            action.body(),
-        );
-        self.send(&request).await.map(|_| ())
+        self.send(&action_request(id, action)?).await.map(|_| ())
     }
+}
+
+/// The request of a group action (what is sent, or what a dry run holds back).
+pub fn action_request(id: &str, action: EvsAction) -> Result<Request, CloudError> {
+    let seg = super::id::in_path("POST consistency group action", id)?;
+    Ok(Request::post(
+        Service::Evs,
+        format!("{GROUPS}/{seg}/action"),
+        action.body(),
+    ))
 }
 
 #[cfg(test)]

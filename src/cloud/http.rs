@@ -142,15 +142,6 @@ enum Auth {
 /// Where the client reads the time (token expiry, `X-Sdk-Date`); tests move it.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
-/// A mutating request a dry run did not send.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct WouldSend {
-    /// `METHOD path-or-url`.
-    pub request: String,
-    /// The body it would have carried.
-    pub body: Option<Value>,
-}
-
 /// A generic HTTP call (`http.request` steps), through the same client and gate.
 #[derive(Debug, Clone)]
 pub struct HttpCall {
@@ -166,13 +157,22 @@ pub struct HttpCall {
     pub body: Option<String>,
 }
 
+impl HttpCall {
+    /// True for methods that may change something.
+    pub fn is_mutating(&self) -> bool {
+        !matches!(self.method, Method::GET | Method::HEAD)
+    }
+
+    /// `METHOD url`, query values hidden.
+    pub fn line(&self) -> String {
+        format!("{} {}", self.method, redact_query(&self.url))
+    }
+}
+
 /// The cloud client.
 pub struct CloudClient {
     http: reqwest::Client,
     clock: Clock,
-    /// In a dry run only GET and HEAD leave the process.
-    dry_run: bool,
-    would_send: std::sync::Mutex<Vec<WouldSend>>,
     config: CloudConfig,
     auth: Auth,
     /// Project from the token when the config names none.
@@ -258,60 +258,16 @@ impl CloudClient {
         Ok(CloudClient {
             http,
             clock: Arc::new(Utc::now),
-            dry_run: false,
-            would_send: std::sync::Mutex::new(Vec::new()),
             config: config.clone(),
             auth,
             project: Mutex::new(config.project_id.clone()),
         })
     }
 
-    /// Turns on dry-run mode: mutating requests are recorded, not sent.
-    pub fn with_dry_run(mut self, dry_run: bool) -> Self {
-        self.dry_run = dry_run;
-        self
-    }
-
-    /// True in dry-run mode.
-    pub fn is_dry_run(&self) -> bool {
-        self.dry_run
-    }
-
-    /// The mutating requests held back since the last call, oldest first.
-    pub fn take_would_send(&self) -> Vec<WouldSend> {
-        std::mem::take(&mut *self.would_send.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    /// Holds back a mutating request in a dry run; `true` when it was held back.
-    fn hold_back(&self, mutating: bool, request: String, body: Option<Value>) -> bool {
-        if !(self.dry_run && mutating) {
-            return false;
-        }
-        tracing::info!(%request, "Dry run: not sending.");
-        self.would_send
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(WouldSend { request, body });
-        true
-    }
-
     /// Sends a generic HTTP request (no cloud authentication is added).
     pub async fn http_request(&self, call: &HttpCall) -> Result<Answer, CloudError> {
-        let mutating = !matches!(call.method, Method::GET | Method::HEAD);
-        let name = format!("{} {}", call.method, redact_query(&call.url));
-        let body = call
-            .json
-            .clone()
-            .or_else(|| call.body.clone().map(Value::String));
-        if self.hold_back(mutating, name.clone(), body) {
-            return Ok(Answer {
-                status: 200,
-                body: Bytes::new(),
-                request_id: None,
-                subject_token: None,
-                retry_after: None,
-            });
-        }
+        let mutating = call.is_mutating();
+        let name = call.line();
         let mut builder = self.http.request(call.method.clone(), &call.url);
         for (k, v) in &call.headers {
             builder = builder.header(k, v);
@@ -346,30 +302,30 @@ impl CloudClient {
         Err(local_error("cloud.project_id is not configured"))
     }
 
+    /// The path a request goes to: `/v2/{project_id}/...` (EVS) or `/v1/...` (SDRS).
+    async fn full_path(&self, req: &Request) -> Result<String, CloudError> {
+        let project = self.project_id().await?;
+        let prefix = match req.service {
+            Service::Evs => "v2",
+            Service::Sdrs => "v1",
+        };
+        Ok(format!("/{prefix}/{project}{}", req.path))
+    }
+
+    /// `METHOD path` of a request, as logs, errors and the audit trail name it.
+    pub async fn request_line(&self, req: &Request) -> Result<String, CloudError> {
+        Ok(format!("{} {}", req.method, self.full_path(req).await?))
+    }
+
     /// Sends one request (one attempt; once more after a token refresh on 401).
     pub async fn send(&self, req: &Request) -> Result<Answer, CloudError> {
-        let project = self.project_id().await?;
-        let (base, prefix) = match req.service {
-            Service::Evs => (&self.config.evs_endpoint, "v2"),
-            Service::Sdrs => (&self.config.sdrs_endpoint, "v1"),
+        let path = self.full_path(req).await?;
+        let base = match req.service {
+            Service::Evs => &self.config.evs_endpoint,
+            Service::Sdrs => &self.config.sdrs_endpoint,
         };
-        let path = format!("/{prefix}/{project}{}", req.path);
         let url = format!("{base}{path}");
         let name = format!("{} {path}", req.method);
-        if self.hold_back(req.is_mutating(), name.clone(), req.body.clone()) {
-            // Carry on as if accepted; SDRS answers carry a placeholder job id.
-            let body = match req.service {
-                Service::Sdrs => Bytes::from(json!({ "job_id": DRY_RUN_JOB }).to_string()),
-                Service::Evs => Bytes::new(),
-            };
-            return Ok(Answer {
-                status: 200,
-                body,
-                request_id: None,
-                subject_token: None,
-                retry_after: None,
-            });
-        }
         let first = self.attempt(req, &url, &path, &name, false).await;
         match (&first, &self.auth) {
             (Err(e), Auth::Password { .. }) if e.status == Some(401) => {
@@ -578,9 +534,6 @@ fn host_of(url: &str) -> String {
         .to_string()
 }
 
-/// The job id a dry run pretends SDRS answered with.
-pub const DRY_RUN_JOB: &str = "dry-run";
-
 /// A URL with query values hidden (they may carry tokens).
 pub fn redact_query(url: &str) -> String {
     match url.split_once('?') {
@@ -631,15 +584,7 @@ fn describe_transport(e: &reqwest::Error) -> String {
 }
 
 fn local_error(message: &str) -> CloudError {
-    CloudError {
-        request: "(not sent)".into(),
-        status: None,
-        code: None,
-        message: message.to_string(),
-        request_id: None,
-        class: ErrorClass::Fatal,
-        retry_after: None,
-    }
+    CloudError::not_sent("(not sent)", message)
 }
 
 #[cfg(test)]

@@ -75,14 +75,8 @@ impl CloudClient {
 
     /// Sends a protection-group action; returns the job id.
     pub async fn sdrs_action(&self, id: &str, action: SdrsAction) -> Result<String, CloudError> {
-        let seg = super::id::in_path("POST server-group action", id)?;
-        let request = Request::post(
-            Service::Sdrs,
-            format!("/server-groups/{seg}/action"),
-            action.body(),
-        );
         Ok(self
-            .send(&request)
+            .send(&action_request(id, action)?)
             .await?
             .json::<JobId>("POST server-group action")?
             .job_id)
@@ -104,18 +98,8 @@ impl CloudClient {
         name: &str,
         drill_vpc_id: Option<&str>,
     ) -> Result<String, CloudError> {
-        super::id::in_path("POST disaster-recovery-drills", group)?;
-        let mut spec = json!({ "server_group_id": group, "name": name });
-        if let Some(vpc) = drill_vpc_id.filter(|v| !v.is_empty()) {
-            spec["drill_vpc_id"] = json!(vpc);
-        }
-        let request = Request::post(
-            Service::Sdrs,
-            "/disaster-recovery-drills",
-            json!({ "disaster_recovery_drill": spec }),
-        );
         Ok(self
-            .send(&request)
+            .send(&create_drill_request(group, name, drill_vpc_id)?)
             .await?
             .json::<JobId>("POST disaster-recovery-drills")?
             .job_id)
@@ -170,14 +154,49 @@ impl CloudClient {
 
     /// Deletes a drill; returns the job id.
     pub async fn sdrs_delete_drill(&self, id: &str) -> Result<String, CloudError> {
-        let seg = super::id::in_path("DELETE disaster-recovery-drill", id)?;
-        let request = Request::delete(Service::Sdrs, format!("/disaster-recovery-drills/{seg}"));
         Ok(self
-            .send(&request)
+            .send(&delete_drill_request(id)?)
             .await?
             .json::<JobId>("DELETE disaster-recovery-drill")?
             .job_id)
     }
+}
+
+/// The request of a protection-group action (sent, or held back by a dry run).
+pub fn action_request(id: &str, action: SdrsAction) -> Result<Request, CloudError> {
+    let seg = super::id::in_path("POST server-group action", id)?;
+    Ok(Request::post(
+        Service::Sdrs,
+        format!("/server-groups/{seg}/action"),
+        action.body(),
+    ))
+}
+
+/// The request that starts a drill of `group`.
+pub fn create_drill_request(
+    group: &str,
+    name: &str,
+    drill_vpc_id: Option<&str>,
+) -> Result<Request, CloudError> {
+    super::id::in_path("POST disaster-recovery-drills", group)?;
+    let mut spec = json!({ "server_group_id": group, "name": name });
+    if let Some(vpc) = drill_vpc_id.filter(|v| !v.is_empty()) {
+        spec["drill_vpc_id"] = json!(vpc);
+    }
+    Ok(Request::post(
+        Service::Sdrs,
+        "/disaster-recovery-drills",
+        json!({ "disaster_recovery_drill": spec }),
+    ))
+}
+
+/// The request that deletes a drill.
+pub fn delete_drill_request(id: &str) -> Result<Request, CloudError> {
+    let seg = super::id::in_path("DELETE disaster-recovery-drill", id)?;
+    Ok(Request::delete(
+        Service::Sdrs,
+        format!("/disaster-recovery-drills/{seg}"),
+    ))
 }
 
 #[cfg(test)]

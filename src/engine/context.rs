@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use super::retry;
 use super::{Cloud, Engine, RunEvent};
 use crate::cloud::CloudError;
+use crate::cloud::WouldSend;
 use crate::cloud::resource::{EvsGroup, ProtectionGroup};
 use crate::runbook::model::{self, IdField};
 use crate::runbook::{DurationSpec, Runbook, Step, template};
@@ -168,26 +169,24 @@ impl<C: Cloud> StepRun<'_, C> {
             .await?)
     }
 
-    /// Records and reports the requests a dry run held back.
-    pub async fn flush_would_send(&self, attempt: u32) -> Result<(), StepError> {
-        for w in self.cloud().take_would_send() {
-            self.record(
-                attempt,
-                AttemptKind::WouldSend,
-                &w.request,
-                w.body.clone(),
-                None,
-                Some(Outcome {
-                    outcome: "would_send".into(),
-                    ..Outcome::default()
-                }),
-            )
-            .await?;
-            self.emit(RunEvent::WouldSend {
-                step_id: self.step.id.clone(),
-                request: w.request,
-            });
-        }
+    /// Records and reports a request the dry run held back.
+    pub async fn record_held_back(&self, attempt: u32, w: WouldSend) -> Result<(), StepError> {
+        self.record(
+            attempt,
+            AttemptKind::WouldSend,
+            &w.request,
+            w.body.clone(),
+            None,
+            Some(Outcome {
+                outcome: "would_send".into(),
+                ..Outcome::default()
+            }),
+        )
+        .await?;
+        self.emit(RunEvent::WouldSend {
+            step_id: self.step.id.clone(),
+            request: w.request,
+        });
         Ok(())
     }
 
@@ -281,12 +280,11 @@ impl<C: Cloud> StepRun<'_, C> {
     /// In a dry run after a change was held back, a check cannot say
     /// anything about that change: its mismatches are reported, not failed.
     pub fn unverifiable(&self, mismatches: &[String]) -> bool {
-        let held_back = self.dry_run()
-            && self
-                .ctx
-                .steps
-                .values()
-                .any(|st| st.output.get("held_back") == Some(&Value::Bool(true)));
+        let held_back = self
+            .ctx
+            .steps
+            .values()
+            .any(|st| st.output.get("held_back") == Some(&Value::Bool(true)));
         if held_back {
             self.note(format!(
                 "dry run: not checked, a change before this step was held back ({})",

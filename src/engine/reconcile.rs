@@ -20,6 +20,7 @@ use super::Cloud;
 use super::context::{StepError, StepRun, failed_outcome, read_evs, read_sdrs};
 use super::crash;
 use crate::cloud::CloudError;
+use crate::cloud::Delivery;
 use crate::cloud::evs::EvsAction;
 use crate::cloud::sdrs::SdrsAction;
 use crate::engine::RunEvent;
@@ -49,8 +50,10 @@ pub(crate) enum Mutation {
 /// What happened to a mutating call.
 #[derive(Debug, Clone)]
 pub(crate) enum Sent {
-    /// The cloud accepted it (SDRS: with its job id). In a dry run: held back.
+    /// The cloud accepted it (SDRS: with its job id).
     Answered { job_id: Option<String> },
+    /// A dry run held it back.
+    HeldBack,
     /// The answer was lost, but re-reading showed the action took effect.
     Applied { evidence: String },
 }
@@ -296,18 +299,28 @@ impl Mutation {
     }
 
     /// Sends once; the SDRS job id when there is one.
-    async fn send<C: Cloud>(&self, s: &StepRun<'_, C>) -> Result<Option<String>, CloudError> {
+    async fn send<C: Cloud>(
+        &self,
+        s: &StepRun<'_, C>,
+    ) -> Result<Delivery<Option<String>>, CloudError> {
         let cloud = s.cloud();
+        let job = |d: Delivery<String>| match d {
+            Delivery::Sent(id) => Delivery::Sent(Some(id)),
+            Delivery::HeldBack(w) => Delivery::HeldBack(w),
+        };
         match self {
             Mutation::Evs { group, action } => {
-                cloud.evs_action(group, *action).await.map(|()| None)
+                cloud.evs_action(group, *action).await.map(|d| match d {
+                    Delivery::Sent(()) => Delivery::Sent(None),
+                    Delivery::HeldBack(w) => Delivery::HeldBack(w),
+                })
             }
-            Mutation::Sdrs { group, action } => cloud.sdrs_action(group, *action).await.map(Some),
+            Mutation::Sdrs { group, action } => cloud.sdrs_action(group, *action).await.map(job),
             Mutation::CreateDrill { group, name, vpc } => cloud
                 .sdrs_create_drill(group, name, vpc.as_deref())
                 .await
-                .map(Some),
-            Mutation::DeleteDrill { drill } => cloud.sdrs_delete_drill(drill).await.map(Some),
+                .map(job),
+            Mutation::DeleteDrill { drill } => cloud.sdrs_delete_drill(drill).await.map(job),
         }
     }
 }
@@ -429,10 +442,17 @@ pub(crate) async fn mutate<C: Cloud>(s: &StepRun<'_, C>, m: &Mutation) -> Result
         m.precondition(&pre)
             .map_err(|why| StepError::Failed(format!("{why}; nothing was sent")))?;
         if s.dry_run() {
-            // The client holds the request back and answers as the cloud would (SDRS: a placeholder job).
-            let job_id = m.send(s).await?;
-            s.flush_would_send(attempt).await?;
-            return Ok(Sent::Answered { job_id });
+            // A dry run executes against the dry-run cloud: nothing leaves, so
+            // there is no intent to make durable first.
+            return match m.send(s).await? {
+                Delivery::HeldBack(w) => {
+                    s.record_held_back(attempt, w).await?;
+                    Ok(Sent::HeldBack)
+                }
+                Delivery::Sent(_) => Err(StepError::Failed(format!(
+                    "{request} was sent by a dry run"
+                ))),
+            };
         }
         crash::point("mutate.before_intent");
         // Durable before the request leaves: a crash from here on is reconciled on resume.
@@ -448,7 +468,13 @@ pub(crate) async fn mutate<C: Cloud>(s: &StepRun<'_, C>, m: &Mutation) -> Result
             .await?;
         crash::point("mutate.after_intent");
         let started = tokio::time::Instant::now();
-        let result = m.send(s).await;
+        let result = m.send(s).await.and_then(|d| match d {
+            Delivery::Sent(job_id) => Ok(job_id),
+            Delivery::HeldBack(w) => Err(CloudError::not_sent(
+                &w.request,
+                "held back outside a dry run",
+            )),
+        });
         let duration = started.elapsed();
         crash::point("mutate.after_send");
         let error = match result {

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -14,9 +15,10 @@ use super::context::{RunContext, StepError, StepState};
 use super::crash;
 use super::step;
 use super::{Cloud, Engine, RunEvent};
+use crate::cloud::dry_run::DryRun;
 use crate::runbook::model::IdField;
 use crate::runbook::{self, OnFailure, Runbook, Step, template};
-use crate::store::{NewRun, RunStatus, StepStatus, StoreError};
+use crate::store::{NewRun, RunRecord, RunStatus, StepStatus, StoreError};
 
 /// A run to start.
 #[derive(Debug, Clone)]
@@ -31,6 +33,8 @@ pub struct RunRequest {
     pub requested_by: String,
     /// `Idempotency-Key` of an API trigger: (key, sha256 of the request).
     pub idempotency: Option<(String, String)>,
+    /// Execute against the dry-run cloud: reads go out, changes are held back.
+    pub dry_run: bool,
 }
 
 /// How a run ended (or stopped).
@@ -143,7 +147,7 @@ impl<C: Cloud> Engine<C> {
             .collect();
         let new = NewRun {
             // A dry run changes nothing, so it holds nothing: it never blocks a real run.
-            targets: if self.cloud.is_dry_run() {
+            targets: if request.dry_run {
                 Vec::new()
             } else {
                 lease_targets(&ids)
@@ -157,7 +161,7 @@ impl<C: Cloud> Engine<C> {
             trigger: request.trigger,
             requested_by: request.requested_by.clone(),
             params,
-            dry_run: self.cloud.is_dry_run(),
+            dry_run: request.dry_run,
             idempotency: request
                 .idempotency
                 .map(|(key, digest)| (request.requested_by.clone(), key, digest)),
@@ -204,6 +208,30 @@ impl<C: Cloud> Engine<C> {
         if run.status != RunStatus::Running {
             return Err(EngineError::Finished(run.id, run.status.to_string()));
         }
+        if run.dry_run {
+            // The one place a dry run is decided: it executes against a cloud
+            // that cannot send a change.
+            let dry = Engine {
+                cloud: Arc::new(DryRun::new(self.cloud.clone())),
+                store: self.store.clone(),
+                events: self.events.clone(),
+                approvals: self.approvals.clone(),
+                env: self.env.clone(),
+                in_flight_grace: self.in_flight_grace,
+                max_duration: self.max_duration,
+            };
+            return dry.execute_run(run, cancel).await;
+        }
+        self.execute_run(run, cancel).await
+    }
+
+    async fn execute_run(
+        &self,
+        run: RunRecord,
+        cancel: &CancellationToken,
+    ) -> Result<RunSummary, EngineError> {
+        let run_id = run.id.clone();
+        let run_id = run_id.as_str();
         // The version the run started with, not whatever the file says today.
         let runbook = runbook::parse(&run.runbook_source, Path::new(&run.runbook_path)).map_err(
             |errors| EngineError::Runbook {

@@ -76,6 +76,7 @@ async fn a_crash_right_after_the_intent_is_resumed_without_a_second_switchover()
         trigger: "cli".into(),
         requested_by: "alice".into(),
         idempotency: None,
+        dry_run: false,
     };
     let first = engine(&h, Arc::default());
     let run_id = first.start(request).await.unwrap();

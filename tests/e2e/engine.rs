@@ -47,10 +47,8 @@ pub async fn harness(config: SimConfig) -> Harness {
 }
 
 impl Harness {
-    pub fn engine(&self, dry_run: bool) -> Engine<CloudClient> {
-        let client = CloudClient::new(&cloud_config(&self.sim, password_auth(&self.sim)))
-            .unwrap()
-            .with_dry_run(dry_run);
+    pub fn engine(&self) -> Engine<CloudClient> {
+        let client = CloudClient::new(&cloud_config(&self.sim, password_auth(&self.sim))).unwrap();
         let events = self.events.clone();
         Engine::new(
             Arc::new(client),
@@ -62,7 +60,7 @@ impl Harness {
     }
 
     pub async fn run(&self, runbook: &str, params: &[(&str, &str)]) -> RunSummary {
-        self.engine(false)
+        self.engine()
             .run(request(runbook, params), &CancellationToken::new())
             .await
             .unwrap()
@@ -97,6 +95,7 @@ pub fn request(runbook: &str, params: &[(&str, &str)]) -> RunRequest {
         trigger: "cli".into(),
         requested_by: "alice".into(),
         idempotency: None,
+        dry_run: false,
     }
 }
 
@@ -361,9 +360,12 @@ async fn client_errors_are_never_retried() {
 async fn dry_run_sends_no_change_and_records_what_it_would_send() {
     let h = harness(SimConfig::default()).await;
     let summary = h
-        .engine(true)
+        .engine()
         .run(
-            request("evs-switchover", &[("group_id", "g1")]),
+            RunRequest {
+                dry_run: true,
+                ..request("evs-switchover", &[("group_id", "g1")])
+            },
             &CancellationToken::new(),
         )
         .await
@@ -411,7 +413,7 @@ async fn dry_run_sends_no_change_and_records_what_it_would_send() {
 #[tokio::test(start_paused = true)]
 async fn a_second_run_on_the_same_group_is_refused() {
     let h = harness(SimConfig::default()).await;
-    let engine = h.engine(false);
+    let engine = h.engine();
     let first = engine
         .start(request("evs-switchover", &[("group_id", "g1")]))
         .await
@@ -469,7 +471,7 @@ async fn the_drill_is_deleted_even_when_a_check_fails() {
     let h = harness(SimConfig::default()).await;
     // Production breaks during the drill: the check fails, finally still deletes the drill.
     let summary = {
-        let engine = h.engine(false);
+        let engine = h.engine();
         let sim = h.sim.sim.clone();
         let events = h.events.clone();
         let watcher = tokio::spawn(async move {
@@ -568,7 +570,7 @@ async fn every_remaining_action_works_and_the_webhook_gets_the_outcome() {
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let engine = h
-        .engine(false)
+        .engine()
         .with_env([("DROVER_WEBHOOK_URL".to_string(), hook)].into());
     let runbook = runbook::load(&repo("tests/fixtures/runbooks/every-action.yaml")).unwrap();
     let status_url = format!("{}/_sim/faults", h.sim.url);
@@ -589,6 +591,7 @@ async fn every_remaining_action_works_and_the_webhook_gets_the_outcome() {
                 trigger: "cli".into(),
                 requested_by: "alice".into(),
                 idempotency: None,
+                dry_run: false,
             },
             &CancellationToken::new(),
         )
@@ -662,7 +665,7 @@ async fn a_cancelled_run_stops_at_a_step_boundary_and_resumes_later() {
     assert_eq!(h.store.interrupted_runs().await.unwrap().len(), 1);
 
     let resumed = h
-        .engine(false)
+        .engine()
         .resume_interrupted(&CancellationToken::new())
         .await
         .unwrap();
@@ -694,6 +697,7 @@ async fn an_approval_needs_enough_distinct_approvers() {
                 trigger: "cli".into(),
                 requested_by: "alice".into(),
                 idempotency: None,
+                dry_run: false,
             },
             &CancellationToken::new(),
         )

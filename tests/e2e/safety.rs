@@ -31,6 +31,7 @@ fn with_params(runbook: runbook::Runbook, params: &[(&str, &str)]) -> RunRequest
         trigger: "cli".into(),
         requested_by: "alice".into(),
         idempotency: None,
+        dry_run: false,
     }
 }
 
@@ -46,7 +47,7 @@ fn sent(h: &Harness, endpoint: &str) -> usize {
 #[tokio::test]
 async fn ids_from_parameters_are_checked_before_the_run_starts() {
     let h = harness(SimConfig::default()).await;
-    let engine = h.engine(false);
+    let engine = h.engine();
     let huge = "g".repeat(1_900_000);
     let cases: &[(&str, &str)] = &[
         ("g2/../g1", "parameter `group_id`"),
@@ -77,7 +78,7 @@ async fn a_rendered_id_from_a_step_output_is_checked_before_it_is_used() {
         "name: bad-output\nkind: maintenance\nsteps:\n  - id: look\n    action: sdrs.check_group\n    with: { group: pg1 }\n  - id: act\n    action: sdrs.disable\n    with: { group: \"{{ steps.look.output.name }}/../pg2\" }\n",
     );
     let summary = h
-        .engine(false)
+        .engine()
         .run(with_params(rb, &[]), &CancellationToken::new())
         .await
         .unwrap();
@@ -125,11 +126,17 @@ async fn a_dry_run_holds_no_lease_skips_sleeps_and_never_blocks_a_real_run() {
         "dry-hold",
         "name: dry-hold\nkind: drill\nparams:\n  group_id: { required: true }\nsteps:\n  - id: look\n    action: sdrs.check_group\n    with: { group: \"{{ params.group_id }}\" }\n  - id: hold\n    action: sleep\n    with: { duration: 20h }\n",
     );
-    let dry = h.engine(true);
+    let dry = h.engine();
     let cancel = CancellationToken::new();
     let started = tokio::time::Instant::now();
     let summary = dry
-        .run(with_params(rb.clone(), &[("group_id", "pg1")]), &cancel)
+        .run(
+            RunRequest {
+                dry_run: true,
+                ..with_params(rb.clone(), &[("group_id", "pg1")])
+            },
+            &cancel,
+        )
         .await
         .unwrap();
     assert_eq!(summary.status, "succeeded", "{:?}", summary.error);
@@ -139,11 +146,14 @@ async fn a_dry_run_holds_no_lease_skips_sleeps_and_never_blocks_a_real_run() {
     );
     // While a dry run is stored and unfinished, a real run on the group starts.
     let parked = dry
-        .start(with_params(rb, &[("group_id", "pg1")]))
+        .start(RunRequest {
+            dry_run: true,
+            ..with_params(rb, &[("group_id", "pg1")])
+        })
         .await
         .unwrap();
     let real = h
-        .engine(false)
+        .engine()
         .start(request("sdrs-failover", &[("group_id", "pg1")]))
         .await;
     assert!(real.is_ok(), "blocked by dry run {parked}: {real:?}");
@@ -157,7 +167,7 @@ async fn a_cancel_ends_a_sleep_within_a_second() {
         "long-sleep",
         "name: long-sleep\nkind: maintenance\nsteps:\n  - id: hold\n    action: sleep\n    with: { duration: 10h }\n  - id: after\n    action: sleep\n    with: { duration: 1s }\nfinally:\n  - id: tidy\n    action: sleep\n    with: { duration: 2s }\n",
     );
-    let engine = h.engine(false);
+    let engine = h.engine();
     let id = engine.start(with_params(rb, &[])).await.unwrap();
     let store = h.store.clone();
     let canceller = {
@@ -211,7 +221,7 @@ async fn durations_are_bounded_at_load_and_at_run_time() {
         "name: templated-sleep\nkind: maintenance\nparams:\n  how_long: { default: 30h }\nsteps:\n  - id: hold\n    action: sleep\n    with: { duration: \"{{ params.how_long }}\" }\n",
     );
     let summary = h
-        .engine(false)
+        .engine()
         .run(with_params(rb, &[]), &CancellationToken::new())
         .await
         .unwrap();
@@ -285,7 +295,7 @@ async fn templates_work_in_typed_fields_and_a_bad_rendered_value_names_the_field
     let text = "name: typed\nkind: switchover\nparams:\n  group_id: { required: true }\n  to: { default: target }\n  status: { default: protected }\n  n: { default: \"1\" }\nsteps:\n  - id: before\n    action: sdrs.check_group\n    with: { group: \"{{ params.group_id }}\", expect: { status: \"{{ params.status }}\", priority_station: { not: \"{{ params.to }}\" } } }\n  - id: approve\n    action: approval\n    with: { prompt: go, approvers: \"{{ params.n }}\" }\n  - id: move\n    action: sdrs.switchover\n    with: { group: \"{{ params.group_id }}\", priority_station: \"{{ params.to }}\", interval: 100ms }\n  - id: after\n    action: sdrs.check_group\n    with: { group: \"{{ params.group_id }}\", expect: { priority_station: \"{{ params.to }}\", status: [\"{{ params.status }}\", available] } }\n";
     let rb = runbook_from("typed", text);
     let summary = h
-        .engine(false)
+        .engine()
         .run(
             with_params(rb.clone(), &[("group_id", "pg1")]),
             &CancellationToken::new(),
@@ -302,7 +312,7 @@ async fn templates_work_in_typed_fields_and_a_bad_rendered_value_names_the_field
 
     h.sim.sim.add_sdrs_group("pg2");
     let summary = h
-        .engine(false)
+        .engine()
         .run(
             with_params(rb, &[("group_id", "pg2"), ("to", "targett")]),
             &CancellationToken::new(),

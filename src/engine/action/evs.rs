@@ -86,7 +86,7 @@ pub(crate) async fn mutation<C: Cloud>(
     )
     .await?;
     Ok(match sent {
-        Sent::Answered { .. } if s.dry_run() => {
+        Sent::HeldBack => {
             json!({ "group": group, "action": action.body_key(), "result": "dry run", "held_back": true })
         }
         Sent::Answered { .. } => {

@@ -4,8 +4,8 @@
 
 use serde_json::{Value, json};
 
-use crate::cloud::CloudError;
 use crate::cloud::http::{HttpCall, redact_query};
+use crate::cloud::{CloudError, Delivery};
 use crate::engine::Cloud;
 use crate::engine::context::{StepError, StepRun};
 use crate::runbook::model::{HttpMethod, HttpRequestInput};
@@ -56,7 +56,10 @@ pub(crate) async fn request<C: Cloud>(
     // A retryable status is treated like a failed attempt; any other status is an answer.
     let answer = s
         .read(&request, || async {
-            let a = s.cloud().http_request(&call).await?;
+            let a = match s.cloud().http_request(&call).await? {
+                Delivery::Sent(a) => a,
+                Delivery::HeldBack(w) => return Ok(Delivery::HeldBack(w)),
+            };
             if policy.retries_status(a.status) {
                 return Err(CloudError {
                     request: request.clone(),
@@ -68,13 +71,16 @@ pub(crate) async fn request<C: Cloud>(
                     retry_after: a.retry_after,
                 });
             }
-            Ok(a)
+            Ok(Delivery::Sent(a))
         })
         .await?;
-    s.flush_would_send(1).await?;
-    if s.dry_run() && !matches!(method, reqwest::Method::GET | reqwest::Method::HEAD) {
-        return Ok(json!({ "status": null, "dry_run": true }));
-    }
+    let answer = match answer {
+        Delivery::Sent(a) => a,
+        Delivery::HeldBack(w) => {
+            s.record_held_back(1, w).await?;
+            return Ok(json!({ "status": null, "dry_run": true, "held_back": true }));
+        }
+    };
     // Only method, URL (query hidden) and status are stored: bodies and headers may carry secrets.
     s.record(
         1,

@@ -6,7 +6,6 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::{Seen, Watch, Watched, mismatch, poll};
-use crate::cloud::http::DRY_RUN_JOB;
 use crate::cloud::resource::{Job, JobStatus, ProtectionGroup};
 use crate::cloud::sdrs::SdrsAction;
 use crate::engine::Cloud;
@@ -104,14 +103,10 @@ pub(crate) async fn create_drill<C: Cloud>(
     };
     let sent = reconcile::mutate(s, &m).await?;
     let job = match &sent {
-        Sent::Answered { job_id: Some(j) } if j != DRY_RUN_JOB => {
-            Some(wait_job(s, j, interval).await?)
-        }
-        _ => None,
+        Sent::HeldBack => return Ok(json!({ "dry_run": true, "held_back": true, "name": name })),
+        Sent::Answered { job_id: Some(j) } => Some(wait_job(s, j, interval).await?),
+        Sent::Answered { job_id: None } | Sent::Applied { .. } => None,
     };
-    if s.dry_run() {
-        return Ok(json!({ "dry_run": true, "held_back": true, "name": name }));
-    }
     let drill = wait_drill_created(s, &group, &name, interval).await?;
     let mut out = to_json(&drill);
     out["job_id"] = json!(job.map(|j| j.job_id));
@@ -133,15 +128,15 @@ pub(crate) async fn delete_drill<C: Cloud>(
     )
     .await?;
     match &sent {
-        Sent::Answered { job_id: Some(j) } if j != DRY_RUN_JOB => {
+        Sent::Answered { job_id: Some(j) } => {
             let job = wait_job(s, j, interval).await?;
             Ok(json!({ "drill": drill, "job_id": job.job_id }))
         }
-        Sent::Applied { .. } => {
+        Sent::Answered { job_id: None } | Sent::Applied { .. } => {
             wait_drill_gone(s, &drill, interval).await?;
             Ok(json!({ "drill": drill }))
         }
-        _ => Ok(json!({ "drill": drill, "dry_run": s.dry_run(), "held_back": s.dry_run() })),
+        Sent::HeldBack => Ok(json!({ "drill": drill, "dry_run": true, "held_back": true })),
     }
 }
 
@@ -163,7 +158,7 @@ pub(crate) async fn mutation<C: Cloud>(
     )
     .await?;
     match sent {
-        Sent::Answered { job_id: Some(j) } if j == DRY_RUN_JOB => {
+        Sent::HeldBack => {
             s.note("dry run: not waiting for the job");
             Ok(json!({ "group": group, "dry_run": true, "held_back": true }))
         }
