@@ -22,16 +22,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::daemon::Daemon;
-pub use audit::{EventView, VerifyView};
+pub use audit::VerifyView;
 use auth::BearerAuth;
 pub use auth::{Caller, Permission, allows};
 pub use error::{ApiError, ErrorBody};
 use health::{metrics, readyz};
 pub use runbooks::{InvalidRunbook, RunbookList, RunbookView, ScheduleView};
-pub use runs::{
-    ApprovalBody, ApprovalView, CancelAccepted, Decision, RunCreated, RunDetail, RunView, StepView,
-    TriggerBody,
-};
+pub use runs::{ApprovalBody, CancelAccepted, Decision, RunCreated, RunDetail, TriggerBody};
 
 type AppState = Arc<Daemon>;
 

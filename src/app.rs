@@ -18,7 +18,7 @@ use crate::engine::{Approvals, Engine, EventSink, Prompted, RunEvent, RunRequest
 use crate::runbook::{self, Runbook};
 use crate::sim::faults::{FaultRule, Faults};
 use crate::sim::{SimConfig, Simulator};
-use crate::store::Store;
+use crate::store::{IntentOutcome, RunStatus, StepStatus, Store, Trigger};
 
 /// What a command wants the process to exit with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,7 +148,7 @@ pub fn progress_printer(json: bool) -> EventSink {
                 evidence,
             } => format!(
                 "{step_id:<18} re-read: {} ({evidence})",
-                if outcome == "applied" {
+                if *outcome == IntentOutcome::Applied {
                     "the action took effect, not sending again"
                 } else {
                     "the action did not take effect"
@@ -191,11 +191,11 @@ pub fn describe_summary(summary: &RunSummary) -> String {
     let done: Vec<&str> = summary
         .steps
         .iter()
-        .filter(|(_, s)| s == "succeeded")
+        .filter(|(_, s)| *s == StepStatus::Succeeded)
         .map(|(id, _)| id.as_str())
         .collect();
-    let mut text = match summary.status.as_str() {
-        "succeeded" => format!(
+    let mut text = match summary.status {
+        RunStatus::Succeeded => format!(
             "run {} ({}) succeeded{}",
             summary.run_id,
             summary.runbook,
@@ -204,7 +204,7 @@ pub fn describe_summary(summary: &RunSummary) -> String {
                 .map(|ms| format!("; recovery time {}", human(Duration::from_millis(ms))))
                 .unwrap_or_default()
         ),
-        "running" => match &summary.error {
+        RunStatus::Running => match &summary.error {
             Some(why) => format!(
                 "run {id} ({}) is waiting for approval: {why}. It is resumable: approve with `drover run --resume {id} --approve NAME`, or with `drover runs approve {id}` when a daemon owns the run",
                 summary.runbook,
@@ -331,7 +331,7 @@ async fn execute(
             let request = RunRequest {
                 runbook,
                 params: parse_params(&options.params)?,
-                trigger: "cli".into(),
+                trigger: Trigger::Cli,
                 requested_by: options.requested_by.clone(),
                 idempotency: None,
                 dry_run: options.dry_run,

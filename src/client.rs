@@ -8,10 +8,11 @@ use anyhow::{Context, anyhow};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::api::{RunCreated, RunDetail, RunView};
+use crate::api::{RunCreated, RunDetail};
 use crate::app;
 use crate::app::Outcome;
 use crate::engine::RunEvent;
+use crate::store::{RunRecord, RunStatus};
 
 /// `drover runs` commands.
 #[derive(Debug, Subcommand)]
@@ -149,7 +150,7 @@ async fn run_command(
     };
     match command {
         RunsCommand::List { limit, json } => {
-            let runs: Vec<RunView> = client
+            let runs: Vec<RunRecord> = client
                 .send(client.request(reqwest::Method::GET, &format!("/v1/runs?limit={limit}")))
                 .await?
                 .json()
@@ -327,7 +328,7 @@ async fn follow_run(
                         .map(|e| format!(": {e}"))
                         .unwrap_or_default()
                 )?;
-                outcome = if status == "succeeded" {
+                outcome = if *status == RunStatus::Succeeded {
                     Outcome::Success
                 } else {
                     Outcome::Failure

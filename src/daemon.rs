@@ -26,7 +26,7 @@ use crate::engine::{Approvals, Engine, RunEvent, RunRequest};
 use crate::metrics::Metrics;
 use crate::runbook::{self, Kind, Runbook};
 use crate::scheduler::{self, Job, Launcher, TokioClock};
-use crate::store::{RunStatus, StepStatus, Store, StoreError};
+use crate::store::{Decision, RunStatus, StepStatus, Store, StoreError, Trigger};
 use crate::yaml::Diagnostic;
 
 /// How long SIGTERM waits for runs to reach a step boundary.
@@ -133,8 +133,8 @@ pub enum DecideError {
 pub struct Decided {
     /// The approval step it is for.
     pub step_id: String,
-    /// `approved` or `rejected`.
-    pub decision: &'static str,
+    /// What was decided.
+    pub decision: Decision,
 }
 
 /// The daemon's shared state.
@@ -225,7 +225,7 @@ impl Daemon {
         self: &Arc<Self>,
         name: &str,
         params: BTreeMap<String, String>,
-        trigger: &str,
+        trigger: Trigger,
         actor: &str,
         dry_run: bool,
         idempotency: Option<(String, String)>,
@@ -241,7 +241,7 @@ impl Daemon {
         let request = RunRequest {
             runbook,
             params,
-            trigger: trigger.to_string(),
+            trigger,
             requested_by: actor.to_string(),
             idempotency,
             dry_run,
@@ -312,7 +312,7 @@ impl Daemon {
         &self,
         run_id: &str,
         approver: &str,
-        approve: bool,
+        decision: Decision,
         comment: Option<&str>,
     ) -> Result<Decided, DecideError> {
         let run = self
@@ -357,7 +357,6 @@ impl Daemon {
                 step: waiting.step_id.clone(),
             });
         }
-        let decision = if approve { "approved" } else { "rejected" };
         self.store
             .record_approval(run_id, &waiting.step_id, approver, decision, comment)
             .await?;
@@ -377,12 +376,7 @@ impl Daemon {
         let runs = self.store.interrupted_runs().await?;
         for run in &runs {
             tracing::info!(run.id = %run.id, runbook = %run.runbook, "Resuming an interrupted run.");
-            // An unknown kind cannot be judged by effect: such a run is not resumed.
-            let Some(kind) = Kind::parse(&run.kind) else {
-                tracing::error!(run.id = %run.id, kind = %run.kind, "The stored run kind is unknown; the run is not resumed.");
-                continue;
-            };
-            self.execute(run.id.clone(), self.client(), run.runbook.clone(), kind);
+            self.execute(run.id.clone(), self.client(), run.runbook.clone(), run.kind);
         }
         Ok(runs.len())
     }
@@ -494,7 +488,7 @@ impl Launcher for DaemonLauncher {
             .trigger(
                 &job.runbook,
                 job.schedule.params.clone(),
-                "schedule",
+                Trigger::Schedule,
                 &actor,
                 false,
                 None,

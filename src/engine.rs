@@ -29,7 +29,7 @@ use serde::Serialize;
 
 pub use crate::cloud::Cloud;
 use crate::runbook::template;
-use crate::store::Store;
+use crate::store::{IntentOutcome, RunStatus, StepStatus, Store};
 
 pub use run::{RunRequest, RunSummary};
 
@@ -67,7 +67,7 @@ pub enum RunEvent {
         /// Step id.
         step_id: String,
         /// Its stored status.
-        status: String,
+        status: StepStatus,
     },
     /// A failed attempt will be tried again.
     Retrying {
@@ -102,8 +102,8 @@ pub enum RunEvent {
     Reconciled {
         /// Step id.
         step_id: String,
-        /// `applied` or `not_applied`.
-        outcome: String,
+        /// Applied or not applied.
+        outcome: IntentOutcome,
         /// What was seen.
         evidence: String,
     },
@@ -141,8 +141,8 @@ pub enum RunEvent {
     StepFinished {
         /// Step id.
         step_id: String,
-        /// `succeeded` or `failed`.
-        status: String,
+        /// Succeeded or failed.
+        status: StepStatus,
         /// How long it took.
         duration_ms: u64,
         /// Why it failed.
@@ -152,8 +152,8 @@ pub enum RunEvent {
     RunFinished {
         /// Run id.
         run_id: String,
-        /// `succeeded` or `failed`.
-        status: String,
+        /// How it ended.
+        status: RunStatus,
         /// Trigger to the end of the last main step, when they all succeeded.
         recovery_ms: Option<u64>,
         /// Why it failed.

@@ -31,6 +31,7 @@
 //! - [`sim`]: the OTC simulator (`route`: the cloud API; `control`: `/_sim/`;
 //!   `evs`, `sdrs`, `iam`: the state machines; `faults`).
 //! - [`policy`]: the retry policy value, below runbook, cloud and engine.
+//! - [`spelling`]: the macro for closed sets of words kept as text.
 //! - [`telemetry`]: tracing setup.
 //! - [`yaml`]: located YAML and the error-collecting deserializer under both
 //!   runbooks and config.
@@ -47,6 +48,7 @@ pub mod policy;
 pub mod runbook;
 pub mod scheduler;
 pub mod sim;
+pub mod spelling;
 pub mod store;
 pub mod telemetry;
 pub mod yaml;

@@ -15,6 +15,7 @@ use prometheus_client::registry::Registry;
 
 use crate::engine::RunEvent;
 use crate::runbook::Kind;
+use crate::store::RunStatus;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RunbookLabels {
@@ -132,7 +133,7 @@ impl Metrics {
                 let labels = StepLabels {
                     runbook: runbook.into(),
                     step: step_id.clone(),
-                    status: status.clone(),
+                    status: status.to_string(),
                 };
                 self.step_duration
                     .get_or_create(&labels)
@@ -153,7 +154,7 @@ impl Metrics {
                 self.runs_finished
                     .get_or_create(&OutcomeLabels {
                         runbook: runbook.into(),
-                        outcome: status.clone(),
+                        outcome: status.to_string(),
                     })
                     .inc();
                 if let Some(ms) = recovery_ms {
@@ -161,7 +162,7 @@ impl Metrics {
                         .get_or_create(&labels)
                         .observe(*ms as f64 / 1e3);
                 }
-                if kind == Kind::Drill && status == "succeeded" {
+                if kind == Kind::Drill && *status == RunStatus::Succeeded {
                     self.last_drill_success
                         .get_or_create(&labels)
                         .set(chrono::Utc::now().timestamp_millis() as f64 / 1e3);
@@ -204,7 +205,7 @@ mod tests {
             Kind::Drill,
             &RunEvent::StepFinished {
                 step_id: "a".into(),
-                status: "succeeded".into(),
+                status: crate::store::StepStatus::Succeeded,
                 duration_ms: 1500,
                 error: None,
             },
@@ -214,7 +215,7 @@ mod tests {
             Kind::Drill,
             &RunEvent::RunFinished {
                 run_id: "r".into(),
-                status: "succeeded".into(),
+                status: RunStatus::Succeeded,
                 recovery_ms: Some(60_000),
                 error: None,
             },

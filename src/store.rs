@@ -27,10 +27,10 @@ use sqlx::{Connection, Row, SqliteConnection};
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
-pub use approval::ApprovalRecord;
+pub use approval::{ApprovalRecord, Decision};
 pub use attempt::{AttemptKind, AttemptRecord, IntentOutcome, NewAttempt, Outcome};
 pub use audit::{BrokenLink, Event};
-pub use run::{NewRun, RunRecord, StepRecord};
+pub use run::{NewRun, Phase, RunRecord, StepRecord, Trigger};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -91,7 +91,7 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-use crate::cloud::vocabulary::string_enum;
+use crate::spelling::string_enum;
 
 string_enum! {
     /// Where a run is.
@@ -253,6 +253,19 @@ impl Store {
     }
 }
 
+/// A word column read into its enum; an unknown word is a corrupt record,
+/// named by `what` (`step status`) and `place` (`in run R`).
+pub(crate) fn word<T>(
+    r: &SqliteRow,
+    index: usize,
+    parse: fn(&str) -> Option<T>,
+    what: &str,
+    place: impl FnOnce() -> String,
+) -> Result<T, StoreError> {
+    let text: String = r.get(index);
+    parse(&text).ok_or_else(|| StoreError::Corrupt(format!("unknown {what} `{text}` {}", place())))
+}
+
 pub(crate) fn json_column(r: &SqliteRow, index: usize) -> Option<Value> {
     let text: Option<String> = r.get(index);
     text.and_then(|t| serde_json::from_str(&t).ok())
@@ -322,14 +335,14 @@ mod tests {
             digest: "d".into(),
             source: "name: x".into(),
             path: "runbooks/evs-switchover.yaml".into(),
-            kind: "switchover".into(),
-            trigger: "cli".into(),
+            kind: crate::runbook::Kind::Switchover,
+            trigger: Trigger::Cli,
             requested_by: "alice".into(),
             params: [("group_id".to_string(), "g1".to_string())].into(),
             dry_run: false,
             steps: vec![
-                ("precheck".into(), "main".into()),
-                ("notify".into(), "finally".into()),
+                ("precheck".into(), Phase::Main),
+                ("notify".into(), Phase::Finally),
             ],
             targets: targets.iter().map(|t| t.to_string()).collect(),
             idempotency: None,
@@ -450,6 +463,33 @@ mod tests {
             .unwrap();
         let err = store.run("r1").await.unwrap_err().to_string();
         assert!(err.contains("unknown status `paused` of run r1"), "{err}");
+        for (sql, message) in [
+            (
+                "UPDATE runs SET status = 'running', kind = 'paused'",
+                "unknown kind `paused` of run r1",
+            ),
+            (
+                "UPDATE runs SET kind = 'switchover', trigger = 'paused'",
+                "unknown trigger `paused` of run r1",
+            ),
+        ] {
+            store.execute_unchecked(sql).await.unwrap();
+            let err = store.run("r1").await.unwrap_err().to_string();
+            assert!(err.contains(message), "{err}");
+        }
+        store
+            .record_approval("r1", "precheck", "bob", Decision::Approved, None)
+            .await
+            .unwrap();
+        store
+            .execute_unchecked("UPDATE approvals SET decision = 'maybe'")
+            .await
+            .unwrap();
+        let err = store.approvals("r1").await.unwrap_err().to_string();
+        assert!(
+            err.contains("unknown approval decision `maybe` in run r1"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

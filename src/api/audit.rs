@@ -4,12 +4,12 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::{Caller, Permission};
 use super::error::{ApiError, ErrorBody};
+use crate::store::Event;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub(super) struct EventsQuery {
@@ -17,37 +17,13 @@ pub(super) struct EventsQuery {
     since: Option<String>,
 }
 
-/// One audit event.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct EventView {
-    /// Position in the chain.
-    pub seq: i64,
-    /// When.
-    pub at: String,
-    /// Who.
-    pub actor: String,
-    /// What.
-    pub kind: String,
-    /// Run.
-    pub run_id: Option<String>,
-    /// Step.
-    pub step_id: Option<String>,
-    /// Details.
-    #[schema(value_type = Object)]
-    pub data: Value,
-    /// Hash of the previous event.
-    pub prev_hash: String,
-    /// This event's hash.
-    pub hash: String,
-}
-
 #[utoipa::path(get, path = "/audit/events", tag = "audit", params(EventsQuery), security(("bearer" = [])),
-    responses((status = 200, body = Vec<EventView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = Vec<Event>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(super) async fn audit_events(
     State(d): State<AppState>,
     caller: Caller,
     Query(q): Query<EventsQuery>,
-) -> Result<Json<Vec<EventView>>, ApiError> {
+) -> Result<Json<Vec<Event>>, ApiError> {
     caller.require(Permission::Audit)?;
     let since = q
         .since
@@ -64,22 +40,7 @@ pub(super) async fn audit_events(
         })
         .transpose()?;
     let events = d.store().events(since).await?;
-    Ok(Json(
-        events
-            .into_iter()
-            .map(|e| EventView {
-                seq: e.seq,
-                at: e.at,
-                actor: e.actor,
-                kind: e.kind,
-                run_id: e.run_id,
-                step_id: e.step_id,
-                data: e.data,
-                prev_hash: e.prev_hash,
-                hash: e.hash,
-            })
-            .collect(),
-    ))
+    Ok(Json(events))
 }
 
 /// The chain check.

@@ -23,7 +23,7 @@ use crate::daemon::{Daemon, DecideError, TriggerError};
 use crate::engine::RunEvent;
 use crate::engine::run::EngineError;
 use crate::runbook::Kind;
-use crate::store::{RunStatus, StoreError};
+use crate::store::{self, ApprovalRecord, RunRecord, RunStatus, StepRecord, StoreError, Trigger};
 
 /// A run id from a path, checked before it is looked up or echoed.
 pub(super) fn checked_run_id(id: &str) -> Result<&str, ApiError> {
@@ -44,104 +44,15 @@ pub(super) fn checked_run_id(id: &str) -> Result<&str, ApiError> {
     }
 }
 
-/// A run as listed.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct RunView {
-    /// Run id.
-    pub id: String,
-    /// Runbook.
-    pub runbook: String,
-    /// Runbook version (sha256 of the file the run started with).
-    pub runbook_digest: String,
-    /// Kind of runbook.
-    pub kind: String,
-    /// `cli`, `api` or `schedule`.
-    pub trigger: String,
-    /// Who started it.
-    pub requested_by: String,
-    /// Parameters.
-    pub params: BTreeMap<String, String>,
-    /// Dry run.
-    pub dry_run: bool,
-    /// `running`, `succeeded`, `failed`, `cancelled`.
-    pub status: String,
-    /// Why it failed.
-    pub error: Option<String>,
-    /// Created.
-    pub created_at: String,
-    /// Finished.
-    pub finished_at: Option<String>,
-    /// End of the last main step (recovery).
-    pub recovered_at: Option<String>,
-    /// Who asked to cancel it.
-    pub cancel_requested_by: Option<String>,
-}
-
-impl From<crate::store::RunRecord> for RunView {
-    fn from(r: crate::store::RunRecord) -> Self {
-        RunView {
-            id: r.id,
-            runbook: r.runbook,
-            runbook_digest: r.runbook_digest,
-            kind: r.kind,
-            trigger: r.trigger,
-            requested_by: r.requested_by,
-            params: r.params,
-            dry_run: r.dry_run,
-            status: r.status.to_string(),
-            error: r.error,
-            created_at: r.created_at,
-            finished_at: r.finished_at,
-            recovered_at: r.recovered_at,
-            cancel_requested_by: r.cancel_requested_by,
-        }
-    }
-}
-
-/// A step of a run.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct StepView {
-    /// Step id.
-    pub step_id: String,
-    /// `main` or `finally`.
-    pub phase: String,
-    /// `pending`, `running`, `succeeded`, `failed`, `skipped`.
-    pub status: String,
-    /// Output.
-    #[schema(value_type = Object)]
-    pub output: Option<Value>,
-    /// Failure.
-    pub error: Option<String>,
-    /// Started.
-    pub started_at: Option<String>,
-    /// Finished.
-    pub finished_at: Option<String>,
-}
-
-/// An approval decision.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ApprovalView {
-    /// Step.
-    pub step_id: String,
-    /// Who.
-    pub approver: String,
-    /// `approved` or `rejected`.
-    pub decision: String,
-    /// Comment.
-    pub comment: Option<String>,
-    /// When.
-    pub at: String,
-}
-
 /// One run in detail.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RunDetail {
     /// The run.
-    pub run: RunView,
+    pub run: RunRecord,
     /// Its steps in order.
-    pub steps: Vec<StepView>,
+    pub steps: Vec<StepRecord>,
     /// Approvals given.
-    pub approvals: Vec<ApprovalView>,
+    pub approvals: Vec<ApprovalRecord>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -153,18 +64,17 @@ pub(super) struct ListQuery {
 }
 
 #[utoipa::path(get, path = "/runs", tag = "runs", params(ListQuery), security(("bearer" = [])),
-    responses((status = 200, body = Vec<RunView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = Vec<RunRecord>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(super) async fn list_runs(
     State(d): State<AppState>,
     caller: Caller,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Vec<RunView>>, ApiError> {
+) -> Result<Json<Vec<RunRecord>>, ApiError> {
     caller.require(Permission::Read)?;
     let runs = d.store().runs(q.limit.unwrap_or(50).min(1000)).await?;
     Ok(Json(
         runs.into_iter()
             .filter(|r| q.status.as_deref().is_none_or(|s| r.status == s))
-            .map(RunView::from)
             .collect(),
     ))
 }
@@ -296,7 +206,7 @@ pub(super) async fn create_run(
         .trigger(
             &request.runbook,
             params,
-            "api",
+            Trigger::Api,
             &caller.name,
             request.dry_run,
             key.map(|k| (k, digest)),
@@ -360,38 +270,10 @@ pub(super) async fn run_detail(d: &Daemon, id: &str) -> Result<RunDetail, ApiErr
         .run(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no run {id}")))?;
-    let steps = d
-        .store()
-        .steps(id)
-        .await?
-        .into_iter()
-        .map(|s| StepView {
-            step_id: s.step_id,
-            phase: s.phase,
-            status: s.status.to_string(),
-            output: s.output,
-            error: s.error,
-            started_at: s.started_at,
-            finished_at: s.finished_at,
-        })
-        .collect();
-    let approvals = d
-        .store()
-        .approvals(id)
-        .await?
-        .into_iter()
-        .map(|a| ApprovalView {
-            step_id: a.step_id,
-            approver: a.approver,
-            decision: a.decision,
-            comment: a.comment,
-            at: a.at,
-        })
-        .collect();
     Ok(RunDetail {
-        run: run.into(),
-        steps,
-        approvals,
+        run,
+        steps: d.store().steps(id).await?,
+        approvals: d.store().approvals(id).await?,
     })
 }
 
@@ -494,14 +376,14 @@ pub enum Decision {
 }
 
 #[utoipa::path(post, path = "/runs/{id}/approvals", tag = "runs", request_body = ApprovalBody, params(("id" = String, Path, description = "Run id")), security(("bearer" = [])),
-    responses((status = 201, body = ApprovalView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 201, body = ApprovalRecord), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn approve_run(
     State(d): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     body: Bytes,
-) -> Result<(StatusCode, Json<ApprovalView>), ApiError> {
+) -> Result<(StatusCode, Json<ApprovalRecord>), ApiError> {
     caller.require(Permission::Operate)?;
     checked_run_id(&id)?;
     let request: ApprovalBody = serde_json::from_slice(&body).map_err(|e| {
@@ -529,7 +411,10 @@ pub(super) async fn approve_run(
         .decide(
             &id,
             &caller.name,
-            request.decision == Decision::Approve,
+            match request.decision {
+                Decision::Approve => store::Decision::Approved,
+                Decision::Reject => store::Decision::Rejected,
+            },
             request.comment.as_deref(),
         )
         .await
@@ -548,10 +433,10 @@ pub(super) async fn approve_run(
             }
             DecideError::Store(e) => ApiError::from(e),
         })?;
-    let view = ApprovalView {
+    let view = ApprovalRecord {
         step_id: decided.step_id,
         approver: caller.name,
-        decision: decided.decision.into(),
+        decision: decided.decision,
         comment: request.comment,
         at: crate::store::now(),
     };

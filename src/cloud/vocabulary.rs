@@ -2,44 +2,7 @@
 //! spelt as the reference pages spell them. The client, the simulator and
 //! the runbook model all take their spellings from here.
 
-/// A closed set of spellings as an enum with `as_str`, `parse`, `Display`,
-/// serde and a comparison with text. The OTC vocabulary below uses it, and so
-/// do the runbook model (HTTP methods) and the store (statuses and kinds kept
-/// as text).
-macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(
-            Debug, Clone, Copy, PartialEq, Eq, Hash,
-            serde::Deserialize, serde::Serialize, schemars::JsonSchema,
-        )]
-        pub enum $name {
-            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
-        }
-        impl $name {
-            /// The value as it is spelt (by the API, or in the store).
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-            /// Reads the spelling.
-            pub fn parse(text: &str) -> Option<Self> {
-                match text { $($text => Some($name::$variant),)+ _ => None }
-            }
-        }
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-        impl PartialEq<&str> for $name {
-            fn eq(&self, other: &&str) -> bool {
-                self.as_str() == *other
-            }
-        }
-    };
-}
-
-pub(crate) use string_enum;
+use crate::spelling::string_enum;
 
 string_enum! {
     /// `status` of an EVS replication consistency group.

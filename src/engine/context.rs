@@ -18,7 +18,9 @@ use crate::cloud::WouldSend;
 use crate::cloud::resource::{EvsGroup, ProtectionGroup};
 use crate::runbook::model::{self, IdField};
 use crate::runbook::{DurationSpec, Runbook, Step, template};
-use crate::store::{AttemptKind, NewAttempt, Outcome, RunRecord, StepStatus, StoreError};
+use crate::store::{
+    AttemptKind, NewAttempt, Outcome, RunRecord, RunStatus, StepStatus, StoreError,
+};
 use crate::yaml::Located;
 
 /// State of one step within a run, as templates see it.
@@ -34,7 +36,7 @@ pub(crate) struct RunContext {
     pub run: RunRecord,
     pub runbook: Runbook,
     pub steps: BTreeMap<String, StepState>,
-    pub outcome: String,
+    pub outcome: RunStatus,
     pub env: BTreeMap<String, String>,
 }
 

@@ -566,8 +566,7 @@ async fn reconcile<C: Cloud>(
         IntentOutcome::Applied
     } else {
         IntentOutcome::NotApplied
-    }
-    .as_str();
+    };
     let evidence = verdict
         .clone()
         .unwrap_or_else(|| "no change since the intent".to_string());
@@ -578,7 +577,7 @@ async fn reconcile<C: Cloud>(
             &s.step.id,
             intent,
             &Outcome {
-                outcome: word.into(),
+                outcome: word.to_string(),
                 ..Outcome::default()
             },
         )
@@ -590,7 +589,7 @@ async fn reconcile<C: Cloud>(
         None,
         Some(now),
         Some(Outcome {
-            outcome: word.into(),
+            outcome: word.to_string(),
             error_message: Some(evidence.clone()),
             ..Outcome::default()
         }),
@@ -598,10 +597,10 @@ async fn reconcile<C: Cloud>(
     .await?;
     s.emit(RunEvent::Reconciled {
         step_id: s.step.id.clone(),
-        outcome: word.into(),
+        outcome: word,
         evidence: evidence.clone(),
     });
-    tracing::info!(outcome = word, %evidence, "Reconciled.");
+    tracing::info!(outcome = %word, %evidence, "Reconciled.");
     crash::point("mutate.after_reconcile");
     Ok(verdict.map(|evidence| Sent::Applied { evidence }))
 }

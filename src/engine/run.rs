@@ -18,7 +18,7 @@ use super::{Cloud, Engine, RunEvent};
 use crate::cloud::dry_run::DryRun;
 use crate::runbook::model::IdField;
 use crate::runbook::{self, OnFailure, Runbook, Step, template};
-use crate::store::{NewRun, RunRecord, RunStatus, StepStatus, StoreError};
+use crate::store::{NewRun, Phase, RunRecord, RunStatus, StepStatus, StoreError, Trigger};
 
 /// A run to start.
 #[derive(Debug, Clone)]
@@ -27,8 +27,8 @@ pub struct RunRequest {
     pub runbook: Runbook,
     /// Parameters as given (defaults are filled in).
     pub params: BTreeMap<String, String>,
-    /// `cli`, `api` or `schedule`.
-    pub trigger: String,
+    /// What started it.
+    pub trigger: Trigger,
     /// Who asked.
     pub requested_by: String,
     /// `Idempotency-Key` of an API trigger: (key, sha256 of the request).
@@ -44,14 +44,14 @@ pub struct RunSummary {
     pub run_id: String,
     /// Runbook name.
     pub runbook: String,
-    /// `succeeded`, `failed`, or `running` when interrupted by a shutdown.
-    pub status: String,
+    /// Succeeded, failed, cancelled, or still running when a shutdown interrupted it.
+    pub status: RunStatus,
     /// Why it failed.
     pub error: Option<String>,
     /// Trigger to the end of the last main step, when they all succeeded.
     pub recovery_ms: Option<u64>,
     /// Steps and their final status, in run order.
-    pub steps: Vec<(String, String)>,
+    pub steps: Vec<(String, StepStatus)>,
     /// Dry run.
     pub dry_run: bool,
     /// Where production is at the end, as the run's last read of a group saw it.
@@ -137,12 +137,12 @@ impl<C: Cloud> Engine<C> {
         let steps = runbook
             .steps
             .iter()
-            .map(|s| (s.id.clone(), "main".to_string()))
+            .map(|s| (s.id.clone(), Phase::Main))
             .chain(
                 runbook
                     .finally
                     .iter()
-                    .map(|s| (s.id.clone(), "finally".to_string())),
+                    .map(|s| (s.id.clone(), Phase::Finally)),
             )
             .collect();
         let new = NewRun {
@@ -157,7 +157,7 @@ impl<C: Cloud> Engine<C> {
             digest: runbook.digest.clone(),
             source: runbook.source.clone(),
             path: runbook.path.display().to_string(),
-            kind: runbook.kind.to_string(),
+            kind: runbook.kind,
             trigger: request.trigger,
             requested_by: request.requested_by.clone(),
             params,
@@ -259,7 +259,7 @@ impl<C: Cloud> Engine<C> {
                 .collect(),
             run,
             runbook,
-            outcome: RunStatus::Running.to_string(),
+            outcome: RunStatus::Running,
             env: self.env.clone(),
         };
         self.emit(RunEvent::RunStarted {
@@ -307,7 +307,7 @@ impl<C: Cloud> Engine<C> {
             (None, Some(f)) => (RunStatus::Failed, Some(f)),
             (None, None) => (RunStatus::Succeeded, None),
         };
-        ctx.outcome = final_status.to_string();
+        ctx.outcome = final_status;
         let mut failure = reason;
         let finally = ctx.runbook.finally.clone();
         for step in &finally {
@@ -337,7 +337,7 @@ impl<C: Cloud> Engine<C> {
         let summary = self.summary(&ctx, final_status, failure).await?;
         self.emit(RunEvent::RunFinished {
             run_id: run_id.to_string(),
-            status: final_status.to_string(),
+            status: final_status,
             recovery_ms: summary.recovery_ms,
             error: summary.error.clone(),
         });
@@ -361,14 +361,14 @@ impl<C: Cloud> Engine<C> {
             StepStatus::Succeeded | StepStatus::Skipped => {
                 self.emit(RunEvent::StepAlreadyDone {
                     step_id: step.id.clone(),
-                    status: stored.to_string(),
+                    status: stored,
                 });
                 return Ok(Flow::Continue);
             }
             StepStatus::Failed => {
                 self.emit(RunEvent::StepAlreadyDone {
                     step_id: step.id.clone(),
-                    status: stored.to_string(),
+                    status: stored,
                 });
                 let error = state.and_then(|s| s.error).unwrap_or_default();
                 return Ok(Flow::Failed(error));
@@ -479,7 +479,7 @@ impl<C: Cloud> Engine<C> {
                 );
                 self.emit(RunEvent::StepFinished {
                     step_id: step.id.clone(),
-                    status: StepStatus::Succeeded.to_string(),
+                    status: StepStatus::Succeeded,
                     duration_ms,
                     error: None,
                 });
@@ -519,7 +519,7 @@ impl<C: Cloud> Engine<C> {
                 );
                 self.emit(RunEvent::StepFinished {
                     step_id: step.id.clone(),
-                    status: StepStatus::Failed.to_string(),
+                    status: StepStatus::Failed,
                     duration_ms,
                     error: Some(error.clone()),
                 });
@@ -549,12 +549,12 @@ impl<C: Cloud> Engine<C> {
             .steps(&ctx.run.id)
             .await?
             .into_iter()
-            .map(|s| (s.step_id, s.status.to_string()))
+            .map(|s| (s.step_id, s.status))
             .collect();
         Ok(RunSummary {
             run_id: ctx.run.id.clone(),
             runbook: ctx.run.runbook.clone(),
-            status: final_status.to_string(),
+            status: final_status,
             error,
             recovery_ms: if final_status == RunStatus::Succeeded {
                 recovery_ms

@@ -5,8 +5,8 @@
 //! Cross-field rules (unique ids, references, cron, time zones) live in
 //! `validate`; this module only says what shape each part has.
 
+use crate::spelling::string_enum;
 use std::collections::BTreeMap;
-use std::fmt;
 
 use schemars::JsonSchema;
 use serde::de::{self, Deserializer};
@@ -44,42 +44,17 @@ pub struct RawRunbook {
     pub schedules: Option<Vec<Checked<RawSchedule>>>,
 }
 
-/// What kind of operation a runbook performs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    /// A planned move of production to the other site.
-    Switchover,
-    /// An unplanned move after the production site failed.
-    Failover,
-    /// A rehearsal; the `drill` role may start these.
-    Drill,
-    /// Anything else (sync, reprotect, housekeeping).
-    Maintenance,
-}
-
-impl Kind {
-    /// Reads the spelling `Display` writes.
-    pub fn parse(text: &str) -> Option<Kind> {
-        [
-            Kind::Switchover,
-            Kind::Failover,
-            Kind::Drill,
-            Kind::Maintenance,
-        ]
-        .into_iter()
-        .find(|k| k.to_string() == text)
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Kind::Switchover => "switchover",
-            Kind::Failover => "failover",
-            Kind::Drill => "drill",
-            Kind::Maintenance => "maintenance",
-        })
+string_enum! {
+    /// What kind of operation a runbook performs.
+    Kind {
+        /// A planned move of production to the other site.
+        Switchover = "switchover",
+        /// An unplanned move after the production site failed.
+        Failover = "failover",
+        /// A rehearsal; the `drill` role may start these.
+        Drill = "drill",
+        /// Anything else (sync, reprotect, housekeeping).
+        Maintenance = "maintenance",
     }
 }
 
@@ -260,7 +235,6 @@ pub use super::value::{
     DurationSpec, FixedDuration, MAX_DURATION_TEXT, format_duration, parse_duration,
 };
 
-use crate::cloud::vocabulary::string_enum;
 pub use crate::cloud::vocabulary::{
     EvsStatus, FaultLevel, PriorityStation, ReplicationStatus, SdrsStatus,
 };

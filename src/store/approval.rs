@@ -3,17 +3,28 @@
 use serde::Serialize;
 use sqlx::{Connection, Row};
 
-use super::{Store, StoreError, append, now};
+use super::{Store, StoreError, append, now, word};
+use crate::spelling::string_enum;
+
+string_enum! {
+    /// What an approver decided.
+    Decision {
+        /// The run may go on.
+        Approved = "approved",
+        /// The approval step fails.
+        Rejected = "rejected",
+    }
+}
 
 /// A stored approval.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ApprovalRecord {
     /// Step.
     pub step_id: String,
     /// Who.
     pub approver: String,
-    /// `approved` / `rejected`.
-    pub decision: String,
+    /// Approved or rejected.
+    pub decision: Decision,
     /// Note.
     pub comment: Option<String>,
     /// When.
@@ -27,7 +38,7 @@ impl Store {
         run_id: &str,
         step_id: &str,
         approver: &str,
-        decision: &str,
+        decision: Decision,
         comment: Option<&str>,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn.lock().await;
@@ -36,7 +47,7 @@ impl Store {
             .bind(run_id)
             .bind(step_id)
             .bind(approver)
-            .bind(decision)
+            .bind(decision.as_str())
             .bind(comment)
             .bind(now())
             .execute(&mut *tx)
@@ -60,15 +71,18 @@ impl Store {
             .bind(run_id)
             .fetch_all(&mut *self.conn.lock().await)
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| ApprovalRecord {
-                step_id: r.get(0),
-                approver: r.get(1),
-                decision: r.get(2),
-                comment: r.get(3),
-                at: r.get(4),
+        rows.iter()
+            .map(|r| {
+                Ok(ApprovalRecord {
+                    step_id: r.get(0),
+                    approver: r.get(1),
+                    decision: word(r, 2, Decision::parse, "approval decision", || {
+                        format!("in run {run_id}")
+                    })?,
+                    comment: r.get(3),
+                    at: r.get(4),
+                })
             })
-            .collect())
+            .collect()
     }
 }

@@ -8,7 +8,7 @@ use serde_json::Value;
 use sqlx::{Connection, Row};
 
 use super::{Store, StoreError, append, json_column, now};
-use crate::cloud::vocabulary::string_enum;
+use crate::spelling::string_enum;
 
 string_enum! {
     /// What an attempt row records.

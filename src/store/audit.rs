@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One event as stored.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Event {
     /// Position in the chain, from 1.
     pub seq: i64,
@@ -24,6 +24,7 @@ pub struct Event {
     /// The step concerned.
     pub step_id: Option<String>,
     /// Details.
+    #[schema(value_type = Object)]
     pub data: Value,
     /// Hash of the event before.
     pub prev_hash: String,

@@ -3,12 +3,37 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Connection, Row};
+use utoipa::ToSchema;
 
-use super::{RunStatus, StepStatus, Store, StoreError, append, json_column, now};
+use super::{RunStatus, StepStatus, Store, StoreError, append, json_column, now, word};
+use crate::runbook::Kind;
+use crate::spelling::string_enum;
+
+string_enum! {
+    /// What started a run.
+    Trigger {
+        /// `drover run`.
+        Cli = "cli",
+        /// `POST /v1/runs`.
+        Api = "api",
+        /// A runbook schedule of the daemon.
+        Schedule = "schedule",
+    }
+}
+
+string_enum! {
+    /// The part of a runbook a step belongs to.
+    Phase {
+        /// `steps`: stop at the first failure.
+        Main = "main",
+        /// `finally`: always executed.
+        Finally = "finally",
+    }
+}
 
 /// The run columns in the order `run_record` reads them (a macro so queries stay `&'static str`).
 macro_rules! run_columns {
@@ -31,25 +56,25 @@ pub struct NewRun {
     /// Where it was loaded from.
     pub path: String,
     /// Runbook kind.
-    pub kind: String,
-    /// `cli`, `api` or `schedule`.
-    pub trigger: String,
+    pub kind: Kind,
+    /// What started it.
+    pub trigger: Trigger,
     /// Who asked for it.
     pub requested_by: String,
     /// Resolved parameters.
     pub params: BTreeMap<String, String>,
     /// Dry run.
     pub dry_run: bool,
-    /// Step ids in run order with their phase (`main` / `finally`).
-    pub steps: Vec<(String, String)>,
+    /// Step ids in run order with their phase.
+    pub steps: Vec<(String, Phase)>,
     /// Cloud targets to lease (`evs:<id>`, `sdrs:<id>`).
     pub targets: Vec<String>,
     /// `Idempotency-Key` of an API trigger: (actor, key, sha256 of the request).
     pub idempotency: Option<(String, String, String)>,
 }
 
-/// A stored run.
-#[derive(Debug, Clone, Serialize)]
+/// A stored run (as the API shows it, too).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RunRecord {
     /// Id.
     pub id: String,
@@ -63,9 +88,9 @@ pub struct RunRecord {
     /// File it came from.
     pub runbook_path: String,
     /// Kind.
-    pub kind: String,
+    pub kind: Kind,
     /// Trigger.
-    pub trigger: String,
+    pub trigger: Trigger,
     /// Requester.
     pub requested_by: String,
     /// Parameters.
@@ -87,17 +112,18 @@ pub struct RunRecord {
 }
 
 /// A stored step state.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StepRecord {
     /// Step id.
     pub step_id: String,
     /// Run order.
     pub position: i64,
-    /// `main` / `finally`.
-    pub phase: String,
+    /// Main or finally.
+    pub phase: Phase,
     /// Status.
     pub status: StepStatus,
     /// Output (JSON).
+    #[schema(value_type = Object)]
     pub output: Option<Value>,
     /// Failure.
     pub error: Option<String>,
@@ -139,8 +165,8 @@ impl Store {
         .bind(&run.digest)
         .bind(&run.source)
         .bind(&run.path)
-        .bind(&run.kind)
-        .bind(&run.trigger)
+        .bind(run.kind.as_str())
+        .bind(run.trigger.as_str())
         .bind(&run.requested_by)
         .bind(serde_json::Value::from_iter(
             run.params
@@ -157,7 +183,7 @@ impl Store {
                 .bind(&run.id)
                 .bind(step)
                 .bind(position as i64)
-                .bind(phase)
+                .bind(phase.as_str())
                 .execute(&mut *tx)
                 .await?;
         }
@@ -374,14 +400,16 @@ impl Store {
             .await?;
         rows.iter()
             .map(|r| {
-                let text: String = r.get(3);
-                let status = StepStatus::parse(&text).ok_or_else(|| {
-                    StoreError::Corrupt(format!("unknown step status `{text}` in run {run_id}"))
+                let status = word(r, 3, StepStatus::parse, "step status", || {
+                    format!("in run {run_id}")
+                })?;
+                let phase = word(r, 2, Phase::parse, "step phase", || {
+                    format!("in run {run_id}")
                 })?;
                 Ok(StepRecord {
                     step_id: r.get(0),
                     position: r.get(1),
-                    phase: r.get(2),
+                    phase,
                     status,
                     output: json_column(r, 4),
                     error: r.get(5),
@@ -400,17 +428,17 @@ fn run_record(r: &SqliteRow) -> Result<RunRecord, StoreError> {
     let params = serde_json::from_str(&params).map_err(|e| {
         StoreError::Corrupt(format!("the parameters of run {id} cannot be read: {e}"))
     })?;
-    let text: String = r.get(10);
-    let status = RunStatus::parse(&text)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown status `{text}` of run {id}")))?;
+    let status = word(r, 10, RunStatus::parse, "status", || format!("of run {id}"))?;
+    let kind = word(r, 5, Kind::parse, "kind", || format!("of run {id}"))?;
+    let trigger = word(r, 6, Trigger::parse, "trigger", || format!("of run {id}"))?;
     Ok(RunRecord {
         id,
         runbook: r.get(1),
         runbook_digest: r.get(2),
         runbook_source: r.get(3),
         runbook_path: r.get(4),
-        kind: r.get(5),
-        trigger: r.get(6),
+        kind,
+        trigger,
         requested_by: r.get(7),
         params,
         dry_run: r.get(9),

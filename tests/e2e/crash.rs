@@ -73,7 +73,7 @@ async fn a_crash_right_after_the_intent_is_resumed_without_a_second_switchover()
     let request = RunRequest {
         runbook: runbook::load(&file).unwrap(),
         params: [("group_id".to_string(), "g1".to_string())].into(),
-        trigger: "cli".into(),
+        trigger: drover::store::Trigger::Cli,
         requested_by: "alice".into(),
         idempotency: None,
         dry_run: false,

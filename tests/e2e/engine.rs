@@ -92,7 +92,7 @@ pub fn request(runbook: &str, params: &[(&str, &str)]) -> RunRequest {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
-        trigger: "cli".into(),
+        trigger: drover::store::Trigger::Cli,
         requested_by: "alice".into(),
         idempotency: None,
         dry_run: false,
@@ -256,7 +256,7 @@ async fn an_ambiguous_switchover_is_reconciled_not_resent() {
     assert!(
         h.events()
             .iter()
-            .any(|e| matches!(e, RunEvent::Reconciled { outcome, .. } if outcome == "applied"))
+            .any(|e| matches!(e, RunEvent::Reconciled { outcome, .. } if *outcome == drover::store::IntentOutcome::Applied))
     );
     let attempts = h.store.attempts(&summary.run_id).await.unwrap();
     let intent = attempts
@@ -293,7 +293,7 @@ async fn a_lost_answer_that_did_not_act_is_sent_again_once() {
     assert!(
         h.events()
             .iter()
-            .any(|e| matches!(e, RunEvent::Reconciled { outcome, .. } if outcome == "not_applied"))
+            .any(|e| matches!(e, RunEvent::Reconciled { outcome, .. } if *outcome == drover::store::IntentOutcome::NotApplied))
     );
 }
 
@@ -588,7 +588,7 @@ async fn every_remaining_action_works_and_the_webhook_gets_the_outcome() {
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
-                trigger: "cli".into(),
+                trigger: drover::store::Trigger::Cli,
                 requested_by: "alice".into(),
                 idempotency: None,
                 dry_run: false,
@@ -694,7 +694,7 @@ async fn an_approval_needs_enough_distinct_approvers() {
             RunRequest {
                 runbook,
                 params,
-                trigger: "cli".into(),
+                trigger: drover::store::Trigger::Cli,
                 requested_by: "alice".into(),
                 idempotency: None,
                 dry_run: false,

@@ -28,7 +28,7 @@ fn with_params(runbook: runbook::Runbook, params: &[(&str, &str)]) -> RunRequest
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
-        trigger: "cli".into(),
+        trigger: drover::store::Trigger::Cli,
         requested_by: "alice".into(),
         idempotency: None,
         dry_run: false,
@@ -190,12 +190,12 @@ async fn a_cancel_ends_a_sleep_within_a_second() {
         "the sleep ended within a second of the cancel (then the 2s finally ran): {:?}",
         ended - asked
     );
-    let steps: Vec<(String, String)> = summary.steps.clone();
+    let steps = summary.steps.clone();
     assert!(
-        steps.contains(&("tidy".to_string(), "succeeded".to_string())),
+        steps.contains(&("tidy".to_string(), drover::store::StepStatus::Succeeded)),
         "finally still ran in full: {steps:?}"
     );
-    assert!(steps.contains(&("after".to_string(), "skipped".to_string())));
+    assert!(steps.contains(&("after".to_string(), drover::store::StepStatus::Skipped)));
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use crate::engine::context::{CANCEL_CHECK, StepError, StepRun};
 use crate::engine::{Approvals, Cloud, Prompted, RunEvent, crash};
 use crate::runbook::model::ApprovalInput;
+use crate::store::Decision;
 
 /// Waits for the approvals the step needs; the approvers.
 pub(crate) async fn ask<C: Cloud>(
@@ -80,7 +81,7 @@ pub(crate) async fn ask<C: Cloud>(
     for name in &approvers {
         s.engine
             .store
-            .record_approval(&s.ctx.run.id, &s.step.id, name, "approved", None)
+            .record_approval(&s.ctx.run.id, &s.step.id, name, Decision::Approved, None)
             .await?;
         s.emit(RunEvent::Approved {
             step_id: s.step.id.clone(),
