@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use super::error::CloudError;
 use super::http::{CloudClient, Request, Service};
-use super::resource::EvsGroup;
+use super::resource::{EvsGroup, changed};
+use super::vocabulary::{EvsStatus, FaultLevel, ReplicationStatus};
 
 const GROUPS: &str = "/os-vendor-replication-consistency-groups";
 
@@ -44,6 +45,107 @@ impl EvsAction {
         let mut map = serde_json::Map::new();
         map.insert(self.body_key().to_string(), Value::Null);
         Value::Object(map)
+    }
+}
+
+impl EvsAction {
+    /// Whether the group, freshly read, allows the action; why not otherwise.
+    pub fn precondition(self, g: &EvsGroup) -> Result<(), String> {
+        use EvsStatus as S;
+        let (group, status) = (&g.id, &g.status);
+        let repl = g.replication_status.as_deref().unwrap_or("null");
+        let fault = g.fault_level.as_deref().unwrap_or("null");
+        let st = EvsStatus::parse(status);
+        let link_down = FaultLevel::parse(fault) == Some(FaultLevel::LinkDown);
+        match self {
+            EvsAction::Switchover
+                if st != Some(S::Available)
+                    || g.replication() != Some(ReplicationStatus::Active) =>
+            {
+                Err(format!(
+                    "group {group} must be available and replicating (active) for a switchover, but is {status}/{repl}"
+                ))
+            }
+            EvsAction::Switchover if FaultLevel::parse(fault) != Some(FaultLevel::None) => {
+                Err(format!(
+                    "group {group} reports fault_level {fault}; a switchover needs fault_level 0"
+                ))
+            }
+            EvsAction::Failover if link_down => Err(format!(
+                "group {group} reports fault_level 5: the replication link is down and failover is impossible"
+            )),
+            EvsAction::Failover if !matches!(st, Some(S::Available | S::ErrorFailovering)) => {
+                Err(format!(
+                    "group {group} is {status}; failover needs available (or error_failovering to retry)"
+                ))
+            }
+            EvsAction::Sync | EvsAction::Stop if st != Some(S::Available) => {
+                Err(format!("group {group} is {status}, not available"))
+            }
+            EvsAction::Reprotect if !matches!(st, Some(S::Failovered | S::Available)) => Err(
+                format!("group {group} is {status}; reprotect needs failovered (or available)"),
+            ),
+            EvsAction::Reprotect if link_down => Err(format!(
+                "group {group} reports fault_level 5: the replication link is down"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the action visibly acted on the group between `pre` and `now`
+    /// (in flight, done or failed); the evidence if so.
+    pub fn took_effect(self, pre: &EvsGroup, now: &EvsGroup) -> Option<String> {
+        use EvsStatus as S;
+        use ReplicationStatus as R;
+        let status = |set: &[S]| {
+            EvsStatus::parse(&now.status)
+                .is_some_and(|st| set.contains(&st))
+                .then(|| changed("status", Some(&pre.status), Some(&now.status)))
+                .flatten()
+        };
+        let station = || {
+            changed(
+                "priority_station",
+                pre.priority_station.as_deref(),
+                now.priority_station.as_deref(),
+            )
+        };
+        let repl = || {
+            changed(
+                "replication_status",
+                pre.replication_status.as_deref(),
+                now.replication_status.as_deref(),
+            )
+        };
+        // A finished sync or reprotect of a replicating group leaves it as it
+        // was except for its update time.
+        let updated = || {
+            let at = |g: &EvsGroup| g.updated_at.map(|t| t.to_rfc3339());
+            changed("updated_at", at(pre).as_deref(), at(now).as_deref())
+        };
+        let resumed = now.replication() == Some(R::Copying)
+            || (pre.replication() != Some(R::Active) && now.replication() == Some(R::Active));
+        match self {
+            EvsAction::Switchover => status(&[S::Reversing, S::ErrorReversing]).or_else(station),
+            EvsAction::Failover => {
+                status(&[S::Failovering, S::Failovered, S::ErrorFailovering]).or_else(station)
+            }
+            EvsAction::Sync => resumed
+                .then(|| repl().unwrap_or_else(|| "replication_status copying".into()))
+                .or_else(updated),
+            EvsAction::Stop => matches!(now.replication(), Some(R::ActiveStopped | R::Inactive))
+                .then(repl)
+                .flatten(),
+            EvsAction::Reprotect => (resumed
+                || (EvsStatus::parse(&pre.status) == Some(S::Failovered)
+                    && EvsStatus::parse(&now.status) == Some(S::Available)))
+            .then(|| {
+                changed("status", Some(&pre.status), Some(&now.status))
+                    .or_else(repl)
+                    .unwrap_or_else(|| "replication_status copying".into())
+            })
+            .or_else(updated),
+        }
     }
 }
 

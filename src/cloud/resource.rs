@@ -10,6 +10,8 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::vocabulary::{PriorityStation, ReplicationStatus};
+
 /// An EVS replication consistency group.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct EvsGroup {
@@ -47,6 +49,21 @@ pub struct EvsGroup {
     /// Last update.
     #[serde(default, deserialize_with = "lenient_time")]
     pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl EvsGroup {
+    /// `replication_status`, when it is one drover knows.
+    pub fn replication(&self) -> Option<ReplicationStatus> {
+        self.replication_status
+            .as_deref()
+            .and_then(ReplicationStatus::parse)
+    }
+}
+
+/// `name b (was a)` when a field changed between two reads (`null` for absent).
+pub(crate) fn changed(name: &str, a: Option<&str>, b: Option<&str>) -> Option<String> {
+    let (a, b) = (a.unwrap_or("null"), b.unwrap_or("null"));
+    (a != b).then(|| format!("{name} {b} (was {a})"))
 }
 
 /// An SDRS protection group (`server_group`).
@@ -101,6 +118,15 @@ pub struct ProtectionGroup {
     /// Last update.
     #[serde(default, deserialize_with = "lenient_time")]
     pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl ProtectionGroup {
+    /// `priority_station`, when it is `source` or `target`.
+    pub fn station(&self) -> Option<PriorityStation> {
+        self.priority_station
+            .as_deref()
+            .and_then(PriorityStation::parse)
+    }
 }
 
 /// State of an SDRS job.

@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 
 use super::error::CloudError;
 use super::http::{CloudClient, Request, Service};
-use super::resource::{Drill, Job, ProtectionGroup};
-use crate::cloud::vocabulary::PriorityStation;
+use super::resource::{Drill, Job, ProtectionGroup, changed};
+use super::vocabulary::{PriorityStation, SdrsStatus};
 
 /// A protection-group action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +34,133 @@ impl SdrsAction {
             }
             SdrsAction::Failover => json!({ "failover-server-group": {} }),
         }
+    }
+}
+
+impl SdrsAction {
+    /// The protection-group states the action may be sent in.
+    fn allowed(self) -> &'static [SdrsStatus] {
+        use SdrsStatus as S;
+        match self {
+            SdrsAction::Switchover(_) => &[S::Protected, S::ErrorReversing],
+            SdrsAction::Failover => &[S::Protected, S::ErrorFailingOver, S::ErrorReversing],
+            SdrsAction::Enable => &[
+                S::Available,
+                S::ErrorStarting,
+                S::FailedOver,
+                S::ErrorReprotecting,
+            ],
+            SdrsAction::Disable => &[S::Protected, S::ErrorStopping],
+        }
+    }
+
+    /// Whether the protection group, freshly read, allows the action; why not otherwise.
+    pub fn precondition(self, pg: &ProtectionGroup) -> Result<(), String> {
+        let (group, status) = (&pg.id, &pg.status);
+        let allowed = self.allowed();
+        if !SdrsStatus::parse(status).is_some_and(|st| allowed.contains(&st)) {
+            let names: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
+            return Err(format!(
+                "protection group {group} is {status}; this action needs {}",
+                names.join(" or ")
+            ));
+        }
+        if let SdrsAction::Switchover(to) = self
+            && pg.station() == Some(to)
+            && SdrsStatus::parse(status) == Some(SdrsStatus::Protected)
+        {
+            return Err(format!(
+                "production of protection group {group} is already on the {to} side"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the action visibly acted on the group between `pre` and `now`
+    /// (in flight, done or failed); the evidence if so.
+    pub fn took_effect(self, pre: &ProtectionGroup, now: &ProtectionGroup) -> Option<String> {
+        use SdrsStatus as S;
+        let status = |set: &[S]| {
+            SdrsStatus::parse(&now.status)
+                .is_some_and(|st| set.contains(&st))
+                .then(|| changed("status", Some(&pre.status), Some(&now.status)))
+                .flatten()
+        };
+        let station = || {
+            changed(
+                "priority_station",
+                pre.priority_station.as_deref(),
+                now.priority_station.as_deref(),
+            )
+        };
+        match self {
+            SdrsAction::Switchover(to) => status(&[S::Reversing, S::ErrorReversing])
+                .or_else(|| (now.station() == Some(to)).then(station).flatten()),
+            SdrsAction::Failover => {
+                status(&[S::FailingOver, S::FailedOver, S::ErrorFailingOver]).or_else(station)
+            }
+            SdrsAction::Enable => status(&[
+                S::Starting,
+                S::Reprotecting,
+                S::Protected,
+                S::ErrorStarting,
+                S::ErrorReprotecting,
+            ]),
+            SdrsAction::Disable => status(&[S::Stopping, S::Available, S::ErrorStopping]),
+        }
+    }
+}
+
+/// Whether a drill named `name` may be created in `pg` now, given the drills
+/// of that name it already has.
+pub fn create_drill_precondition(
+    pg: &ProtectionGroup,
+    name: &str,
+    existing: &[Drill],
+) -> Result<(), String> {
+    use SdrsStatus as S;
+    let allowed = [
+        S::Available,
+        S::Protected,
+        S::FailedOver,
+        S::ErrorStarting,
+        S::ErrorStopping,
+        S::ErrorReversing,
+        S::ErrorReprotecting,
+        S::ErrorFailingOver,
+    ];
+    let group = &pg.id;
+    if !SdrsStatus::parse(&pg.status).is_some_and(|st| allowed.contains(&st)) {
+        return Err(format!(
+            "protection group {group} is {}; a drill cannot be created now",
+            pg.status
+        ));
+    }
+    if !existing.is_empty() {
+        return Err(format!(
+            "a drill named {name} already exists in protection group {group}"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a drill `id` in status `status` (`None`: it does not exist) may be deleted.
+pub fn delete_drill_precondition(id: &str, status: Option<&str>) -> Result<(), String> {
+    match status {
+        None => Err(format!("drill {id} does not exist")),
+        Some("available" | "error" | "error-deleting") => Ok(()),
+        Some(other) => Err(format!(
+            "drill {id} is {other}; it can be deleted when available, error or error-deleting"
+        )),
+    }
+}
+
+/// Whether a deletion visibly acted on the drill (`None`: it is gone).
+pub fn delete_drill_took_effect(pre: Option<&str>, now: Option<&str>) -> Option<String> {
+    match now {
+        None => Some("the drill is gone".into()),
+        Some(st @ ("deleting" | "error-deleting")) => changed("status", pre, Some(st)),
+        Some(_) => None,
     }
 }
 

@@ -17,7 +17,7 @@ use super::context::{StepError, StepRun, to_json};
 use super::{Cloud, RunEvent, crash};
 use crate::runbook::DEFAULT_POLL_INTERVAL;
 use crate::runbook::model::IdField;
-use crate::runbook::value::{DurationSpec, Expect};
+use crate::runbook::value::{DurationSpec, Expect, FieldCheck};
 use crate::store::{AttemptKind, Outcome};
 use crate::yaml::Located;
 
@@ -123,26 +123,12 @@ where
     .await
 }
 
-/// One field against its expectation; a readable problem if it does not match.
-pub(crate) fn mismatch<C: Cloud, T>(
-    s: &StepRun<'_, C>,
-    field: &str,
-    want: &Option<Expect<T>>,
-    got: Option<&str>,
-    out: &mut Vec<String>,
-) -> Result<(), StepError>
+/// An optional expectation as a field check.
+pub(crate) fn field<T>(want: &Option<Expect<T>>) -> Option<&dyn FieldCheck>
 where
-    T: for<'de> serde::Deserialize<'de> + Clone + std::fmt::Display,
+    T: for<'de> serde::Deserialize<'de> + Clone + std::fmt::Display + 'static,
 {
-    let Some(want) = want else { return Ok(()) };
-    let render = |t: &str| s.render(t).map_err(|e| e.to_string());
-    if let Some(problem) = want
-        .mismatch(field, got, render)
-        .map_err(StepError::Failed)?
-    {
-        out.push(problem);
-    }
-    Ok(())
+    want.as_ref().map(|w| w as &dyn FieldCheck)
 }
 
 /// A cloud resource that `check` and `wait` steps look at: an EVS group or an
@@ -163,14 +149,37 @@ pub(crate) trait Watched: Sized + serde::Serialize {
     ) -> impl std::future::Future<Output = Result<Self, StepError>>;
     /// `status available, ...`, for progress and messages.
     fn summary(&self) -> String;
+    /// The fields an expectation may name, with what it says of each.
+    fn expected(expect: &Self::Expect) -> Vec<(&'static str, Option<&dyn FieldCheck>)>;
+    /// A field's value as the API spells it (`None`: null).
+    fn value(&self, field: &str) -> Option<&str>;
+
     /// Every field of `expect` it does not match, as readable text.
     fn mismatches<C: Cloud>(
         &self,
         s: &StepRun<'_, C>,
         expect: &Self::Expect,
-    ) -> Result<Vec<String>, StepError>;
+    ) -> Result<Vec<String>, StepError> {
+        let render = |t: &str| s.render(t).map_err(|e| e.to_string());
+        let mut out = Vec::new();
+        for (field, want) in Self::expected(expect) {
+            if let Some(want) = want
+                && let Some(problem) = want
+                    .check(field, self.value(field), &render)
+                    .map_err(StepError::Failed)?
+            {
+                out.push(problem);
+            }
+        }
+        Ok(out)
+    }
+
     /// True when `expect` names no field.
-    fn is_empty(expect: &Self::Expect) -> bool;
+    fn is_empty(expect: &Self::Expect) -> bool {
+        Self::expected(expect)
+            .iter()
+            .all(|(_, want)| want.is_none())
+    }
 }
 
 /// `*.check_group`: the resource, or every field that does not match.

@@ -14,6 +14,7 @@
 //! This matters most for the EVS switchover, which carries no direction:
 //! sending it twice switches back.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Cloud;
@@ -22,7 +23,8 @@ use super::crash;
 use crate::cloud::CloudError;
 use crate::cloud::Delivery;
 use crate::cloud::evs::EvsAction;
-use crate::cloud::sdrs::SdrsAction;
+use crate::cloud::resource::{Drill, EvsGroup, ProtectionGroup};
+use crate::cloud::sdrs::{self, SdrsAction};
 use crate::engine::RunEvent;
 use crate::store::{AttemptKind, IntentOutcome, Outcome};
 
@@ -58,10 +60,6 @@ pub(crate) enum Sent {
     Applied { evidence: String },
 }
 
-fn field<'v>(v: &'v Value, name: &str) -> &'v str {
-    v[name].as_str().unwrap_or("null")
-}
-
 impl Mutation {
     /// `METHOD path` as recorded (the project id is not needed to read it).
     fn request(&self) -> String {
@@ -87,214 +85,86 @@ impl Mutation {
     }
 
     /// The resource as it is now.
-    async fn read<C: Cloud>(&self, s: &StepRun<'_, C>) -> Result<Value, StepError> {
+    async fn read<C: Cloud>(&self, s: &StepRun<'_, C>) -> Result<Image, StepError> {
         Ok(match self {
-            Mutation::Evs { group, .. } => pre_image(&read_evs(s, group).await?)?,
-            Mutation::Sdrs { group, .. } => pre_image(&read_sdrs(s, group).await?)?,
+            Mutation::Evs { group, .. } => Image::Evs(read_evs(s, group).await?),
+            Mutation::Sdrs { group, .. } => Image::Sdrs(read_sdrs(s, group).await?),
             Mutation::CreateDrill { group, name, .. } => {
-                let pg = read_sdrs(s, group).await?;
+                let group = read_sdrs(s, group).await?;
                 let drills = s
                     .read(&format!("GET disaster-recovery-drills {name}"), || {
-                        s.cloud().sdrs_list_drills(Some(group), Some(name))
+                        s.cloud().sdrs_list_drills(Some(&group.id), Some(name))
                     })
                     .await?;
-                json!({ "group": pg, "drills": drills })
+                Image::Drills(DrillsOfName { group, drills })
             }
-            Mutation::DeleteDrill { drill } => match s
-                .read(&format!("GET disaster-recovery-drill {drill}"), || {
-                    s.cloud().sdrs_get_drill(drill)
-                })
-                .await
-            {
-                Ok(d) => json!({ "exists": true, "status": d.status, "id": d.id }),
-                Err(StepError::Cloud(e)) if is_drill_not_found(&e) => json!({ "exists": false }),
-                Err(e) => return Err(e),
-            },
+            Mutation::DeleteDrill { drill } => Image::Drill(
+                match s
+                    .read(&format!("GET disaster-recovery-drill {drill}"), || {
+                        s.cloud().sdrs_get_drill(drill)
+                    })
+                    .await
+                {
+                    Ok(d) => DrillSeen {
+                        exists: true,
+                        status: Some(d.status),
+                        id: Some(d.id),
+                    },
+                    Err(StepError::Cloud(e)) if is_drill_not_found(&e) => DrillSeen {
+                        exists: false,
+                        status: None,
+                        id: None,
+                    },
+                    Err(e) => return Err(e),
+                },
+            ),
         })
     }
 
-    /// The action's preconditions on a fresh read; `Err` says why not.
-    fn precondition(&self, pre: &Value) -> Result<(), String> {
-        let status = field(pre, "status");
-        let refuse = |why: String| Err(why);
+    /// A stored pre-image read back as this mutation's resource.
+    fn image(&self, stored: &Value) -> Result<Image, String> {
+        let v = stored.clone();
         match self {
-            Mutation::Evs { group, action } => {
-                let repl = field(pre, "replication_status");
-                let fault = field(pre, "fault_level");
-                match action {
-                    EvsAction::Switchover if status != "available" || repl != "active" => {
-                        refuse(format!(
-                            "group {group} must be available and replicating (active) for a switchover, but is {status}/{repl}"
-                        ))
-                    }
-                    EvsAction::Switchover if fault != "0" => refuse(format!(
-                        "group {group} reports fault_level {fault}; a switchover needs fault_level 0"
-                    )),
-                    EvsAction::Failover if fault == "5" => refuse(format!(
-                        "group {group} reports fault_level 5: the replication link is down and failover is impossible"
-                    )),
-                    EvsAction::Failover if !matches!(status, "available" | "error_failovering") => {
-                        refuse(format!(
-                            "group {group} is {status}; failover needs available (or error_failovering to retry)"
-                        ))
-                    }
-                    EvsAction::Sync | EvsAction::Stop if status != "available" => {
-                        refuse(format!("group {group} is {status}, not available"))
-                    }
-                    EvsAction::Reprotect if !matches!(status, "failovered" | "available") => {
-                        refuse(format!(
-                            "group {group} is {status}; reprotect needs failovered (or available)"
-                        ))
-                    }
-                    EvsAction::Reprotect if fault == "5" => refuse(format!(
-                        "group {group} reports fault_level 5: the replication link is down"
-                    )),
-                    _ => Ok(()),
-                }
+            Mutation::Evs { .. } => serde_json::from_value(v).map(Image::Evs),
+            Mutation::Sdrs { .. } => serde_json::from_value(v).map(Image::Sdrs),
+            Mutation::CreateDrill { .. } => serde_json::from_value(v).map(Image::Drills),
+            Mutation::DeleteDrill { .. } => serde_json::from_value(v).map(Image::Drill),
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    /// The action's preconditions on a fresh read; `Err` says why not.
+    fn precondition(&self, pre: &Image) -> Result<(), String> {
+        match (self, pre) {
+            (Mutation::Evs { action, .. }, Image::Evs(g)) => action.precondition(g),
+            (Mutation::Sdrs { action, .. }, Image::Sdrs(pg)) => action.precondition(pg),
+            (Mutation::CreateDrill { name, .. }, Image::Drills(d)) => {
+                sdrs::create_drill_precondition(&d.group, name, &d.drills)
             }
-            Mutation::Sdrs { group, action } => {
-                let station = field(pre, "priority_station");
-                let allowed: &[&str] = match action {
-                    SdrsAction::Switchover(_) => &["protected", "error-reversing"],
-                    SdrsAction::Failover => &["protected", "error-failing-over", "error-reversing"],
-                    SdrsAction::Enable => &[
-                        "available",
-                        "error-starting",
-                        "failed-over",
-                        "error-reprotecting",
-                    ],
-                    SdrsAction::Disable => &["protected", "error-stopping"],
-                };
-                if !allowed.contains(&status) {
-                    return refuse(format!(
-                        "protection group {group} is {status}; this action needs {}",
-                        allowed.join(" or ")
-                    ));
-                }
-                if let SdrsAction::Switchover(to) = action
-                    && status == "protected"
-                    && station == to.as_str()
-                {
-                    return refuse(format!(
-                        "production of protection group {group} is already on the {to} side"
-                    ));
-                }
-                Ok(())
+            (Mutation::DeleteDrill { drill }, Image::Drill(d)) => {
+                sdrs::delete_drill_precondition(drill, d.status())
             }
-            Mutation::CreateDrill { group, name, .. } => {
-                let pg_status = field(&pre["group"], "status");
-                let allowed = [
-                    "available",
-                    "protected",
-                    "failed-over",
-                    "error-starting",
-                    "error-stopping",
-                    "error-reversing",
-                    "error-reprotecting",
-                    "error-failing-over",
-                ];
-                if !allowed.contains(&pg_status) {
-                    return refuse(format!(
-                        "protection group {group} is {pg_status}; a drill cannot be created now"
-                    ));
-                }
-                if pre["drills"].as_array().is_some_and(|d| !d.is_empty()) {
-                    return refuse(format!(
-                        "a drill named {name} already exists in protection group {group}"
-                    ));
-                }
-                Ok(())
-            }
-            Mutation::DeleteDrill { drill } => {
-                if pre["exists"] == json!(false) {
-                    return refuse(format!("drill {drill} does not exist"));
-                }
-                if !matches!(status, "available" | "error" | "error-deleting") {
-                    return refuse(format!(
-                        "drill {drill} is {status}; it can be deleted when available, error or error-deleting"
-                    ));
-                }
-                Ok(())
-            }
+            _ => Err(mismatch(self)),
         }
     }
 
     /// Whether the action visibly took effect between `pre` and `now`; the evidence if so.
-    fn applied(&self, pre: &Value, now: &Value) -> Option<String> {
-        let changed = |name: &str| {
-            let (a, b) = (field(pre, name), field(now, name));
-            (a != b).then(|| format!("{name} {b} (was {a})"))
-        };
-        let status_in = |set: &[&str]| {
-            set.contains(&field(now, "status"))
-                .then(|| changed("status"))
-                .flatten()
-        };
-        match self {
-            Mutation::Evs { action, .. } => match action {
-                EvsAction::Switchover => status_in(&["reversing", "error_reversing"])
-                    .or_else(|| changed("priority_station")),
-                EvsAction::Failover => {
-                    status_in(&["failovering", "failovered", "error_failovering"])
-                        .or_else(|| changed("priority_station"))
-                }
-                // A finished sync or reprotect of a replicating group leaves
-                // the group as it was except for its update time.
-                EvsAction::Sync => (field(now, "replication_status") == "copying"
-                    || (field(pre, "replication_status") != "active"
-                        && field(now, "replication_status") == "active"))
-                    .then(|| {
-                        changed("replication_status")
-                            .unwrap_or_else(|| "replication_status copying".into())
-                    })
-                    .or_else(|| changed("updated_at")),
-                EvsAction::Stop => ["active-stopped", "inactive"]
-                    .contains(&field(now, "replication_status"))
-                    .then(|| changed("replication_status"))
-                    .flatten(),
-                EvsAction::Reprotect => (field(now, "replication_status") == "copying"
-                    || (field(pre, "status") == "failovered"
-                        && field(now, "status") == "available")
-                    || (field(pre, "replication_status") != "active"
-                        && field(now, "replication_status") == "active"))
-                    .then(|| {
-                        changed("status")
-                            .or_else(|| changed("replication_status"))
-                            .unwrap_or_else(|| "replication_status copying".into())
-                    })
-                    .or_else(|| changed("updated_at")),
-            },
-            Mutation::Sdrs { action, .. } => match action {
-                SdrsAction::Switchover(to) => {
-                    status_in(&["reversing", "error-reversing"]).or_else(|| {
-                        (field(now, "priority_station") == to.as_str())
-                            .then(|| changed("priority_station"))
-                            .flatten()
-                    })
-                }
-                SdrsAction::Failover => {
-                    status_in(&["failing-over", "failed-over", "error-failing-over"])
-                        .or_else(|| changed("priority_station"))
-                }
-                SdrsAction::Enable => status_in(&[
-                    "starting",
-                    "reprotecting",
-                    "protected",
-                    "error-starting",
-                    "error-reprotecting",
-                ]),
-                SdrsAction::Disable => status_in(&["stopping", "available", "error-stopping"]),
-            },
-            Mutation::CreateDrill { name, .. } => now["drills"][0]["id"]
-                .as_str()
-                .map(|id| format!("drill {id} named {name} exists")),
-            Mutation::DeleteDrill { .. } => {
-                if now["exists"] == json!(false) {
-                    Some("the drill is gone".into())
-                } else {
-                    status_in(&["deleting", "error-deleting"])
-                }
+    fn applied(&self, pre: &Image, now: &Image) -> Option<String> {
+        match (self, pre, now) {
+            (Mutation::Evs { action, .. }, Image::Evs(a), Image::Evs(b)) => {
+                action.took_effect(a, b)
             }
+            (Mutation::Sdrs { action, .. }, Image::Sdrs(a), Image::Sdrs(b)) => {
+                action.took_effect(a, b)
+            }
+            (Mutation::CreateDrill { name, .. }, _, Image::Drills(b)) => b
+                .drills
+                .first()
+                .map(|d| format!("drill {} named {name} exists", d.id)),
+            (Mutation::DeleteDrill { .. }, Image::Drill(a), Image::Drill(b)) => {
+                sdrs::delete_drill_took_effect(a.status(), b.status())
+            }
+            _ => None,
         }
     }
 
@@ -325,10 +195,61 @@ impl Mutation {
     }
 }
 
-/// A read as the JSON the intent records; without it no reconciliation is possible.
-fn pre_image<T: serde::Serialize>(v: &T) -> Result<Value, StepError> {
-    serde_json::to_value(v)
+/// A mutation's resource as read: before the call (the intent's pre-image,
+/// stored as the JSON of the read) or when reconciling.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Image {
+    Evs(EvsGroup),
+    Sdrs(ProtectionGroup),
+    Drills(DrillsOfName),
+    Drill(DrillSeen),
+}
+
+/// The group a drill is to be created in, and its drills of that name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct DrillsOfName {
+    group: ProtectionGroup,
+    drills: Vec<Drill>,
+}
+
+/// A drill to delete as read: `exists: false` once it is gone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct DrillSeen {
+    exists: bool,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+}
+
+impl DrillSeen {
+    fn status(&self) -> Option<&str> {
+        if self.exists {
+            self.status.as_deref()
+        } else {
+            None
+        }
+    }
+}
+
+impl Image {
+    /// The JSON the intent records; without it no reconciliation is possible.
+    fn to_value(&self) -> Result<Value, StepError> {
+        match self {
+            Image::Evs(g) => serde_json::to_value(g),
+            Image::Sdrs(pg) => serde_json::to_value(pg),
+            Image::Drills(d) => serde_json::to_value(d),
+            Image::Drill(d) => serde_json::to_value(d),
+        }
         .map_err(|e| StepError::Failed(format!("cannot record the resource before the call: {e}")))
+    }
+}
+
+fn mismatch(m: &Mutation) -> String {
+    format!(
+        "{}: the resource read does not belong to this action",
+        m.request()
+    )
 }
 
 /// SDRS answers a missing drill with `SDRS.1902` (or a plain 404).
@@ -418,9 +339,15 @@ pub(crate) async fn mutate<C: Cloud>(s: &StepRun<'_, C>, m: &Mutation) -> Result
                     ));
                     tokio::time::sleep(wait).await;
                 }
-                let pre = last.pre_image.clone().ok_or_else(|| {
+                let pre = last.pre_image.as_ref().ok_or_else(|| {
                     StepError::Failed(format!(
                         "intent #{} of {} has no stored pre-image; cannot tell whether it took effect",
+                        last.attempt, last.request
+                    ))
+                })?;
+                let pre = m.image(pre).map_err(|e| {
+                    StepError::Failed(format!(
+                        "the pre-image of intent #{} of {} cannot be read ({e}); cannot tell whether it took effect",
                         last.attempt, last.request
                     ))
                 })?;
@@ -462,7 +389,7 @@ pub(crate) async fn mutate<C: Cloud>(s: &StepRun<'_, C>, m: &Mutation) -> Result
                 AttemptKind::Intent,
                 &request,
                 m.body(),
-                Some(pre.clone()),
+                Some(pre.to_value()?),
                 None,
             )
             .await?;
@@ -556,7 +483,7 @@ pub(crate) async fn mutate<C: Cloud>(s: &StepRun<'_, C>, m: &Mutation) -> Result
 async fn reconcile<C: Cloud>(
     s: &StepRun<'_, C>,
     m: &Mutation,
-    pre: &Value,
+    pre: &Image,
     intent: i64,
     attempt: u32,
 ) -> Result<Option<Sent>, StepError> {
@@ -587,7 +514,7 @@ async fn reconcile<C: Cloud>(
         AttemptKind::Reconcile,
         &m.request(),
         None,
-        Some(now),
+        Some(now.to_value()?),
         Some(Outcome {
             outcome: word.to_string(),
             error_message: Some(evidence.clone()),
@@ -611,7 +538,16 @@ mod tests {
     use crate::runbook::model::PriorityStation;
 
     fn evs(status: &str, repl: &str, station: &str) -> Value {
-        json!({ "status": status, "replication_status": repl, "priority_station": station, "fault_level": "0" })
+        json!({ "id": "g", "status": status, "replication_status": repl, "priority_station": station, "fault_level": "0" })
+    }
+
+    /// The rules over resources given as the JSON the store keeps.
+    fn applied(m: &Mutation, pre: &Value, now: &Value) -> Option<String> {
+        m.applied(&m.image(pre).unwrap(), &m.image(now).unwrap())
+    }
+
+    fn precondition(m: &Mutation, pre: &Value) -> Result<(), String> {
+        m.precondition(&m.image(pre).unwrap())
     }
 
     #[test]
@@ -622,30 +558,50 @@ mod tests {
         };
         let pre = evs("available", "active", "az1");
         assert!(
-            m.applied(&pre, &evs("reversing", "active", "az1"))
-                .is_some(),
+            applied(&m, &pre, &evs("reversing", "active", "az1")).is_some(),
             "in flight"
         );
         assert!(
-            m.applied(&pre, &evs("available", "active", "az2"))
-                .is_some(),
+            applied(&m, &pre, &evs("available", "active", "az2")).is_some(),
             "completed: the station moved"
         );
         assert!(
-            m.applied(&pre, &evs("error_reversing", "error", "az1"))
-                .is_some(),
+            applied(&m, &pre, &evs("error_reversing", "error", "az1")).is_some(),
             "failed, but it was acted on"
         );
         assert!(
-            m.applied(&pre, &evs("available", "active", "az1"))
-                .is_none(),
+            applied(&m, &pre, &evs("available", "active", "az1")).is_none(),
             "nothing happened"
         );
     }
 
     #[test]
+    fn a_stored_pre_image_of_another_shape_is_an_error_not_a_guess() {
+        let evs = Mutation::Evs {
+            group: "g".into(),
+            action: EvsAction::Switchover,
+        };
+        let err = evs.image(&json!({ "exists": false })).unwrap_err();
+        assert!(err.contains("missing field"), "{err}");
+        let delete = Mutation::DeleteDrill { drill: "d".into() };
+        assert!(
+            delete
+                .image(&json!({ "id": "d", "status": "available" }))
+                .is_err()
+        );
+        assert_eq!(
+            delete.image(&json!({ "exists": false })),
+            Ok(Image::Drill(DrillSeen {
+                exists: false,
+                status: None,
+                id: None
+            }))
+        );
+    }
+
+    #[test]
     fn preconditions_of_each_action() {
-        let ok = |m: &Mutation, pre: Value| m.precondition(&pre).is_ok();
+        let ok = |m: &Mutation, pre: Value| precondition(m, &pre).is_ok();
         let sw = Mutation::Evs {
             group: "g".into(),
             action: EvsAction::Switchover,
@@ -659,7 +615,7 @@ mod tests {
         };
         let mut linkdown = evs("available", "active", "az1");
         linkdown["fault_level"] = json!("5");
-        let why = fo.precondition(&linkdown).unwrap_err();
+        let why = precondition(&fo, &linkdown).unwrap_err();
         assert!(why.contains("failover is impossible"), "{why}");
         let rev = Mutation::Sdrs {
             group: "pg".into(),
@@ -667,18 +623,18 @@ mod tests {
         };
         assert!(ok(
             &rev,
-            json!({"status": "protected", "priority_station": "source"})
+            json!({"id": "pg", "status": "protected", "priority_station": "source"})
         ));
         assert!(
             !ok(
                 &rev,
-                json!({"status": "protected", "priority_station": "target"})
+                json!({"id": "pg", "status": "protected", "priority_station": "target"})
             ),
             "already there"
         );
         assert!(!ok(
             &rev,
-            json!({"status": "available", "priority_station": "source"})
+            json!({"id": "pg", "status": "available", "priority_station": "source"})
         ));
     }
 
@@ -688,45 +644,54 @@ mod tests {
             group: "pg".into(),
             action: SdrsAction::Switchover(PriorityStation::Target),
         };
-        let pre = json!({"status": "protected", "priority_station": "source"});
+        let pre = json!({"id": "pg", "status": "protected", "priority_station": "source"});
         assert!(
-            rev.applied(
+            applied(
+                &rev,
                 &pre,
-                &json!({"status": "reversing", "priority_station": "source"})
+                &json!({"id": "pg", "status": "reversing", "priority_station": "source"})
             )
             .is_some()
         );
         assert!(
-            rev.applied(
+            applied(
+                &rev,
                 &pre,
-                &json!({"status": "protected", "priority_station": "target"})
+                &json!({"id": "pg", "status": "protected", "priority_station": "target"})
             )
             .is_some()
         );
-        assert!(rev.applied(&pre, &pre).is_none());
+        assert!(applied(&rev, &pre, &pre).is_none());
         let create = Mutation::CreateDrill {
             group: "pg".into(),
             name: "d".into(),
             vpc: None,
         };
+        let pg = json!({"id": "pg", "status": "protected"});
         assert!(
-            create
-                .applied(&json!({"drills": []}), &json!({"drills": [{"id": "x"}]}))
-                .is_some()
+            applied(
+                &create,
+                &json!({"group": pg, "drills": []}),
+                &json!({"group": pg, "drills": [{"id": "x", "status": "creating"}]})
+            )
+            .is_some()
         );
         assert!(
-            create
-                .applied(&json!({"drills": []}), &json!({"drills": []}))
-                .is_none()
+            applied(
+                &create,
+                &json!({"group": pg, "drills": []}),
+                &json!({"group": pg, "drills": []})
+            )
+            .is_none()
         );
         let delete = Mutation::DeleteDrill { drill: "x".into() };
         assert!(
-            delete
-                .applied(
-                    &json!({"exists": true, "status": "available"}),
-                    &json!({"exists": false})
-                )
-                .is_some()
+            applied(
+                &delete,
+                &json!({"exists": true, "status": "available"}),
+                &json!({"exists": false})
+            )
+            .is_some()
         );
     }
 
@@ -736,9 +701,8 @@ mod tests {
     fn reconciliation_decides_from_every_state_an_action_leads_through() {
         let t0 = "2026-11-29T10:00:00Z";
         let t1 = "2026-11-29T10:00:05Z";
-        let evs_at = |status: &str, repl: &str, station: &str, at: &str| json!({ "status": status, "replication_status": repl, "priority_station": station, "fault_level": "0", "updated_at": at });
-        let sdrs_at =
-            |status: &str, station: &str| json!({ "status": status, "priority_station": station });
+        let evs_at = |status: &str, repl: &str, station: &str, at: &str| json!({ "id": "g", "status": status, "replication_status": repl, "priority_station": station, "fault_level": "0", "updated_at": at });
+        let sdrs_at = |status: &str, station: &str| json!({ "id": "pg", "status": status, "priority_station": station });
         let e = |action| Mutation::Evs {
             group: "g".into(),
             action,
@@ -874,18 +838,18 @@ mod tests {
         ];
         for (m, pre, after) in cases {
             assert!(
-                m.applied(&pre, &pre).is_none(),
+                applied(&m, &pre, &pre).is_none(),
                 "{}: the untouched resource is not applied",
                 m.request()
             );
             assert!(
-                m.precondition(&pre).is_ok(),
+                precondition(&m, &pre).is_ok(),
                 "{}: pre-image is a valid start",
                 m.request()
             );
             for (now, label) in after {
                 assert!(
-                    m.applied(&pre, &now).is_some(),
+                    applied(&m, &pre, &now).is_some(),
                     "{} {label}: {now} must count as applied",
                     m.request()
                 );

@@ -192,6 +192,31 @@ where
     }
 }
 
+/// An [`Expect`] of any value type, as the checks of a resource list them.
+pub trait FieldCheck {
+    /// See [`Expect::mismatch`].
+    fn check(
+        &self,
+        field: &str,
+        got: Option<&str>,
+        render: &dyn Fn(&str) -> Result<String, String>,
+    ) -> Result<Option<String>, String>;
+}
+
+impl<T> FieldCheck for Expect<T>
+where
+    T: for<'de> Deserialize<'de> + Clone + fmt::Display,
+{
+    fn check(
+        &self,
+        field: &str,
+        got: Option<&str>,
+        render: &dyn Fn(&str) -> Result<String, String>,
+    ) -> Result<Option<String>, String> {
+        self.mismatch(field, got, render)
+    }
+}
+
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Expect<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V<T>(std::marker::PhantomData<T>);

@@ -3,13 +3,14 @@
 
 use serde_json::{Value, json};
 
-use super::{Watched, mismatch};
+use super::{Watched, field};
 use crate::cloud::evs::EvsAction;
 use crate::cloud::resource::EvsGroup;
 use crate::engine::Cloud;
 use crate::engine::context::{StepError, StepRun, evs_summary, read_evs};
 use crate::engine::reconcile::{self, Mutation, Sent};
 use crate::runbook::model::{EvsExpect, IdField};
+use crate::runbook::value::FieldCheck;
 
 impl Watched for EvsGroup {
     type Expect = EvsExpect;
@@ -31,42 +32,23 @@ impl Watched for EvsGroup {
         evs_summary(self)
     }
 
-    fn mismatches<C: Cloud>(
-        &self,
-        s: &StepRun<'_, C>,
-        expect: &EvsExpect,
-    ) -> Result<Vec<String>, StepError> {
-        let mut out = Vec::new();
-        mismatch(s, "status", &expect.status, Some(&self.status), &mut out)?;
-        mismatch(
-            s,
-            "replication_status",
-            &expect.replication_status,
-            self.replication_status.as_deref(),
-            &mut out,
-        )?;
-        mismatch(
-            s,
-            "fault_level",
-            &expect.fault_level,
-            self.fault_level.as_deref(),
-            &mut out,
-        )?;
-        mismatch(
-            s,
-            "priority_station",
-            &expect.priority_station,
-            self.priority_station.as_deref(),
-            &mut out,
-        )?;
-        Ok(out)
+    fn expected(e: &EvsExpect) -> Vec<(&'static str, Option<&dyn FieldCheck>)> {
+        vec![
+            ("status", field(&e.status)),
+            ("replication_status", field(&e.replication_status)),
+            ("fault_level", field(&e.fault_level)),
+            ("priority_station", field(&e.priority_station)),
+        ]
     }
 
-    fn is_empty(expect: &EvsExpect) -> bool {
-        expect.status.is_none()
-            && expect.replication_status.is_none()
-            && expect.fault_level.is_none()
-            && expect.priority_station.is_none()
+    fn value(&self, field: &str) -> Option<&str> {
+        match field {
+            "status" => Some(&self.status),
+            "replication_status" => self.replication_status.as_deref(),
+            "fault_level" => self.fault_level.as_deref(),
+            "priority_station" => self.priority_station.as_deref(),
+            _ => None,
+        }
     }
 }
 

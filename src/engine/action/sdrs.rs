@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{Seen, Watch, Watched, mismatch, poll};
+use super::{Seen, Watch, Watched, field, poll};
 use crate::cloud::resource::{Job, JobStatus, ProtectionGroup};
 use crate::cloud::sdrs::SdrsAction;
 use crate::engine::Cloud;
@@ -14,6 +14,7 @@ use crate::engine::reconcile::{self, Mutation, Sent, is_drill_not_found};
 use crate::runbook::model::{
     IdField, SdrsCreateDrillInput, SdrsDeleteDrillInput, SdrsExpect, SdrsSwitchoverInput,
 };
+use crate::runbook::value::FieldCheck;
 use crate::runbook::{DEFAULT_JOB_INTERVAL, DurationSpec};
 use crate::yaml::Located;
 
@@ -37,35 +38,22 @@ impl Watched for ProtectionGroup {
         sdrs_summary(self)
     }
 
-    fn mismatches<C: Cloud>(
-        &self,
-        s: &StepRun<'_, C>,
-        expect: &SdrsExpect,
-    ) -> Result<Vec<String>, StepError> {
-        let mut out = Vec::new();
-        mismatch(s, "status", &expect.status, Some(&self.status), &mut out)?;
-        mismatch(
-            s,
-            "priority_station",
-            &expect.priority_station,
-            self.priority_station.as_deref(),
-            &mut out,
-        )?;
-        // Newer groups answer null here: a null never matches (the docs advise against relying on it).
-        mismatch(
-            s,
-            "replication_status",
-            &expect.replication_status,
-            self.replication_status.as_deref(),
-            &mut out,
-        )?;
-        Ok(out)
+    fn expected(e: &SdrsExpect) -> Vec<(&'static str, Option<&dyn FieldCheck>)> {
+        vec![
+            ("status", field(&e.status)),
+            ("priority_station", field(&e.priority_station)),
+            ("replication_status", field(&e.replication_status)),
+        ]
     }
 
-    fn is_empty(expect: &SdrsExpect) -> bool {
-        expect.status.is_none()
-            && expect.priority_station.is_none()
-            && expect.replication_status.is_none()
+    fn value(&self, field: &str) -> Option<&str> {
+        match field {
+            "status" => Some(&self.status),
+            "priority_station" => self.priority_station.as_deref(),
+            // Newer groups answer null here: a null never matches (the docs advise against relying on it).
+            "replication_status" => self.replication_status.as_deref(),
+            _ => None,
+        }
     }
 }
 
