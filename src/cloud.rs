@@ -22,6 +22,6 @@ pub mod resource;
 pub mod sdrs;
 pub mod vocabulary;
 
-pub use error::{CloudError, ErrorClass};
+pub use error::{CloudError, Reach};
 pub use http::CloudClient;
 pub use interface::{Cloud, Delivery, WouldSend};

@@ -1,5 +1,6 @@
 //! One error type for every failed cloud call, parsed from every documented
-//! error body, and the retry decision that goes with it.
+//! error body, with how far the call got (the fact the engine's one retry
+//! decision reads).
 //!
 //! OTC answers errors in several shapes: `{"error": {message, code}}` and the
 //! same under a fault name (`badRequest`, `badrequest`, `itemNotFound`, ...),
@@ -13,16 +14,19 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-/// What the caller may do after a failed call.
+/// How far a failed call got. The engine's retry decision
+/// (`engine::retry::retryable`) reads it with the step's policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ErrorClass {
-    /// Nothing happened that matters: the same request may be sent again.
-    Retryable,
-    /// A mutating request may have been acted on: re-read before any re-send.
-    Ambiguous,
-    /// Do not retry; the step fails with the cloud's code and message.
-    Fatal,
+#[serde(rename_all = "snake_case")]
+pub enum Reach {
+    /// Refused before sending (a bad id, no credentials): trying again cannot help.
+    NotSent,
+    /// The connection was never made: the request did not leave.
+    Unreached,
+    /// Sent (or possibly sent), then no answer came: a change may have been made.
+    Unanswered,
+    /// The cloud answered, with an error status or a body drover cannot read.
+    Answered,
 }
 
 /// A failed cloud call.
@@ -38,8 +42,8 @@ pub struct CloudError {
     pub message: String,
     /// Request id for support cases, from the body or the response headers.
     pub request_id: Option<String>,
-    /// Retry decision.
-    pub class: ErrorClass,
+    /// How far the call got.
+    pub reach: Reach,
     /// Wait asked for by a `Retry-After` header.
     pub retry_after: Option<Duration>,
 }
@@ -73,7 +77,7 @@ impl CloudError {
             code: None,
             message: message.to_string(),
             request_id: None,
-            class: ErrorClass::Fatal,
+            reach: Reach::NotSent,
             retry_after: None,
         }
     }
@@ -147,35 +151,6 @@ fn text(v: &Value) -> Option<String> {
         Value::String(s) if !s.is_empty() => Some(crate::yaml::truncate(s, MAX_FIELD_CHARS)),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
-    }
-}
-
-/// The retry decision for an HTTP answer.
-///
-/// A retryable status answered to a mutating request is ambiguous: a gateway
-/// 504 says nothing about whether the service behind it acted.
-pub fn classify_status(status: u16, mutating: bool, retry_on: &[u16]) -> ErrorClass {
-    match (retry_on.contains(&status), mutating) {
-        (true, false) => ErrorClass::Retryable,
-        (true, true) => ErrorClass::Ambiguous,
-        (false, _) => ErrorClass::Fatal,
-    }
-}
-
-/// How a request failed without an HTTP answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// The connection was never made: the request did not leave.
-    Connect,
-    /// Sent (or possibly sent), then the answer timed out or the connection dropped.
-    AfterSend,
-}
-
-/// The retry decision for a transport failure.
-pub fn classify_transport(kind: Transport, mutating: bool) -> ErrorClass {
-    match (kind, mutating) {
-        (Transport::Connect, _) | (Transport::AfterSend, false) => ErrorClass::Retryable,
-        (Transport::AfterSend, true) => ErrorClass::Ambiguous,
     }
 }
 
@@ -265,49 +240,6 @@ mod tests {
     }
 
     #[test]
-    fn statuses_are_classified_by_list_and_mutation() {
-        let on = [408, 502, 503, 504];
-        let cases = [
-            (503, false, ErrorClass::Retryable),
-            (504, true, ErrorClass::Ambiguous),
-            (408, true, ErrorClass::Ambiguous),
-            (400, false, ErrorClass::Fatal),
-            (403, true, ErrorClass::Fatal),
-            (404, false, ErrorClass::Fatal),
-            (409, true, ErrorClass::Fatal),
-            (500, false, ErrorClass::Fatal),
-        ];
-        for (status, mutating, want) in cases {
-            assert_eq!(
-                classify_status(status, mutating, &on),
-                want,
-                "{status} mutating={mutating}"
-            );
-        }
-        assert_eq!(
-            classify_status(500, false, &[500]),
-            ErrorClass::Retryable,
-            "configured list wins"
-        );
-    }
-
-    #[test]
-    fn transport_failures_are_ambiguous_only_after_sending_a_mutation() {
-        assert_eq!(
-            classify_transport(Transport::Connect, true),
-            ErrorClass::Retryable
-        );
-        assert_eq!(
-            classify_transport(Transport::AfterSend, false),
-            ErrorClass::Retryable
-        );
-        assert_eq!(
-            classify_transport(Transport::AfterSend, true),
-            ErrorClass::Ambiguous
-        );
-    }
-
-    #[test]
     fn huge_fields_are_shortened() {
         let body = serde_json::json!({ "error": { "message": "m".repeat(100_000), "code": "c".repeat(5000) } });
         let parsed = parse_body(body.to_string().as_bytes());
@@ -323,7 +255,7 @@ mod tests {
             code: Some("SDRS.1002".into()),
             message: "operation not allowed".into(),
             request_id: Some("abc".into()),
-            class: ErrorClass::Fatal,
+            reach: Reach::Answered,
             retry_after: None,
         };
         assert_eq!(

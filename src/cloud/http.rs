@@ -17,9 +17,8 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use super::auth::{self, CachedToken, SignInput};
-use super::error::{self, CloudError, ErrorClass, Transport};
+use super::error::{self, CloudError, Reach};
 use crate::config::{CloudAuth, CloudConfig};
-use crate::policy::DEFAULT_RETRY_STATUSES;
 
 /// The user agent sent with every request.
 pub const USER_AGENT: &str = concat!("drover/", env!("CARGO_PKG_VERSION"));
@@ -118,7 +117,7 @@ impl Answer {
             code: None,
             message: format!("unexpected answer: {e}"),
             request_id: self.request_id.clone(),
-            class: ErrorClass::Fatal,
+            reach: Reach::Answered,
             retry_after: None,
         })
     }
@@ -266,7 +265,6 @@ impl CloudClient {
 
     /// Sends a generic HTTP request (no cloud authentication is added).
     pub async fn http_request(&self, call: &HttpCall) -> Result<Answer, CloudError> {
-        let mutating = call.is_mutating();
         let name = call.line();
         let mut builder = self.http.request(call.method.clone(), &call.url);
         for (k, v) in &call.headers {
@@ -279,7 +277,7 @@ impl CloudClient {
         } else if let Some(text) = &call.body {
             builder = builder.body(text.clone());
         }
-        self.exchange_raw(builder, &name, mutating).await
+        self.exchange_raw(builder, &name).await
     }
 
     /// Replaces the clock (for tests of token expiry).
@@ -391,7 +389,7 @@ impl CloudClient {
                     .header("authorization", authorization)
             }
         };
-        self.exchange(builder, name, req.is_mutating()).await
+        self.exchange(builder, name).await
     }
 
     /// Sends a built request and reads the whole answer, whatever its status;
@@ -400,23 +398,19 @@ impl CloudClient {
         &self,
         builder: reqwest::RequestBuilder,
         name: &str,
-        mutating: bool,
     ) -> Result<Answer, CloudError> {
-        let transport = |e: reqwest::Error| {
-            let kind = if e.is_connect() {
-                Transport::Connect
+        let transport = |e: reqwest::Error| CloudError {
+            request: name.to_string(),
+            status: None,
+            code: None,
+            message: describe_transport(&e),
+            request_id: None,
+            reach: if e.is_connect() {
+                Reach::Unreached
             } else {
-                Transport::AfterSend
-            };
-            CloudError {
-                request: name.to_string(),
-                status: None,
-                code: None,
-                message: describe_transport(&e),
-                request_id: None,
-                class: error::classify_transport(kind, mutating),
-                retry_after: None,
-            }
+                Reach::Unanswered
+            },
+            retry_after: None,
         };
         let response = builder.send().await.map_err(transport)?;
         let status = response.status().as_u16();
@@ -446,9 +440,8 @@ impl CloudClient {
         &self,
         builder: reqwest::RequestBuilder,
         name: &str,
-        mutating: bool,
     ) -> Result<Answer, CloudError> {
-        let answer = self.exchange_raw(builder, name, mutating).await?;
+        let answer = self.exchange_raw(builder, name).await?;
         if answer.status < 400 {
             return Ok(answer);
         }
@@ -461,7 +454,7 @@ impl CloudClient {
                 .message
                 .unwrap_or_else(|| format!("HTTP {}", answer.status)),
             request_id: parsed.request_id.or(answer.request_id),
-            class: error::classify_status(answer.status, mutating, &DEFAULT_RETRY_STATUSES),
+            reach: Reach::Answered,
             retry_after: answer.retry_after,
         })
     }
@@ -500,9 +493,7 @@ impl CloudClient {
             .post(&url)
             .header("content-type", "application/json;charset=utf8")
             .body(body.to_string());
-        let answer = self
-            .exchange(builder, "POST /v3/auth/tokens", false)
-            .await?;
+        let answer = self.exchange(builder, "POST /v3/auth/tokens").await?;
         let envelope: Value = answer.json("POST /v3/auth/tokens")?;
         let expires_at = envelope["token"]["expires_at"]
             .as_str()

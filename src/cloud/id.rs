@@ -80,7 +80,7 @@ pub fn in_path(request: &str, value: &str) -> Result<String, super::CloudError> 
         code: None,
         message: format!("not sent: {why}"),
         request_id: None,
-        class: super::ErrorClass::Fatal,
+        reach: super::Reach::NotSent,
         retry_after: None,
     })?;
     Ok(segment(value))

@@ -12,14 +12,20 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
-use crate::cloud::CloudError;
+use crate::cloud::{CloudError, Reach};
 pub use crate::policy::{Backoff, DEFAULT_RETRY_STATUSES, Jitter, RetryPolicy};
 
 /// True when this failure may be tried again under `policy`: transport
-/// failures and the listed statuses (401 is handled by the client, once). The
-/// one retry decision: reads and the exactly-once path both ask it.
+/// failures and the listed statuses (401 is handled by the client, once); a
+/// request refused before sending never is. The one retry decision: reads and
+/// the exactly-once path both ask it (there, a retryable failure of a change
+/// is reconciled before anything is sent again).
 pub fn retryable(policy: &RetryPolicy, error: &CloudError) -> bool {
-    error.status.is_none_or(|s| policy.retries_status(s))
+    match error.reach {
+        Reach::NotSent => false,
+        Reach::Unreached | Reach::Unanswered => true,
+        Reach::Answered => error.status.is_some_and(|s| policy.retries_status(s)),
+    }
 }
 
 /// The wait after failed attempt `attempt`, with fresh jitter, never shorter
@@ -74,7 +80,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cloud::ErrorClass;
 
     fn policy(jitter: Jitter) -> RetryPolicy {
         RetryPolicy {
@@ -137,9 +142,66 @@ mod tests {
             code: None,
             message: "m".into(),
             request_id: None,
-            class: ErrorClass::Retryable,
+            reach: if status.is_some() {
+                Reach::Answered
+            } else {
+                Reach::Unanswered
+            },
             retry_after: retry_after.map(Duration::from_secs),
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_refused_before_sending_is_tried_once() {
+        let mut calls = 0;
+        let result: Result<(), CloudError> = run(
+            &RetryPolicy::default(),
+            None,
+            || {
+                calls += 1;
+                async {
+                    Err(CloudError::not_sent(
+                        "GET /x",
+                        "no cloud credentials configured",
+                    ))
+                }
+            },
+            |_, _, _| panic!("no retry"),
+        )
+        .await;
+        assert_eq!(result.unwrap_err().reach, Reach::NotSent);
+        assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn the_retry_decision_reads_how_far_the_call_got_and_the_policy() {
+        let p = RetryPolicy::default();
+        let with = |reach, status| CloudError {
+            reach,
+            status,
+            ..failure(None, None)
+        };
+        assert!(retryable(&p, &with(Reach::Unreached, None)));
+        assert!(retryable(&p, &with(Reach::Unanswered, None)));
+        assert!(
+            !retryable(&p, &with(Reach::NotSent, None)),
+            "a local refusal is final"
+        );
+        for s in [408, 502, 503, 504] {
+            assert!(retryable(&p, &with(Reach::Answered, Some(s))), "{s}");
+        }
+        for s in [200, 400, 403, 404, 409, 500] {
+            assert!(!retryable(&p, &with(Reach::Answered, Some(s))), "{s}");
+        }
+        let custom = RetryPolicy {
+            on: vec![500],
+            ..RetryPolicy::default()
+        };
+        assert!(
+            retryable(&custom, &with(Reach::Answered, Some(500))),
+            "the step's list wins"
+        );
+        assert!(!retryable(&custom, &with(Reach::Answered, Some(503))));
     }
 
     #[tokio::test(start_paused = true)]

@@ -7,7 +7,12 @@ use std::time::Duration;
 use drover::cloud::evs::EvsAction;
 use drover::cloud::resource::JobStatus;
 use drover::cloud::sdrs::SdrsAction;
-use drover::cloud::{CloudClient, ErrorClass};
+use drover::cloud::{CloudClient, CloudError, Reach};
+
+/// The engine's retry decision under the default policy.
+fn retryable(e: &CloudError) -> bool {
+    drover::engine::retry::retryable(&drover::policy::RetryPolicy::default(), e)
+}
 use drover::config::CloudAuth;
 use drover::runbook::model::{EvsStatus, FaultLevel, PriorityStation};
 use drover::sim::SimConfig;
@@ -164,8 +169,8 @@ async fn a_401_is_resent_once_after_a_refresh_and_then_fails() {
     .await;
     let err = client(&sim).evs_get_group("g1").await.unwrap_err();
     assert_eq!(
-        (err.status, err.code.as_deref(), err.class),
-        (Some(401), Some("APIG.1002"), ErrorClass::Fatal)
+        (err.status, err.code.as_deref(), err.reach, retryable(&err)),
+        (Some(401), Some("APIG.1002"), Reach::Answered, false)
     );
     let gets: Vec<_> = calls(&sim)
         .into_iter()
@@ -185,7 +190,10 @@ async fn a_static_token_is_not_refreshed_and_never_shown() {
     cfg.project_id = Some(sim.sim.credentials().project_id);
     let forged = CloudClient::new(&cfg).unwrap();
     let err = forged.evs_get_group("g1").await.unwrap_err();
-    assert_eq!((err.status, err.class), (Some(401), ErrorClass::Fatal));
+    assert_eq!(
+        (err.status, err.reach, retryable(&err)),
+        (Some(401), Reach::Answered, false)
+    );
     assert_eq!(
         calls(&sim),
         [("evs.get".into(), Some(401))],
@@ -207,7 +215,10 @@ async fn wrong_password_is_a_fatal_401_that_does_not_show_the_password() {
     };
     let c = CloudClient::new(&cloud_config(&sim, auth)).unwrap();
     let err = c.evs_get_group("g1").await.unwrap_err();
-    assert_eq!((err.status, err.class), (Some(401), ErrorClass::Fatal));
+    assert_eq!(
+        (err.status, err.reach, retryable(&err)),
+        (Some(401), Reach::Answered, false)
+    );
     assert!(err.to_string().contains("requires authentication"), "{err}");
     assert!(!err.to_string().contains("not-the-password"));
     assert!(!format!("{err:?}{c:?}").contains("not-the-password"));
@@ -271,15 +282,15 @@ async fn each_fault_kind_is_classified() {
         force(&sim, "evs.get", fault);
         let e = c.evs_get_group("g1").await.unwrap_err();
         assert_eq!(
-            (e.status, e.class),
-            (Some(status), ErrorClass::Retryable),
+            (e.status, e.reach, retryable(&e)),
+            (Some(status), Reach::Answered, true),
             "{fault:?} on a read"
         );
         force(&sim, "evs.action", fault);
         let e = c.evs_action("g1", EvsAction::Switchover).await.unwrap_err();
         assert_eq!(
-            (e.status, e.class),
-            (Some(status), ErrorClass::Ambiguous),
+            (e.status, e.reach, retryable(&e)),
+            (Some(status), Reach::Answered, true),
             "{fault:?} on a mutation"
         );
     }
@@ -292,21 +303,24 @@ async fn each_fault_kind_is_classified() {
     force(&sim, "evs.get", Fault::Reset);
     let e = c.evs_get_group("g1").await.unwrap_err();
     assert_eq!(
-        (e.status, e.class),
-        (None, ErrorClass::Retryable),
+        (e.status, e.reach, retryable(&e)),
+        (None, Reach::Unanswered, true),
         "reset on a read: {e}"
     );
     force(&sim, "evs.action", Fault::Reset);
     let e = c.evs_action("g1", EvsAction::Switchover).await.unwrap_err();
     assert_eq!(
-        (e.status, e.class),
-        (None, ErrorClass::Ambiguous),
+        (e.status, e.reach, retryable(&e)),
+        (None, Reach::Unanswered, true),
         "reset on a mutation: {e}"
     );
 
     force(&sim, "evs.action", Fault::Ambiguous);
     let e = c.evs_action("g1", EvsAction::Switchover).await.unwrap_err();
-    assert_eq!((e.status, e.class), (Some(504), ErrorClass::Ambiguous));
+    assert_eq!(
+        (e.status, e.reach, retryable(&e)),
+        (Some(504), Reach::Answered, true)
+    );
     assert_eq!(
         c.evs_get_group("g1").await.unwrap().status,
         "reversing",
@@ -327,18 +341,18 @@ async fn each_fault_kind_is_classified() {
     // A refusal is fatal and carries the cloud's code.
     let e = c.evs_action("g1", EvsAction::Switchover).await.unwrap_err();
     assert_eq!(
-        (e.status, e.code.as_deref(), e.class),
-        (Some(400), Some("EVS.5400"), ErrorClass::Fatal)
+        (e.status, e.code.as_deref(), e.reach, retryable(&e)),
+        (Some(400), Some("EVS.5400"), Reach::Answered, false)
     );
     let e = c.evs_get_group("nope").await.unwrap_err();
     assert_eq!(
-        (e.status, e.code.as_deref(), e.class),
-        (Some(404), Some("EVS.5404"), ErrorClass::Fatal)
+        (e.status, e.code.as_deref(), e.reach, retryable(&e)),
+        (Some(404), Some("EVS.5404"), Reach::Answered, false)
     );
     let e = c.sdrs_get_group("nope").await.unwrap_err();
     assert_eq!(
-        (e.status, e.code.as_deref(), e.class),
-        (Some(400), Some("SDRS.1013"), ErrorClass::Fatal)
+        (e.status, e.code.as_deref(), e.reach, retryable(&e)),
+        (Some(400), Some("SDRS.1013"), Reach::Answered, false)
     );
 }
 
@@ -370,8 +384,8 @@ async fn retry_after_is_read_and_connect_failures_are_retryable_even_for_mutatio
         .await
         .unwrap_err();
     assert_eq!(
-        (e.status, e.class),
-        (None, ErrorClass::Retryable),
+        (e.status, e.reach, retryable(&e)),
+        (None, Reach::Unreached, true),
         "nothing was sent: {e}"
     );
 }
@@ -395,7 +409,11 @@ async fn a_timeout_after_sending_a_mutation_is_ambiguous() {
         .evs_action("g1", EvsAction::Switchover)
         .await
         .unwrap_err();
-    assert_eq!((e.status, e.class), (None, ErrorClass::Ambiguous), "{e}");
+    assert_eq!(
+        (e.status, e.reach, retryable(&e)),
+        (None, Reach::Unanswered, true),
+        "{e}"
+    );
     assert!(e.message.starts_with("timed out"), "{e}");
 }
 
@@ -500,7 +518,10 @@ async fn failover_is_refused_at_fault_level_5() {
         .with_evs_group("g1", |g| g.fault_level = FaultLevel::LinkDown);
     let c = client(&sim);
     let e = c.evs_action("g1", EvsAction::Failover).await.unwrap_err();
-    assert_eq!((e.status, e.class), (Some(400), ErrorClass::Fatal));
+    assert_eq!(
+        (e.status, e.reach, retryable(&e)),
+        (Some(400), Reach::Answered, false)
+    );
     assert!(e.message.contains("fault_level 5"), "{e}");
     assert_eq!(
         sim.sim.with_evs_group("g1", |g| g.status),

@@ -97,13 +97,13 @@ async fn the_client_refuses_a_bad_id_without_sending_and_never_retries_it() {
     let c = client(&h.sim);
     for bad in ["g1/../g2", "g1?x=1", "g1#", "g%31"] {
         let e = c.evs_get_group(bad).await.unwrap_err();
-        assert_eq!(e.class, drover::cloud::ErrorClass::Fatal, "{bad}");
+        assert_eq!(e.reach, drover::cloud::Reach::NotSent, "{bad}");
         assert!(e.message.contains("not sent"), "{e}");
         let e = c
             .evs_action(bad, drover::cloud::evs::EvsAction::Switchover)
             .await
             .unwrap_err();
-        assert_eq!(e.class, drover::cloud::ErrorClass::Fatal);
+        assert_eq!(e.reach, drover::cloud::Reach::NotSent);
         assert!(c.sdrs_get_drill(bad).await.is_err());
         assert!(c.sdrs_delete_drill(bad).await.is_err());
         assert!(c.sdrs_get_job(bad).await.is_err());

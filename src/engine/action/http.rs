@@ -67,7 +67,7 @@ pub(crate) async fn request<C: Cloud>(
                     code: None,
                     message: format!("HTTP {}", a.status),
                     request_id: a.request_id.clone(),
-                    class: crate::cloud::ErrorClass::Retryable,
+                    reach: crate::cloud::Reach::Answered,
                     retry_after: a.retry_after,
                 });
             }
