@@ -269,7 +269,6 @@ pub struct RunOptions {
     pub runbook: Option<String>,
     /// `-p` pairs.
     pub params: Vec<String>,
-    /// Dry run.
     pub dry_run: bool,
     /// Machine output.
     pub json: bool,

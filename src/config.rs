@@ -117,7 +117,6 @@ pub struct CloudConfig {
     pub auth: CloudAuth,
     /// Whole-request timeout.
     pub timeout: Duration,
-    /// Connect timeout.
     pub connect_timeout: Duration,
     /// Extra CA certificate (PEM) to trust.
     pub tls_ca_file: Option<PathBuf>,

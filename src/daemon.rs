@@ -109,7 +109,6 @@ pub enum DecideError {
     Requester {
         /// Who tried.
         approver: String,
-        /// The run.
         run: String,
     },
     /// The run is not waiting in an approval step.
@@ -118,7 +117,6 @@ pub enum DecideError {
     /// This person decided on this step already.
     #[error("{approver} already decided on step `{step}`")]
     AlreadyDecided {
-        /// Who.
         approver: String,
         /// The approval step.
         step: String,
@@ -174,12 +172,10 @@ impl Daemon {
         }))
     }
 
-    /// The store.
     pub fn store(&self) -> &Store {
         &self.store
     }
 
-    /// The metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }

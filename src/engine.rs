@@ -39,39 +39,29 @@ pub use run::{RunRequest, RunSummary};
 pub enum RunEvent {
     /// The run started (or resumed).
     RunStarted {
-        /// Run id.
         run_id: String,
-        /// Runbook name.
         runbook: String,
         /// True when resuming an interrupted run.
         resumed: bool,
-        /// Dry run.
         dry_run: bool,
     },
-    /// A step started.
     StepStarted {
-        /// Step id.
         step_id: String,
-        /// Action name.
         action: String,
     },
     /// A step was skipped.
     StepSkipped {
-        /// Step id.
         step_id: String,
-        /// Why.
         reason: String,
     },
     /// A step was already done before a resume and is not executed again.
     StepAlreadyDone {
-        /// Step id.
         step_id: String,
         /// Its stored status.
         status: StepStatus,
     },
     /// A failed attempt will be tried again.
     Retrying {
-        /// Step id.
         step_id: String,
         /// The attempt that failed (1-based).
         attempt: u32,
@@ -86,21 +76,18 @@ pub enum RunEvent {
     },
     /// A poll saw a state that is not the awaited one yet.
     Waiting {
-        /// Step id.
         step_id: String,
         /// What was seen.
         observed: String,
     },
     /// A mutating call got no clear answer; the resource is read again before any re-send.
     Ambiguous {
-        /// Step id.
         step_id: String,
         /// What happened to the call.
         reason: String,
     },
     /// An ambiguous answer was resolved by reading the resource again.
     Reconciled {
-        /// Step id.
         step_id: String,
         /// Applied or not applied.
         outcome: IntentOutcome,
@@ -109,14 +96,11 @@ pub enum RunEvent {
     },
     /// A dry run held a request back.
     WouldSend {
-        /// Step id.
         step_id: String,
-        /// The request.
         request: String,
     },
     /// An approval step waits for operators (daemon mode).
     AwaitingApproval {
-        /// Step id.
         step_id: String,
         /// The question.
         prompt: String,
@@ -125,21 +109,16 @@ pub enum RunEvent {
     },
     /// An approval was given.
     Approved {
-        /// Step id.
         step_id: String,
-        /// Who.
         approver: String,
     },
     /// A note (dry-run skips and the like).
     Note {
-        /// Step id.
         step_id: String,
-        /// Text.
         message: String,
     },
     /// A step ended.
     StepFinished {
-        /// Step id.
         step_id: String,
         /// Succeeded or failed.
         status: StepStatus,
@@ -150,7 +129,6 @@ pub enum RunEvent {
     },
     /// The run ended.
     RunFinished {
-        /// Run id.
         run_id: String,
         /// How it ended.
         status: RunStatus,
@@ -250,7 +228,6 @@ impl<C: Cloud> Engine<C> {
         self
     }
 
-    /// The store.
     pub fn store(&self) -> &Store {
         &self.store
     }

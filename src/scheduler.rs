@@ -20,7 +20,6 @@ use crate::store::Store;
 
 /// Where the scheduler reads the time.
 pub trait Clock: Send + Sync {
-    /// Now.
     fn now(&self) -> DateTime<Utc>;
 }
 
@@ -55,9 +54,7 @@ impl Clock for TokioClock {
 /// One schedule of one runbook.
 #[derive(Debug, Clone)]
 pub struct Job {
-    /// Runbook name.
     pub runbook: String,
-    /// The schedule.
     pub schedule: Schedule,
 }
 

@@ -82,7 +82,6 @@ pub struct JournalEntry {
     pub endpoint: String,
     /// HTTP method.
     pub method: String,
-    /// Path.
     pub path: String,
     /// Query string, if any.
     pub query: Option<String>,

@@ -63,7 +63,6 @@ pub enum StoreError {
     Open {
         /// The configured URL.
         url: String,
-        /// Why.
         reason: String,
     },
     /// Migrations failed.

@@ -67,7 +67,6 @@ impl Loc {
 pub struct Node {
     /// Where the value starts.
     pub loc: Loc,
-    /// The value.
     pub value: Value,
 }
 
@@ -78,19 +77,15 @@ pub enum Value {
     Null,
     /// `true` / `false` (strict YAML 1.2 spellings only).
     Bool(bool),
-    /// An integer.
     Int(i64),
-    /// A float.
     Float(f64),
     /// A string. `text_only` marks strings whose type is not fixed by the source
     /// (environment variables), which may be read as numbers or booleans.
     Str {
-        /// The text.
         text: String,
         /// True when the string may be coerced to a number or boolean.
         text_only: bool,
     },
-    /// A sequence.
     Seq(Vec<Node>),
     /// A mapping, in document order. Keys are nodes so that they keep their location.
     Map(Vec<(Node, Node)>),

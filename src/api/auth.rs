@@ -46,7 +46,6 @@ pub fn allows(role: Role, permission: Permission) -> bool {
 pub struct Caller {
     /// Token name, recorded as the actor.
     pub name: String,
-    /// Its role.
     pub role: Role,
 }
 

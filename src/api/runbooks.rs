@@ -16,7 +16,6 @@ use crate::runbook::{self};
 /// A schedule with its next fire time.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ScheduleView {
-    /// Name.
     pub name: String,
     /// Cron expression.
     pub cron: String,
@@ -31,29 +30,23 @@ pub struct ScheduleView {
 /// A loaded runbook.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RunbookView {
-    /// Name.
     pub name: String,
-    /// Description.
     pub description: Option<String>,
-    /// Kind.
     pub kind: String,
     /// File.
     pub path: String,
     /// Version (sha256 of the file).
     pub digest: String,
-    /// Parameters.
     #[schema(value_type = Vec<Object>)]
     pub params: Vec<runbook::Param>,
     /// Steps: id and action, in order (finally steps last).
     pub steps: Vec<(String, String)>,
-    /// Schedules.
     pub schedules: Vec<ScheduleView>,
 }
 
 /// A runbook file that does not validate (its previous version may still be loaded).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct InvalidRunbook {
-    /// File.
     pub file: String,
     /// Every problem, `file:line:column: message`.
     pub errors: Vec<String>,

@@ -47,7 +47,6 @@ pub(super) fn checked_run_id(id: &str) -> Result<&str, ApiError> {
 /// One run in detail.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RunDetail {
-    /// The run.
     pub run: RunRecord,
     /// Its steps in order.
     pub steps: Vec<StepRecord>,
@@ -83,7 +82,6 @@ pub(super) async fn list_runs(
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerBody {
-    /// Runbook name.
     pub runbook: String,
     /// Parameters (strings, numbers or booleans).
     #[serde(default)]
@@ -360,7 +358,6 @@ pub(super) async fn cancel_run(
 pub struct ApprovalBody {
     /// `approve` or `reject`.
     pub decision: Decision,
-    /// Why.
     #[serde(default)]
     pub comment: Option<String>,
 }

@@ -88,7 +88,6 @@ impl CloudError {
 pub struct ErrorBody {
     /// Error code, numbers turned into text.
     pub code: Option<String>,
-    /// Message.
     pub message: Option<String>,
     /// Request id from the body (API gateway errors carry one).
     pub request_id: Option<String>,

@@ -20,7 +20,6 @@ pub enum EvsAction {
     Switchover,
     /// Failover to the DR AZ.
     Failover,
-    /// Synchronise.
     Sync,
     /// Pause replication.
     Stop,

@@ -35,9 +35,7 @@ pub enum Service {
 /// One request to EVS or SDRS.
 #[derive(Debug, Clone)]
 pub struct Request {
-    /// Method.
     pub method: Method,
-    /// Service.
     pub service: Service,
     /// Path after the project id, e.g. `/server-groups/{id}/action`.
     pub path: String,
@@ -48,7 +46,6 @@ pub struct Request {
 }
 
 impl Request {
-    /// A GET.
     pub fn get(service: Service, path: impl Into<String>) -> Self {
         Request {
             method: Method::GET,
@@ -70,7 +67,6 @@ impl Request {
         }
     }
 
-    /// A DELETE.
     pub fn delete(service: Service, path: impl Into<String>) -> Self {
         Request {
             method: Method::DELETE,
@@ -144,7 +140,6 @@ pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 /// A generic HTTP call (`http.request` steps), through the same client and gate.
 #[derive(Debug, Clone)]
 pub struct HttpCall {
-    /// Method.
     pub method: Method,
     /// Absolute URL.
     pub url: String,
@@ -168,7 +163,6 @@ impl HttpCall {
     }
 }
 
-/// The cloud client.
 pub struct CloudClient {
     http: reqwest::Client,
     clock: Clock,

@@ -17,10 +17,8 @@ use super::vocabulary::{PriorityStation, ReplicationStatus};
 pub struct EvsGroup {
     /// Group id.
     pub id: String,
-    /// Name.
     #[serde(default)]
     pub name: Option<String>,
-    /// Description.
     #[serde(default)]
     pub description: Option<String>,
     /// `available`, `reversing`, `failovered`, ... (EVS spells errors with `_`).
@@ -71,10 +69,8 @@ pub(crate) fn changed(name: &str, a: Option<&str>, b: Option<&str>) -> Option<St
 pub struct ProtectionGroup {
     /// Group id.
     pub id: String,
-    /// Name.
     #[serde(default)]
     pub name: Option<String>,
-    /// Description.
     #[serde(default)]
     pub description: Option<String>,
     /// `protected`, `reversing`, `failed-over`, ... (SDRS spells errors with `-`).
@@ -133,9 +129,7 @@ impl ProtectionGroup {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum JobStatus {
-    /// Initialising.
     Init,
-    /// Running.
     Running,
     /// Finished well.
     Success,
@@ -168,12 +162,10 @@ impl JobStatus {
 /// An SDRS job (`GET /v1/{project_id}/jobs/{job_id}`).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Job {
-    /// Job id.
     pub job_id: String,
     /// e.g. `reverseProtectionGroupNoCG`.
     #[serde(default)]
     pub job_type: Option<String>,
-    /// State.
     pub status: JobStatus,
     /// Start.
     #[serde(default, deserialize_with = "lenient_time")]
@@ -192,7 +184,6 @@ pub struct Job {
     pub entities: JobEntities,
 }
 
-/// `entities` of a job.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct JobEntities {
     /// Protection group the job acts on.
@@ -208,7 +199,6 @@ pub struct JobEntities {
 pub struct Drill {
     /// Drill id.
     pub id: String,
-    /// Name.
     #[serde(default)]
     pub name: Option<String>,
     /// `creating`, `available`, `deleting`, `error`, `error-deleting`.
@@ -219,7 +209,6 @@ pub struct Drill {
     /// VPC of the drill servers.
     #[serde(default)]
     pub drill_vpc_id: Option<String>,
-    /// Drill servers.
     #[serde(default)]
     pub drill_servers: Vec<DrillServer>,
     /// Creation time.
@@ -236,7 +225,6 @@ pub struct DrillServer {
     /// The protected server it stands in for.
     #[serde(default)]
     pub protected_instance: Option<String>,
-    /// The drill server.
     #[serde(default)]
     pub drill_server_id: Option<String>,
 }

@@ -23,7 +23,6 @@ use crate::store::{NewRun, Phase, RunRecord, RunStatus, StepStatus, StoreError, 
 /// A run to start.
 #[derive(Debug, Clone)]
 pub struct RunRequest {
-    /// The runbook.
     pub runbook: Runbook,
     /// Parameters as given (defaults are filled in).
     pub params: BTreeMap<String, String>,
@@ -40,9 +39,7 @@ pub struct RunRequest {
 /// How a run ended (or stopped).
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSummary {
-    /// Run id.
     pub run_id: String,
-    /// Runbook name.
     pub runbook: String,
     /// Succeeded, failed, cancelled, or still running when a shutdown interrupted it.
     pub status: RunStatus,
@@ -52,7 +49,6 @@ pub struct RunSummary {
     pub recovery_ms: Option<u64>,
     /// Steps and their final status, in run order.
     pub steps: Vec<(String, StepStatus)>,
-    /// Dry run.
     pub dry_run: bool,
     /// Where production is at the end, as the run's last read of a group saw it.
     pub production: Option<Production>,
@@ -91,7 +87,6 @@ pub enum EngineError {
     /// Parameters do not fit the runbook.
     #[error("parameters of runbook `{runbook}`: {}", problems.join("; "))]
     Params {
-        /// Runbook.
         runbook: String,
         /// Every problem.
         problems: Vec<String>,
@@ -107,12 +102,7 @@ pub enum EngineError {
     Finished(String, String),
     /// The stored runbook version cannot be read any more.
     #[error("run {run}: the runbook it started with cannot be read: {reason}")]
-    Runbook {
-        /// Run.
-        run: String,
-        /// Why.
-        reason: String,
-    },
+    Runbook { run: String, reason: String },
 }
 
 impl<C: Cloud> Engine<C> {

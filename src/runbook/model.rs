@@ -242,17 +242,11 @@ pub use crate::cloud::vocabulary::{
 string_enum! {
     /// HTTP method of an `http.request` step.
     HttpMethod {
-        /// GET.
         Get = "GET",
-        /// HEAD.
         Head = "HEAD",
-        /// POST.
         Post = "POST",
-        /// PUT.
         Put = "PUT",
-        /// PATCH.
         Patch = "PATCH",
-        /// DELETE.
         Delete = "DELETE",
     }
 }

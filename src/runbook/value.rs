@@ -146,7 +146,6 @@ pub enum Sense {
 pub struct Expect<T> {
     /// Accepted or refused.
     pub sense: Sense,
-    /// The values.
     pub values: Vec<Templated<T>>,
 }
 

@@ -101,19 +101,14 @@ struct Pending {
 /// One simulated group.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvsGroup {
-    /// Id.
     pub id: String,
-    /// Name.
     pub name: String,
-    /// `status`.
     pub status: EvsStatus,
-    /// `replication_status`.
     pub replication_status: ReplicationStatus,
     /// AZ of production now.
     pub priority_station: String,
     /// The other AZ.
     pub secondary_station: String,
-    /// `fault_level`.
     pub fault_level: FaultLevel,
     /// Pair ids.
     pub replication_ids: Vec<String>,

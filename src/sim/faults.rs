@@ -105,7 +105,6 @@ pub struct FaultRule {
 pub struct Forced {
     /// Endpoint name or `*`.
     pub endpoint: String,
-    /// The fault.
     pub fault: Fault,
     /// How many requests it hits (default 1).
     #[serde(default = "one")]

@@ -18,13 +18,11 @@ pub struct Credentials {
     pub user: String,
     /// Account (domain) name.
     pub domain: String,
-    /// Password.
     pub password: String,
     /// Project id tokens are scoped to and paths must name.
     pub project_id: String,
     /// Project name (OTC names projects like the region).
     pub project_name: String,
-    /// Access key id.
     pub access_key: String,
     /// Secret access key.
     pub secret_key: String,
@@ -101,7 +99,6 @@ pub fn token_body(creds: &Credentials, issued_at: &str, expires_at: &str) -> Val
 /// What a signed request looks like to the verifier.
 #[derive(Debug)]
 pub struct SignedRequest<'a> {
-    /// Method.
     pub method: &'a str,
     /// Path as sent (percent-encoded).
     pub raw_path: &'a str,

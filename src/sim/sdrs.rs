@@ -67,11 +67,8 @@ pub struct Job {
 /// One protection group.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Group {
-    /// Id.
     pub id: String,
-    /// Name.
     pub name: String,
-    /// Status.
     pub status: SdrsStatus,
     /// Production side now.
     pub priority_station: PriorityStation,
@@ -94,9 +91,7 @@ pub struct Group {
 /// One DR drill.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Drill {
-    /// Id.
     pub id: String,
-    /// Name.
     pub name: String,
     /// `creating`, `available`, `deleting`, `error`, `error-deleting`.
     pub status: &'static str,

@@ -19,15 +19,11 @@ string_enum! {
 /// A stored approval.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ApprovalRecord {
-    /// Step.
     pub step_id: String,
-    /// Who.
     pub approver: String,
     /// Approved or rejected.
     pub decision: Decision,
-    /// Note.
     pub comment: Option<String>,
-    /// When.
     pub at: String,
 }
 

@@ -49,9 +49,7 @@ string_enum! {
 /// An attempt to record.
 #[derive(Debug, Clone, Default)]
 pub struct NewAttempt {
-    /// Run.
     pub run_id: String,
-    /// Step.
     pub step_id: String,
     /// Attempt number within the step.
     pub attempt: u32,
@@ -70,7 +68,6 @@ pub struct NewAttempt {
 pub struct Outcome {
     /// Short outcome word (`ok`, `failed`, `ambiguous`, `applied`, `not_applied`, `would_send`).
     pub outcome: String,
-    /// HTTP status.
     pub http_status: Option<u16>,
     /// Cloud error code.
     pub error_code: Option<String>,
@@ -104,7 +101,6 @@ impl AttemptRecord {
 pub struct AttemptRecord {
     /// Row id.
     pub id: i64,
-    /// Step.
     pub step_id: String,
     /// Attempt number.
     pub attempt: i64,
@@ -112,11 +108,8 @@ pub struct AttemptRecord {
     pub kind: AttemptKind,
     /// Request summary.
     pub request: String,
-    /// Request body.
     pub request_body: Option<Value>,
-    /// Pre-image.
     pub pre_image: Option<Value>,
-    /// HTTP status.
     pub http_status: Option<i64>,
     /// Cloud code.
     pub error_code: Option<String>,
@@ -124,9 +117,7 @@ pub struct AttemptRecord {
     pub error_message: Option<String>,
     /// Outcome; `None` for an intent whose answer never arrived.
     pub outcome: Option<String>,
-    /// Started.
     pub started_at: String,
-    /// Duration.
     pub duration_ms: Option<i64>,
     /// The SDRS job an accepted call started.
     pub job_id: Option<String>,

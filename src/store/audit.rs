@@ -23,7 +23,6 @@ pub struct Event {
     pub run_id: Option<String>,
     /// The step concerned.
     pub step_id: Option<String>,
-    /// Details.
     #[schema(value_type = Object)]
     pub data: Value,
     /// Hash of the event before.
@@ -68,7 +67,6 @@ pub fn link(prev_hash: &str, canonical: &str) -> String {
 pub struct BrokenLink {
     /// The first event that does not verify.
     pub seq: i64,
-    /// Why.
     pub reason: String,
 }
 

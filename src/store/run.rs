@@ -47,7 +47,6 @@ macro_rules! run_columns {
 pub struct NewRun {
     /// Run id (UUID v7).
     pub id: String,
-    /// Runbook name.
     pub runbook: String,
     /// sha256 of the runbook file.
     pub digest: String,
@@ -63,7 +62,6 @@ pub struct NewRun {
     pub requested_by: String,
     /// Resolved parameters.
     pub params: BTreeMap<String, String>,
-    /// Dry run.
     pub dry_run: bool,
     /// Step ids in run order with their phase.
     pub steps: Vec<(String, Phase)>,
@@ -76,9 +74,7 @@ pub struct NewRun {
 /// A stored run (as the API shows it, too).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RunRecord {
-    /// Id.
     pub id: String,
-    /// Runbook name.
     pub runbook: String,
     /// Runbook version.
     pub runbook_digest: String,
@@ -87,23 +83,15 @@ pub struct RunRecord {
     pub runbook_source: String,
     /// File it came from.
     pub runbook_path: String,
-    /// Kind.
     pub kind: Kind,
-    /// Trigger.
     pub trigger: Trigger,
-    /// Requester.
     pub requested_by: String,
-    /// Parameters.
     pub params: BTreeMap<String, String>,
-    /// Dry run.
     pub dry_run: bool,
-    /// Status.
     pub status: RunStatus,
     /// Failure summary.
     pub error: Option<String>,
-    /// Created.
     pub created_at: String,
-    /// Finished.
     pub finished_at: Option<String>,
     /// When the last main step succeeded (recovery time = this - created_at).
     pub recovered_at: Option<String>,
@@ -114,22 +102,17 @@ pub struct RunRecord {
 /// A stored step state.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StepRecord {
-    /// Step id.
     pub step_id: String,
     /// Run order.
     pub position: i64,
     /// Main or finally.
     pub phase: Phase,
-    /// Status.
     pub status: StepStatus,
     /// Output (JSON).
     #[schema(value_type = Object)]
     pub output: Option<Value>,
-    /// Failure.
     pub error: Option<String>,
-    /// Started.
     pub started_at: Option<String>,
-    /// Finished.
     pub finished_at: Option<String>,
 }
 

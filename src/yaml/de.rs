@@ -165,7 +165,6 @@ fn unknown_key_message(key: &str, expected: &[&str]) -> String {
 /// deserialization (a bad duration, an unknown step reference).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Located<T> {
-    /// The value.
     pub value: T,
     /// Where it was written.
     pub loc: Loc,
