@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::error::CloudError;
 use super::http::{CloudClient, Request, Service};
-use super::resource::{EvsGroup, changed};
+use super::resource::{EvsGroup, changed, entered};
 use super::vocabulary::{EvsStatus, FaultLevel, ReplicationStatus};
 
 const GROUPS: &str = "/os-vendor-replication-consistency-groups";
@@ -96,19 +96,9 @@ impl EvsAction {
     pub fn took_effect(self, pre: &EvsGroup, now: &EvsGroup) -> Option<String> {
         use EvsStatus as S;
         use ReplicationStatus as R;
-        let status = |set: &[S]| {
-            EvsStatus::parse(&now.status)
-                .is_some_and(|st| set.contains(&st))
-                .then(|| changed("status", Some(&pre.status), Some(&now.status)))
-                .flatten()
-        };
-        let station = || {
-            changed(
-                "priority_station",
-                pre.priority_station.as_deref(),
-                now.priority_station.as_deref(),
-            )
-        };
+        let status = |set: &[S]| entered(&pre.status, &now.status, set, EvsStatus::parse);
+        let (a, b) = (&pre.priority_station, &now.priority_station);
+        let station = || changed("priority_station", a.as_deref(), b.as_deref());
         let repl = || {
             changed(
                 "replication_status",

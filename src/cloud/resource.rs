@@ -64,6 +64,19 @@ pub(crate) fn changed(name: &str, a: Option<&str>, b: Option<&str>) -> Option<St
     (a != b).then(|| format!("{name} {b} (was {a})"))
 }
 
+/// `status b (was a)` when the status moved from `pre` into one of `set`.
+pub(crate) fn entered<S: PartialEq>(
+    pre: &str,
+    now: &str,
+    set: &[S],
+    parse: fn(&str) -> Option<S>,
+) -> Option<String> {
+    parse(now)
+        .is_some_and(|st| set.contains(&st))
+        .then(|| changed("status", Some(pre), Some(now)))
+        .flatten()
+}
+
 /// An SDRS protection group (`server_group`).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct ProtectionGroup {

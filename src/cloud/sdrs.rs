@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::error::CloudError;
 use super::http::{CloudClient, Request, Service};
-use super::resource::{Drill, Job, ProtectionGroup, changed};
+use super::resource::{Drill, Job, ProtectionGroup, changed, entered};
 use super::vocabulary::{PriorityStation, SdrsStatus};
 
 /// A protection-group action.
@@ -80,19 +80,9 @@ impl SdrsAction {
     /// (in flight, done or failed); the evidence if so.
     pub fn took_effect(self, pre: &ProtectionGroup, now: &ProtectionGroup) -> Option<String> {
         use SdrsStatus as S;
-        let status = |set: &[S]| {
-            SdrsStatus::parse(&now.status)
-                .is_some_and(|st| set.contains(&st))
-                .then(|| changed("status", Some(&pre.status), Some(&now.status)))
-                .flatten()
-        };
-        let station = || {
-            changed(
-                "priority_station",
-                pre.priority_station.as_deref(),
-                now.priority_station.as_deref(),
-            )
-        };
+        let status = |set: &[S]| entered(&pre.status, &now.status, set, SdrsStatus::parse);
+        let (a, b) = (&pre.priority_station, &now.priority_station);
+        let station = || changed("priority_station", a.as_deref(), b.as_deref());
         match self {
             SdrsAction::Switchover(to) => status(&[S::Reversing, S::ErrorReversing])
                 .or_else(|| (now.station() == Some(to)).then(station).flatten()),

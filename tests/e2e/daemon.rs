@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{Sim, repo, start_sim};
+use crate::helpers::{JsonHttp, Sim, repo, start_sim};
 
 const ROLES: [&str; 5] = ["viewer", "auditor", "drill", "operator", "admin"];
 
@@ -23,6 +23,7 @@ struct Api {
     daemon: Arc<Daemon>,
     url: String,
     http: reqwest::Client,
+    json: JsonHttp,
     runbooks: std::path::PathBuf,
     shutdown: CancellationToken,
     _dir: tempfile::TempDir,
@@ -102,6 +103,7 @@ async fn start() -> Api {
     Api {
         sim,
         daemon,
+        json: JsonHttp::new(&url),
         url,
         http: reqwest::Client::new(),
         runbooks,
@@ -118,20 +120,11 @@ impl Api {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.url));
-        if let Some(who) = who {
-            req = req.bearer_auth(token(who));
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let answer = req.send().await.unwrap();
-        let status = answer.status().as_u16();
-        let text = answer.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        let auth: Vec<(&str, String)> = who
+            .map(|w| ("authorization", format!("Bearer {}", token(w))))
+            .into_iter()
+            .collect();
+        self.json.call(method, path, &auth, body).await
     }
 
     async fn trigger(&self, who: &str, runbook: &str, group: &str) -> String {
@@ -147,17 +140,32 @@ impl Api {
         body["id"].as_str().unwrap().to_string()
     }
 
+    /// The run's detail once `check` holds: looked at again on each of the
+    /// run's live events (and once a second, for a change no event follows).
     async fn wait_for(&self, id: &str, check: impl Fn(&Value) -> bool) -> Value {
-        for _ in 0..600 {
+        let mut events = self.daemon.subscribe(id);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
             let (_, detail) = self
                 .call(Some("admin"), Method::GET, &format!("/v1/runs/{id}"), None)
                 .await;
             if check(&detail) {
                 return detail;
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "run {id} never reached the expected state: {detail}"
+            );
+            let next = async {
+                match &mut events {
+                    Some(rx) => rx.recv().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            if let Ok(false) = tokio::time::timeout(Duration::from_secs(1), next).await {
+                events = None; // the run ended here; its last state is stored
+            }
         }
-        panic!("run {id} never reached the expected state");
     }
 
     async fn audit_count(&self) -> usize {
@@ -781,7 +789,13 @@ async fn openapi_health_and_metrics_need_no_token() {
     let run = api.trigger("admin", "quick-drill", "g1").await;
     api.wait_for(&run, |d| d["run"]["status"] == "succeeded")
         .await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The metrics observer follows the run's events on its own task.
+    let finished = "drover_runs_finished_total{runbook=\"quick-drill\",outcome=\"succeeded\"} 1";
+    until(async || {
+        let (_, m) = api.call(None, Method::GET, "/metrics", None).await;
+        m.as_str().is_some_and(|t| t.contains(finished))
+    })
+    .await;
     let (status, metrics) = api.call(None, Method::GET, "/metrics", None).await;
     assert_eq!(status, 200);
     let text = metrics.as_str().unwrap();
@@ -951,7 +965,20 @@ async fn a_killed_daemon_resumes_the_run_with_one_switchover_and_keeps_pending_a
 
     // SIGHUP reloads (an audit event), SIGTERM stops cleanly.
     signal(&daemon, "HUP");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    until(async || {
+        let (_, events) = JsonHttp::new(&daemon.url)
+            .call(
+                Method::GET,
+                "/v1/audit/events",
+                &[("authorization", format!("Bearer {}", token("admin")))],
+                None,
+            )
+            .await;
+        events
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["kind"] == "config.reload"))
+    })
+    .await;
     signal(&daemon, "TERM");
     let status = tokio::task::spawn_blocking(move || daemon.child.wait().unwrap())
         .await
@@ -1074,22 +1101,18 @@ async fn schedules_fire_runs_in_the_daemon() {
     )
     .unwrap();
     api.daemon.reload().await;
-    let mut runs = Vec::new();
-    for _ in 0..200 {
-        runs = api
-            .daemon
+    let scheduled = async || {
+        api.daemon
             .store()
             .runs(10)
             .await
             .unwrap()
             .into_iter()
             .filter(|r| r.trigger == "schedule")
-            .collect();
-        if runs.iter().any(|r| r.status == "succeeded") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            .collect::<Vec<_>>()
+    };
+    until(async || scheduled().await.iter().any(|r| r.status == "succeeded")).await;
+    let runs = scheduled().await;
     let run = runs
         .iter()
         .find(|r| r.status == "succeeded")

@@ -22,6 +22,48 @@ pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// JSON over HTTP for the API tests (the daemon's and the simulator's): one
+/// call, its status and its body as JSON (a body that is not JSON as a string).
+pub struct JsonHttp {
+    /// The client, for requests a test builds by hand.
+    pub client: reqwest::Client,
+    /// Base URL.
+    pub base: String,
+}
+
+impl JsonHttp {
+    pub fn new(base: &str) -> Self {
+        JsonHttp {
+            client: reqwest::Client::new(),
+            base: base.to_string(),
+        }
+    }
+
+    /// `method base+path` with `headers` and an optional JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        for (name, value) in headers {
+            req = req.header(*name, value);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let answer = req.send().await.unwrap();
+        let status = answer.status().as_u16();
+        let text = answer.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
+    }
+}
+
 /// A simulator served on a free loopback port, stopped when dropped.
 pub struct Sim {
     /// The simulator (state, journal, control).
