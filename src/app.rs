@@ -417,7 +417,7 @@ pub async fn demo(
     )
     .await;
     shutdown.cancel();
-    Ok((summary?, crate::config::redact_url(&config.database_url)))
+    Ok((summary?, crate::redact::url(&config.database_url)))
 }
 
 /// Asks on the terminal for `needed` distinct approvers.

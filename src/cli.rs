@@ -294,7 +294,7 @@ async fn audit(
                 writeln!(
                     out,
                     "no runs recorded in {}",
-                    crate::config::redact_url(&config.database_url)
+                    crate::redact::url(&config.database_url)
                 )?;
             } else {
                 writeln!(
@@ -317,7 +317,7 @@ async fn audit(
             let Some(record) = store.run(&run).await? else {
                 anyhow::bail!(
                     "run {run} not found in {}",
-                    crate::config::redact_url(&config.database_url)
+                    crate::redact::url(&config.database_url)
                 );
             };
             let steps = store.steps(&run).await?;

@@ -462,7 +462,7 @@ fn build(raw: RawConfig, sink: &Sink) -> Config {
                     &url.loc,
                     format!(
                         "database.url: expected `sqlite://PATH` or `postgres://...`, found `{}`",
-                        redact_url(&url.value)
+                        crate::redact::url(&url.value)
                     ),
                 );
             }
@@ -573,16 +573,6 @@ fn check_url(url: &Located<String>, what: &str, sink: &Sink) {
                 url.value
             ),
         );
-    }
-}
-
-/// Hides a password in a database URL before it is shown.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://[REDACTED]@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_string(),
     }
 }
 

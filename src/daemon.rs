@@ -526,7 +526,7 @@ pub async fn serve(
         invalid_files = registry.errors.len(),
         schedules = registry.jobs().len(),
         resumed,
-        database = %crate::config::redact_url(&config.database_url),
+        database = %crate::redact::url(&config.database_url),
         "drover daemon serving http://{addr}/v1"
     );
     let server =

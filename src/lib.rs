@@ -31,6 +31,7 @@
 //! - [`sim`]: the OTC simulator (`route`: the cloud API; `control`: `/_sim/`;
 //!   `evs`, `sdrs`, `iam`: the state machines; `faults`).
 //! - [`policy`]: the retry policy value, below runbook, cloud and engine.
+//! - [`redact`]: hiding secrets in URLs and JSON before they are shown or kept.
 //! - [`spelling`]: the macro for closed sets of words kept as text.
 //! - [`telemetry`]: tracing setup.
 //! - [`yaml`]: located YAML and the error-collecting deserializer under both
@@ -45,6 +46,7 @@ pub mod daemon;
 pub mod engine;
 pub mod metrics;
 pub mod policy;
+pub mod redact;
 pub mod runbook;
 pub mod scheduler;
 pub mod sim;

@@ -156,7 +156,7 @@ impl Store {
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         // The URL may carry a password: errors show it redacted.
         let open_error = |reason: String| StoreError::Open {
-            url: crate::config::redact_url(url),
+            url: crate::redact::url(url),
             reason,
         };
         let path = url

@@ -159,7 +159,7 @@ impl HttpCall {
 
     /// `METHOD url`, query values hidden.
     pub fn line(&self) -> String {
-        format!("{} {}", self.method, redact_query(&self.url))
+        format!("{} {}", self.method, crate::redact::url(&self.url))
     }
 }
 
@@ -517,20 +517,6 @@ fn host_of(url: &str) -> String {
         .and_then(|rest| rest.split('/').next())
         .unwrap_or_default()
         .to_string()
-}
-
-/// A URL with query values hidden (they may carry tokens).
-pub fn redact_query(url: &str) -> String {
-    match url.split_once('?') {
-        None => url.to_string(),
-        Some((base, query)) => {
-            let keys: Vec<String> = query
-                .split('&')
-                .map(|p| format!("{}=[REDACTED]", p.split('=').next().unwrap_or_default()))
-                .collect();
-            format!("{base}?{}", keys.join("&"))
-        }
-    }
 }
 
 /// An error with its causes, `outer: inner: innermost`.

@@ -115,23 +115,6 @@ pub(super) fn gateway_error(code: &str, message: &str, request_id: &str) -> Valu
     json!({ "error_msg": message, "error_code": code, "request_id": request_id })
 }
 
-/// Replaces every `password` value so the journal never holds one.
-pub(super) fn redact(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            for (k, v) in map.iter_mut() {
-                if k == "password" && v.is_string() {
-                    *v = json!("[REDACTED]");
-                } else {
-                    redact(v);
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(redact),
-        _ => {}
-    }
-}
-
 /// Every API request is processed to the end in its own task, even if the
 /// client disconnects meanwhile: a real service does not notice a client that
 /// died, and crash tests depend on requests that land after the crash.
@@ -232,7 +215,7 @@ pub(super) async fn process(
         serde_json::from_slice(&body)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))
     };
-    redact(&mut request_body);
+    crate::redact::json(&mut request_body);
     let entry = JournalEntry {
         seq,
         at_ms: u64::try_from(s.now().as_millis()).unwrap_or(u64::MAX),

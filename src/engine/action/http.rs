@@ -4,10 +4,11 @@
 
 use serde_json::{Value, json};
 
-use crate::cloud::http::{HttpCall, redact_query};
+use crate::cloud::http::HttpCall;
 use crate::cloud::{CloudError, Delivery};
 use crate::engine::Cloud;
 use crate::engine::context::{StepError, StepRun};
+use crate::redact;
 use crate::runbook::model::{HttpMethod, HttpRequestInput};
 use crate::store::{AttemptKind, Outcome};
 
@@ -36,7 +37,7 @@ pub(crate) async fn request<C: Cloud>(
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(StepError::Failed(format!(
             "url rendered to `{}`, not an http(s) URL",
-            redact_query(&url)
+            redact::url(&url)
         )));
     }
     let headers = i
@@ -51,7 +52,7 @@ pub(crate) async fn request<C: Cloud>(
         json: i.json.as_ref().map(|j| s.ctx.render_json(j)).transpose()?,
         body: i.body.as_ref().map(|b| s.render(b)).transpose()?,
     };
-    let request = format!("{method} {}", redact_query(&url));
+    let request = format!("{method} {}", redact::url(&url));
     let policy = &s.step.retry;
     // A retryable status is treated like a failed attempt; any other status is an answer.
     let answer = s
