@@ -298,6 +298,10 @@ impl Case {
     pub fn points(&self) -> Vec<(String, &'static str)> {
         let mut out = vec![
             (
+                "step.after_start=return".to_string(),
+                "approval step started",
+            ),
+            (
                 "approval.before_record=return".to_string(),
                 "approval given",
             ),
@@ -595,12 +599,96 @@ async fn a_second_crash_during_the_resume_changes_nothing() {
     ];
     let mut jobs = Vec::new();
     for case in cases() {
+        let mut pairs = pairs.to_vec();
+        // The answer was lost, so the resume follows the resource instead of
+        // a job id (SDRS) or goes on to the settle wait (EVS): a crash in
+        // that polling changes nothing either.
+        if case.job {
+            pairs.push(("mutate.after_send=return", "job.after_poll=return"));
+        } else if case.settle.is_some() && case.name != "evs.stop" {
+            pairs.push(("mutate.after_send=return", "wait.after_poll=return"));
+        }
         for (first, second) in pairs {
             let label = format!("{}: {first} then {second}", case.name);
-            jobs.push((label, by_name(case.name), first.to_string(), vec![*second]));
+            jobs.push((label, by_name(case.name), first.to_string(), vec![second]));
         }
     }
     run_all(jobs, 6).await;
+}
+
+/// With nobody to approve (no `--approve`, no terminal), the run stops at its
+/// approval step, resumable, and sends nothing; resumed with an approver (and
+/// a crash while recording the approval), it acts exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_left_waiting_for_approval_resumes_once() {
+    use futures_util::stream::{self, StreamExt};
+    let failures: Vec<String> = stream::iter(cases())
+        .map(|case| async move {
+            let w = world(&case, Duration::from_millis(400)).await;
+            let mut args = vec!["run".to_string(), w.runbook.display().to_string()];
+            for (k, v) in &w.params {
+                args.push("-p".into());
+                args.push(format!("{k}={v}"));
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = w.command(&args, None).output().await.unwrap();
+            if out.status.code() != Some(3) {
+                return Some(format!(
+                    "{}: without an approver the run did not stop with exit code 3 ({:?}): {}",
+                    case.name,
+                    out.status,
+                    output_text(&out)
+                ));
+            }
+            let (id, status) = w.run().await;
+            let store = Store::open(&format!("sqlite://{}", w.db.display()))
+                .await
+                .unwrap();
+            let approve = store
+                .steps(&id)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|s| s.step_id == "approve")
+                .map(|s| s.status.to_string());
+            if (status.as_str(), approve.as_deref(), w.acted()) != ("running", Some("pending"), 0) {
+                return Some(format!(
+                    "{}: waiting run is {status}, its approval step {approve:?}, {} changes sent",
+                    case.name,
+                    w.acted()
+                ));
+            }
+            let out = w
+                .resume(&id, Some("approval.before_record=return"))
+                .output()
+                .await
+                .unwrap();
+            if out.status.signal() != Some(libc_sigabrt()) {
+                return Some(format!(
+                    "{}: the resume did not die while recording the approval",
+                    case.name
+                ));
+            }
+            let out = w.resume(&id, None).output().await.unwrap();
+            let (_, status) = w.run().await;
+            if !out.status.success() || status != "succeeded" || w.acted() != 1 {
+                return Some(format!(
+                    "{}: after approval the run is {status} with {} changes: {}",
+                    case.name,
+                    w.acted(),
+                    output_text(&out)
+                ));
+            }
+            (case.done)(&w.sim)
+                .err()
+                .or(w.audit_verifies().await.err())
+                .map(|e| format!("{}: {e}", case.name))
+        })
+        .buffer_unordered(6)
+        .filter_map(|f| async move { f })
+        .collect()
+        .await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 impl World {
