@@ -26,8 +26,11 @@
 //! - [`runbook`]: runbook files -> validated [`runbook::Runbook`] values
 //!   (`model`, `value`, `template`, `validate`, `schema`).
 //! - [`config`]: `config/drover.yaml` plus `DROVER_*` environment overrides.
-//! - [`cloud`]: the only code that talks to OTC: client, signing, resources,
-//!   errors, ids, and the OTC vocabulary (`vocabulary`).
+//! - [`cloud`]: the only code that talks to OTC: the `Cloud` interface
+//!   (`interface`) with its real client (`http`) and the dry run that holds
+//!   changes back (`dry_run`); the EVS and SDRS operations with each action's
+//!   preconditions and took-effect rules (`evs`, `sdrs`); resources, errors,
+//!   ids, signing, and the OTC vocabulary (`vocabulary`).
 //! - [`sim`]: the OTC simulator (`route`: the cloud API; `control`: `/_sim/`;
 //!   `evs`, `sdrs`, `iam`: the state machines; `faults`).
 //! - [`policy`]: the retry policy value, below runbook, cloud and engine.
