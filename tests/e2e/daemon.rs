@@ -869,16 +869,15 @@ fn signal(p: &Process, name: &str) {
     assert!(status.success());
 }
 
-async fn step_status(http: &reqwest::Client, url: &str, run: &str, step: &str) -> (String, String) {
-    let d: Value = http
-        .get(format!("{url}/v1/runs/{run}"))
-        .bearer_auth(token("admin"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+async fn step_status(url: &str, run: &str, step: &str) -> (String, String) {
+    let (_, d) = JsonHttp::new(url)
+        .call(
+            Method::GET,
+            &format!("/v1/runs/{run}"),
+            &[("authorization", format!("Bearer {}", token("admin")))],
+            None,
+        )
+        .await;
     let s = d["steps"]
         .as_array()
         .unwrap()
@@ -931,12 +930,12 @@ async fn a_killed_daemon_resumes_the_run_with_one_switchover_and_keeps_pending_a
         .await
         .unwrap();
     let run = created["id"].as_str().unwrap().to_string();
-    until(async || step_status(&http, &daemon.url, &run, "approve").await.1 == "running").await;
+    until(async || step_status(&daemon.url, &run, "approve").await.1 == "running").await;
     daemon.child.kill().unwrap(); // SIGKILL while the approval is pending
     daemon.child.wait().unwrap();
 
     let mut daemon = spawn_daemon(&config, &password);
-    until(async || step_status(&http, &daemon.url, &run, "approve").await.1 == "running").await;
+    until(async || step_status(&daemon.url, &run, "approve").await.1 == "running").await;
     let approved = http
         .post(format!("{}/v1/runs/{run}/approvals", daemon.url))
         .bearer_auth(token("operator"))
@@ -949,12 +948,12 @@ async fn a_killed_daemon_resumes_the_run_with_one_switchover_and_keeps_pending_a
         201,
         "the pending approval survived the restart"
     );
-    until(async || step_status(&http, &daemon.url, &run, "verify").await.1 == "running").await;
+    until(async || step_status(&daemon.url, &run, "verify").await.1 == "running").await;
     daemon.child.kill().unwrap(); // SIGKILL while waiting for `active`
     daemon.child.wait().unwrap();
 
     let mut daemon = spawn_daemon(&config, &password);
-    until(async || step_status(&http, &daemon.url, &run, "verify").await.0 == "succeeded").await;
+    until(async || step_status(&daemon.url, &run, "verify").await.0 == "succeeded").await;
     let changed = sim
         .sim
         .journal()

@@ -270,144 +270,89 @@ async fn refusals_and_bad_requests_use_the_documented_error_shapes() {
 
 #[tokio::test]
 async fn control_endpoints_drive_the_simulator() {
+    use reqwest::Method;
     let sim = start_sim(drover::sim::SimConfig::default()).await;
-    let http = reqwest::Client::new();
-    let url = |p: &str| format!("{}{p}", sim.url);
+    let api = JsonHttp::new(&sim.url);
+    let call = async |method: Method, path: &str, body: Option<Value>| {
+        api.call(method, path, &[], body).await
+    };
 
-    let r = http
-        .put(url("/_sim/faults"))
-        .body(r#"{"rules": {"evs.acton": {"p503": 1}}}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
+    let (status, answer) = call(
+        Method::PUT,
+        "/_sim/faults",
+        Some(json!({"rules": {"evs.acton": {"p503": 1}}})),
+    )
+    .await;
+    assert_eq!(status, 400);
     assert!(
-        r.text()
-            .await
-            .unwrap()
-            .contains("unknown endpoint `evs.acton`")
+        answer.to_string().contains("unknown endpoint `evs.acton`"),
+        "{answer}"
     );
-    let r = http
-        .put(url("/_sim/faults"))
-        .body(r#"{"rules": {"evs.get": {"p503": 0.5, "latency_ms": 1}}}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
-    let faults: Value = http
-        .get(url("/_sim/faults"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rules = json!({"rules": {"evs.get": {"p503": 0.5, "latency_ms": 1}}});
+    assert_eq!(call(Method::PUT, "/_sim/faults", Some(rules)).await.0, 204);
+    let (_, faults) = call(Method::GET, "/_sim/faults", None).await;
     assert_eq!(faults["rules"]["evs.get"]["p503"], 0.5);
-    let r = http
-        .post(url("/_sim/faults/forced"))
-        .body(r#"{"endpoint": "evs.action", "fault": "ambiguous"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    let forced = json!({"endpoint": "evs.action", "fault": "ambiguous"});
+    assert_eq!(
+        call(Method::POST, "/_sim/faults/forced", Some(forced))
+            .await
+            .0,
+        204
+    );
 
-    let r = http
-        .post(url("/_sim/evs/groups"))
-        .body(r#"{"id": "g9", "primary": "az-a", "secondary": "az-b"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let g: Value = r.json().await.unwrap();
+    let group = json!({"id": "g9", "primary": "az-a", "secondary": "az-b"});
+    let (status, g) = call(Method::POST, "/_sim/evs/groups", Some(group)).await;
+    assert_eq!(status, 201);
     assert_eq!(g["priority_station"], "az-a");
-    let g: Value = http
-        .patch(url("/_sim/evs/groups/g9"))
-        .body(r#"{"fault_level": "5", "status": "error_reversing"}"#)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let patch = json!({"fault_level": "5", "status": "error_reversing"});
+    let (_, g) = call(Method::PATCH, "/_sim/evs/groups/g9", Some(patch)).await;
     assert_eq!(
         (g["fault_level"].as_str(), g["status"].as_str()),
         (Some("5"), Some("error_reversing"))
     );
-    let r = http
-        .patch(url("/_sim/evs/groups/g9"))
-        .body(r#"{"status": "availabel"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400, "bad values are refused");
-    let r = http
-        .patch(url("/_sim/evs/groups/nope"))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
+    let typo = json!({"status": "availabel"});
+    assert_eq!(
+        call(Method::PATCH, "/_sim/evs/groups/g9", Some(typo))
+            .await
+            .0,
+        400,
+        "bad values are refused"
+    );
+    assert_eq!(
+        call(Method::PATCH, "/_sim/evs/groups/nope", Some(json!({})))
+            .await
+            .0,
+        404
+    );
 
-    let r = http
-        .post(url("/_sim/sdrs/groups"))
-        .body(r#"{"id": "pg9"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let pg: Value = http
-        .patch(url("/_sim/sdrs/groups/pg9"))
-        .body(r#"{"null_status_fields": true, "priority_station": "target"}"#)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let pg = json!({"id": "pg9"});
+    assert_eq!(
+        call(Method::POST, "/_sim/sdrs/groups", Some(pg)).await.0,
+        201
+    );
+    let patch = json!({"null_status_fields": true, "priority_station": "target"});
+    let (_, pg) = call(Method::PATCH, "/_sim/sdrs/groups/pg9", Some(patch)).await;
     assert!(pg["replication_status"].is_null());
     assert_eq!(pg["priority_station"], "target");
 
-    let clock: Value = http
-        .post(url("/_sim/clock"))
-        .body(r#"{"advance_ms": 60000}"#)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let advance = json!({"advance_ms": 60000});
+    let (_, clock) = call(Method::POST, "/_sim/clock", Some(advance)).await;
     assert!(clock["now_ms"].as_u64().unwrap() >= 60_000);
 
     // Journal, then reset clears everything.
-    http.get(url("/v3/nothing")).send().await.unwrap();
-    let journal: Vec<Value> = http
-        .get(url("/_sim/journal"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    call(Method::GET, "/v3/nothing", None).await;
+    let (_, journal) = call(Method::GET, "/_sim/journal", None).await;
+    let journal = journal.as_array().unwrap();
     assert_eq!(
         journal.len(),
         1,
         "control calls are not journaled, API calls are"
     );
     assert_eq!(journal[0]["endpoint"], "unknown");
-    assert_eq!(
-        http.post(url("/_sim/reset")).send().await.unwrap().status(),
-        204
-    );
+    assert_eq!(call(Method::POST, "/_sim/reset", None).await.0, 204);
     assert!(sim.sim.journal().is_empty());
     assert!(sim.sim.with_evs_group("g9", |_| ()).is_none());
-    let faults: Value = http
-        .get(url("/_sim/faults"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, faults) = call(Method::GET, "/_sim/faults", None).await;
     assert_eq!(faults, json!({"rules": {}, "forced": []}));
 }
 
