@@ -85,9 +85,15 @@ pub fn shipped(name: &str) -> Runbook {
     runbook::load(&repo(&format!("runbooks/{name}.yaml"))).unwrap()
 }
 
+/// A CLI run of a shipped runbook by alice.
 pub fn request(runbook: &str, params: &[(&str, &str)]) -> RunRequest {
+    with_params(shipped(runbook), params)
+}
+
+/// A CLI run of `runbook` by alice.
+pub fn with_params(runbook: runbook::Runbook, params: &[(&str, &str)]) -> RunRequest {
     RunRequest {
-        runbook: shipped(runbook),
+        runbook,
         params: params
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -581,20 +587,7 @@ async fn every_remaining_action_works_and_the_webhook_gets_the_outcome() {
     ];
     let start = tokio::time::Instant::now();
     let summary = engine
-        .run(
-            RunRequest {
-                runbook,
-                params: params
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-                trigger: drover::store::Trigger::Cli,
-                requested_by: "alice".into(),
-                idempotency: None,
-                dry_run: false,
-            },
-            &CancellationToken::new(),
-        )
+        .run(with_params(runbook, &params), &CancellationToken::new())
         .await
         .unwrap();
     assert_eq!(summary.status, "succeeded", "{:?}", summary.error);
@@ -688,17 +681,9 @@ async fn an_approval_needs_enough_distinct_approvers() {
         Arc::new(|_: &RunEvent| {}),
         Approvals::Given(vec!["tester".into(), "tester".into()]),
     );
-    let params = [("group_id".to_string(), "g1".to_string())].into();
     let summary = engine
         .run(
-            RunRequest {
-                runbook,
-                params,
-                trigger: drover::store::Trigger::Cli,
-                requested_by: "alice".into(),
-                idempotency: None,
-                dry_run: false,
-            },
+            with_params(runbook, &[("group_id", "g1")]),
             &CancellationToken::new(),
         )
         .await

@@ -10,7 +10,7 @@ use drover::runbook;
 use drover::sim::SimConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{Harness, harness, request};
+use crate::engine::{Harness, harness, request, with_params};
 use crate::helpers::client;
 
 /// A runbook from YAML text, as if loaded from `name.yaml`.
@@ -19,20 +19,6 @@ pub fn runbook_from(name: &str, text: &str) -> runbook::Runbook {
     let path = dir.path().join(format!("{name}.yaml"));
     std::fs::write(&path, text).unwrap();
     runbook::load(&path).unwrap_or_else(|e| panic!("{name}: {e:?}"))
-}
-
-fn with_params(runbook: runbook::Runbook, params: &[(&str, &str)]) -> RunRequest {
-    RunRequest {
-        runbook,
-        params: params
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        trigger: drover::store::Trigger::Cli,
-        requested_by: "alice".into(),
-        idempotency: None,
-        dry_run: false,
-    }
 }
 
 fn sent(h: &Harness, endpoint: &str) -> usize {
