@@ -475,34 +475,30 @@ async fn sdrs_job_failure_fails_the_step_with_code_and_reason() {
 #[tokio::test(start_paused = true)]
 async fn the_drill_is_deleted_even_when_a_check_fails() {
     let h = harness(SimConfig::default()).await;
-    // Production breaks during the drill: the check fails, finally still deletes the drill.
-    let summary = {
-        let engine = h.engine();
-        let sim = h.sim.sim.clone();
-        let events = h.events.clone();
-        let watcher = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                let created = events.lock().unwrap().iter().any(|e| matches!(e, RunEvent::StepFinished { step_id, .. } if step_id == "create_drill"));
-                if created {
-                    sim.with_sdrs(|s| {
-                        s.groups.get_mut("pg1").unwrap().status =
-                            drover::runbook::model::SdrsStatus::ErrorReversing
-                    });
-                    break;
-                }
-            }
-        });
-        let s = engine
-            .run(
-                request("sdrs-drill", &[("group_id", "pg1")]),
-                &CancellationToken::new(),
-            )
-            .await
-            .unwrap();
-        watcher.await.unwrap();
-        s
-    };
+    // Production breaks during the drill, as soon as the drill exists: the
+    // check fails, finally still deletes the drill.
+    let sim = h.sim.sim.clone();
+    let breaks_production = Arc::new(move |e: &RunEvent| {
+        if matches!(e, RunEvent::StepFinished { step_id, .. } if step_id == "create_drill") {
+            sim.with_sdrs(|s| {
+                s.groups.get_mut("pg1").unwrap().status =
+                    drover::runbook::model::SdrsStatus::ErrorReversing
+            });
+        }
+    });
+    let client = CloudClient::new(&cloud_config(&h.sim, password_auth(&h.sim))).unwrap();
+    let summary = Engine::new(
+        Arc::new(client),
+        h.store.clone(),
+        breaks_production,
+        Approvals::Given(vec!["tester".into()]),
+    )
+    .run(
+        request("sdrs-drill", &[("group_id", "pg1")]),
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!(summary.status, "failed");
     let steps: BTreeMap<_, _> = summary.steps.into_iter().collect();
     assert_eq!(steps["check_production"], "failed");
