@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use sha2::Digest;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
@@ -96,6 +97,18 @@ pub enum TriggerError {
     /// The engine refused (parameters, lease, store).
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The `Idempotency-Key` came with another request before.
+    #[error("Idempotency-Key `{key}` was used for a different request (run {run_id})")]
+    KeyReused { key: String, run_id: String },
+}
+
+/// A triggered run: new, or the one an earlier request with the same
+/// `Idempotency-Key` started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Triggered {
+    pub run_id: String,
+    /// True when the key had started it before (nothing new was started).
+    pub repeated: bool,
 }
 
 /// Why an approval decision was refused.
@@ -216,8 +229,80 @@ impl Daemon {
             .map(broadcast::Sender::subscribe)
     }
 
-    /// Starts a run and executes it in the background; its id.
+    /// Starts a run and executes it in the background. With an
+    /// `Idempotency-Key`, a request that repeats an earlier one of the same
+    /// actor (same runbook, parameters and dry run) gets that run back and
+    /// starts nothing; the key with another request is refused.
     pub async fn trigger(
+        self: &Arc<Self>,
+        name: &str,
+        params: BTreeMap<String, String>,
+        trigger: Trigger,
+        actor: &str,
+        dry_run: bool,
+        key: Option<String>,
+    ) -> Result<Triggered, TriggerError> {
+        let digest = hex::encode(sha2::Sha256::digest(
+            serde_json::json!({"runbook": name, "params": params, "dry_run": dry_run}).to_string(),
+        ));
+        if let Some(key) = &key
+            && let Some(earlier) = self.earlier_run(actor, key, &digest).await?
+        {
+            return Ok(earlier);
+        }
+        match self
+            .start(
+                name,
+                params,
+                trigger,
+                actor,
+                dry_run,
+                key.clone().map(|k| (k, digest.clone())),
+            )
+            .await
+        {
+            Ok(run_id) => Ok(Triggered {
+                run_id,
+                repeated: false,
+            }),
+            // The same key raced this request in: its run is the answer.
+            Err(TriggerError::Engine(EngineError::Store(e))) if key.is_some() => {
+                let key = key.unwrap_or_default();
+                match self.earlier_run(actor, &key, &digest).await? {
+                    Some(earlier) => Ok(earlier),
+                    None => Err(TriggerError::Engine(EngineError::Store(e))),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The run an earlier request with this key started, if any.
+    async fn earlier_run(
+        &self,
+        actor: &str,
+        key: &str,
+        digest: &str,
+    ) -> Result<Option<Triggered>, TriggerError> {
+        let earlier = self
+            .store
+            .idempotent_run(actor, key)
+            .await
+            .map_err(EngineError::Store)?;
+        match earlier {
+            None => Ok(None),
+            Some((previous, run_id)) if previous == digest => Ok(Some(Triggered {
+                run_id,
+                repeated: true,
+            })),
+            Some((_, run_id)) => Err(TriggerError::KeyReused {
+                key: key.to_string(),
+                run_id,
+            }),
+        }
+    }
+
+    async fn start(
         self: &Arc<Self>,
         name: &str,
         params: BTreeMap<String, String>,
@@ -490,6 +575,7 @@ impl Launcher for DaemonLauncher {
                 None,
             )
             .await
+            .map(|t| t.run_id)
             .map_err(|e| e.to_string())
     }
 

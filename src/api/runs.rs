@@ -11,8 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::AppState;
@@ -182,35 +181,22 @@ pub(super) async fn create_run(
             Some(text.to_string())
         }
     };
-    let digest = hex::encode(Sha256::digest(
-        serde_json::to_vec(
-            &json!({"runbook": request.runbook, "params": params, "dry_run": request.dry_run}),
-        )
-        .unwrap_or_default(),
-    ));
-    if let Some(key) = &key
-        && let Some((previous, run_id)) = d.store().idempotent_run(&caller.name, key).await?
-    {
-        if previous != digest {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                format!("Idempotency-Key `{key}` was used for a different request (run {run_id})"),
-            ));
-        }
-        return Ok((StatusCode::OK, Json(created(run_id))));
-    }
-    let run_id = d
+    let triggered = d
         .trigger(
             &request.runbook,
             params,
             Trigger::Api,
             &caller.name,
             request.dry_run,
-            key.map(|k| (k, digest)),
+            key,
         )
         .await
         .map_err(|e| match e {
+            TriggerError::KeyReused { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                e.to_string(),
+            ),
             TriggerError::UnknownRunbook(name) => ApiError::new(
                 StatusCode::NOT_FOUND,
                 "unknown_runbook",
@@ -240,7 +226,12 @@ pub(super) async fn create_run(
                 )
             }
         })?;
-    Ok((StatusCode::CREATED, Json(created(run_id))))
+    let status = if triggered.repeated {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(created(triggered.run_id))))
 }
 
 pub(super) fn created(id: String) -> RunCreated {

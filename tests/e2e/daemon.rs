@@ -595,6 +595,27 @@ async fn idempotency_key_returns_the_same_run() {
         .unwrap();
     assert_eq!(other.status(), 422);
     assert_eq!(api.daemon.store().runs(10).await.unwrap().len(), 1);
+
+    // Eight retries of one request at the same moment start one run.
+    let retry = |_| {
+        api.http
+            .post(format!("{}/v1/runs", api.url))
+            .bearer_auth(token("admin"))
+            .header("Idempotency-Key", "change-4712")
+            .json(&json!({"runbook": "evs-switchover", "params": {"group_id": "g2"}}))
+            .send()
+    };
+    let answers = futures_util::future::join_all((0..8).map(retry)).await;
+    let mut ids = std::collections::BTreeSet::new();
+    for answer in answers {
+        let answer = answer.unwrap();
+        let status = answer.status().as_u16();
+        let body: Value = answer.json().await.unwrap();
+        assert!(status == 200 || status == 201, "{status} {body}");
+        ids.insert(body["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ids.len(), 1, "one run for one key: {ids:?}");
+    assert_eq!(api.daemon.store().runs(10).await.unwrap().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
