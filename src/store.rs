@@ -265,9 +265,17 @@ pub(crate) fn word<T>(
     parse(&text).ok_or_else(|| StoreError::Corrupt(format!("unknown {what} `{text}` {}", place())))
 }
 
-pub(crate) fn json_column(r: &SqliteRow, index: usize) -> Option<Value> {
+/// A JSON column (`None` for NULL); text that is not JSON is a corrupt
+/// record, named by `what`, never read as missing.
+pub(crate) fn json_column(
+    r: &SqliteRow,
+    index: usize,
+    what: impl FnOnce() -> String,
+) -> Result<Option<Value>, StoreError> {
     let text: Option<String> = r.get(index);
-    text.and_then(|t| serde_json::from_str(&t).ok())
+    text.map(|t| serde_json::from_str(&t))
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("{} is not JSON: {e}", what())))
 }
 
 fn event_record(r: &SqliteRow) -> Event {
@@ -440,6 +448,18 @@ mod tests {
             "{err}"
         );
         assert!(store.interrupted_runs().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn stored_json_that_is_not_json_is_a_corrupt_record() {
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        store.create_run(&new_run("r1", &[])).await.unwrap();
+        store
+            .execute_unchecked("UPDATE steps SET output = '{not json' WHERE step_id = 'precheck'")
+            .await
+            .unwrap();
+        let err = store.steps("r1").await.unwrap_err().to_string();
+        assert!(err.contains("a step output in run r1 is not JSON"), "{err}");
     }
 
     #[tokio::test]

@@ -232,8 +232,12 @@ impl Store {
                     attempt: r.get(2),
                     kind,
                     request: r.get(4),
-                    request_body: json_column(r, 5),
-                    pre_image: json_column(r, 6),
+                    request_body: json_column(r, 5, || {
+                        format!("the request body of an attempt in run {run_id}")
+                    })?,
+                    pre_image: json_column(r, 6, || {
+                        format!("the pre-image of an attempt in run {run_id}")
+                    })?,
                     http_status: r.get(7),
                     error_code: r.get(8),
                     error_message: r.get(9),

@@ -394,7 +394,7 @@ impl Store {
                     position: r.get(1),
                     phase,
                     status,
-                    output: json_column(r, 4),
+                    output: json_column(r, 4, || format!("a step output in run {run_id}"))?,
                     error: r.get(5),
                     started_at: r.get(6),
                     finished_at: r.get(7),
