@@ -15,6 +15,9 @@ macro_rules! string_enum {
             $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
         }
         impl $name {
+            /// Every value, in declaration order.
+            #[allow(dead_code)]
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
             /// The value as it is spelt (by the API, or in the store).
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }

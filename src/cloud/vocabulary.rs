@@ -109,3 +109,71 @@ string_enum! {
         Target = "target",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spellings<T: Copy>(all: &[T], as_str: fn(T) -> &'static str) -> Vec<&'static str> {
+        all.iter().map(|v| as_str(*v)).collect()
+    }
+
+    /// The spellings, copied by hand from the reference status tables (EVS
+    /// group appendix, SDRS protection-group appendix): the client and the
+    /// simulator both read the enums, so only an independent list can catch
+    /// a misspelt status they would agree on.
+    #[test]
+    fn every_spelling_is_the_reference_one() {
+        assert_eq!(
+            spellings(EvsStatus::ALL, EvsStatus::as_str),
+            [
+                "creating",
+                "available",
+                "error",
+                "deleting",
+                "error_deleting",
+                "updating",
+                "reversing",
+                "error_reversing",
+                "failovering",
+                "failovered",
+                "error_failovering",
+            ]
+        );
+        assert_eq!(
+            spellings(ReplicationStatus::ALL, ReplicationStatus::as_str),
+            ["active", "active-stopped", "copying", "inactive", "error"]
+        );
+        assert_eq!(
+            spellings(FaultLevel::ALL, FaultLevel::as_str),
+            ["0", "2", "5"]
+        );
+        let mut sdrs = spellings(SdrsStatus::ALL, SdrsStatus::as_str);
+        sdrs.sort_unstable();
+        let mut reference = vec![
+            "creating",
+            "error",
+            "available",
+            "protected",
+            "deleting",
+            "error-deleting",
+            "starting",
+            "error-starting",
+            "reprotecting",
+            "error-reprotecting",
+            "stopping",
+            "error-stopping",
+            "reversing",
+            "error-reversing",
+            "failing-over",
+            "failed-over",
+            "error-failing-over",
+        ];
+        reference.sort_unstable();
+        assert_eq!(sdrs, reference);
+        assert_eq!(
+            spellings(PriorityStation::ALL, PriorityStation::as_str),
+            ["source", "target"]
+        );
+    }
+}
