@@ -77,37 +77,72 @@ impl<T: fmt::Display> fmt::Display for Templated<T> {
     }
 }
 
+/// Reads a [`Templated`]. A list item (`scalar`) is one value, never a
+/// nested list, and a number or boolean there is read as its text, as the
+/// other items of an expectation are.
+struct TemplatedVisitor<T> {
+    scalar: bool,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<T> TemplatedVisitor<T> {
+    fn new(scalar: bool) -> Self {
+        TemplatedVisitor {
+            scalar,
+            _t: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> TemplatedVisitor<T> {
+    /// A number or boolean: as text in a list, else as itself.
+    fn other<E: de::Error, D: Deserializer<'de, Error = E>>(
+        self,
+        text: String,
+        direct: D,
+    ) -> Result<Templated<T>, E> {
+        if self.scalar {
+            self.visit_str(&text)
+        } else {
+            T::deserialize(direct).map(Templated::Literal)
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for TemplatedVisitor<T> {
+    type Value = Templated<T>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a value or a template")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        if template::is_template(v) {
+            return Ok(Templated::Template(v.to_string()));
+        }
+        T::deserialize(de::value::StrDeserializer::<E>::new(v)).map(Templated::Literal)
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        self.visit_str(&v)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        self.other(v.to_string(), de::value::I64Deserializer::<E>::new(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        self.other(v.to_string(), de::value::U64Deserializer::<E>::new(v))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        self.other(v.to_string(), de::value::BoolDeserializer::<E>::new(v))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        if self.scalar {
+            return Err(de::Error::invalid_type(de::Unexpected::Seq, &self));
+        }
+        T::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Templated::Literal)
+    }
+}
+
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Templated<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
-            type Value = Templated<T>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a value or a template")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                if template::is_template(v) {
-                    return Ok(Templated::Template(v.to_string()));
-                }
-                T::deserialize(de::value::StrDeserializer::<E>::new(v)).map(Templated::Literal)
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                self.visit_str(&v)
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                T::deserialize(de::value::I64Deserializer::<E>::new(v)).map(Templated::Literal)
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                T::deserialize(de::value::U64Deserializer::<E>::new(v)).map(Templated::Literal)
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-                T::deserialize(de::value::BoolDeserializer::<E>::new(v)).map(Templated::Literal)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-                T::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Templated::Literal)
-            }
-        }
-        d.deserialize_any(V(std::marker::PhantomData))
+        d.deserialize_any(TemplatedVisitor::new(false))
     }
 }
 
@@ -293,26 +328,8 @@ struct ScalarTemplated<T>(Templated<T>);
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for ScalarTemplated<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
-            type Value = ScalarTemplated<T>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a value or a template")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Templated::deserialize(de::value::StrDeserializer::<E>::new(v)).map(ScalarTemplated)
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                self.visit_str(&v.to_string())
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                self.visit_str(&v.to_string())
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-                self.visit_str(&v.to_string())
-            }
-        }
-        d.deserialize_any(V(std::marker::PhantomData))
+        d.deserialize_any(TemplatedVisitor::new(true))
+            .map(ScalarTemplated)
     }
 }
 
