@@ -229,7 +229,7 @@ impl Store {
         let since = since
             .map(|s| s.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
             .unwrap_or_default();
-        let rows = sqlx::query("SELECT seq, at, actor, kind, run_id, step_id, data, prev_hash, hash FROM audit_events WHERE at >= ? ORDER BY seq")
+        let rows = sqlx::query("SELECT seq, at, actor, kind, run_id, step_id, data, prev_hash, hash FROM audit_events WHERE at >= $1 ORDER BY seq")
             .bind(since)
             .fetch_all(&mut *self.conn.lock().await)
             .await?;
@@ -316,7 +316,7 @@ pub(crate) async fn append(
         &prev_hash,
         &audit::canonical(seq, &at, actor, kind, run_id, step_id, &data),
     );
-    sqlx::query("INSERT INTO audit_events (seq, at, actor, kind, run_id, step_id, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    sqlx::query("INSERT INTO audit_events (seq, at, actor, kind, run_id, step_id, data, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
         .bind(seq)
         .bind(&at)
         .bind(actor)

@@ -39,7 +39,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut conn = self.conn.lock().await;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query("INSERT OR REPLACE INTO approvals (run_id, step_id, approver, decision, comment, at) VALUES (?, ?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO approvals (run_id, step_id, approver, decision, comment, at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (run_id, step_id, approver) DO UPDATE SET decision = excluded.decision, comment = excluded.comment, at = excluded.at")
             .bind(run_id)
             .bind(step_id)
             .bind(approver)
@@ -63,7 +63,7 @@ impl Store {
 
     /// A run's approvals.
     pub async fn approvals(&self, run_id: &str) -> Result<Vec<ApprovalRecord>, StoreError> {
-        let rows = sqlx::query("SELECT step_id, approver, decision, comment, at FROM approvals WHERE run_id = ? ORDER BY at")
+        let rows = sqlx::query("SELECT step_id, approver, decision, comment, at FROM approvals WHERE run_id = $1 ORDER BY at")
             .bind(run_id)
             .fetch_all(&mut *self.conn.lock().await)
             .await?;

@@ -136,7 +136,7 @@ impl Store {
         let at = now();
         let row = sqlx::query(
             "INSERT INTO step_attempts (run_id, step_id, attempt, kind, request, request_body, pre_image, http_status, error_code, error_message, outcome, started_at, duration_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
         )
         .bind(&a.run_id)
         .bind(&a.step_id)
@@ -187,7 +187,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut conn = self.conn.lock().await;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query("UPDATE step_attempts SET outcome = ?, http_status = ?, error_code = ?, error_message = ?, duration_ms = ?, job_id = COALESCE(?, job_id) WHERE id = ?")
+        sqlx::query("UPDATE step_attempts SET outcome = $1, http_status = $2, error_code = $3, error_message = $4, duration_ms = $5, job_id = COALESCE($6, job_id) WHERE id = $7")
             .bind(&o.outcome)
             .bind(o.http_status.map(i64::from))
             .bind(&o.error_code)
@@ -215,7 +215,7 @@ impl Store {
     pub async fn attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, step_id, attempt, kind, request, request_body, pre_image, http_status, error_code, error_message, outcome, started_at, duration_ms, job_id
-             FROM step_attempts WHERE run_id = ? ORDER BY id",
+             FROM step_attempts WHERE run_id = $1 ORDER BY id",
         )
         .bind(run_id)
         .fetch_all(&mut *self.conn.lock().await)

@@ -19,7 +19,7 @@ impl Store {
         let mut conn = self.conn.lock().await;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let at = fire_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        sqlx::query("INSERT OR REPLACE INTO schedule_fires (runbook, schedule, fire_at, outcome, run_id, detail, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO schedule_fires (runbook, schedule, fire_at, outcome, run_id, detail, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (runbook, schedule, fire_at) DO UPDATE SET outcome = excluded.outcome, run_id = excluded.run_id, detail = excluded.detail, recorded_at = excluded.recorded_at")
             .bind(runbook)
             .bind(schedule)
             .bind(&at)
@@ -42,7 +42,7 @@ impl Store {
         schedule: &str,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let row = sqlx::query(
-            "SELECT MAX(fire_at) FROM schedule_fires WHERE runbook = ? AND schedule = ?",
+            "SELECT MAX(fire_at) FROM schedule_fires WHERE runbook = $1 AND schedule = $2",
         )
         .bind(runbook)
         .bind(schedule)
@@ -60,7 +60,7 @@ impl Store {
         runbook: &str,
         schedule: &str,
     ) -> Result<Vec<(String, String, Option<String>)>, StoreError> {
-        let rows = sqlx::query("SELECT fire_at, outcome, run_id FROM schedule_fires WHERE runbook = ? AND schedule = ? ORDER BY fire_at")
+        let rows = sqlx::query("SELECT fire_at, outcome, run_id FROM schedule_fires WHERE runbook = $1 AND schedule = $2 ORDER BY fire_at")
             .bind(runbook)
             .bind(schedule)
             .fetch_all(&mut *self.conn.lock().await)

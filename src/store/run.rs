@@ -122,7 +122,7 @@ impl Store {
         let mut conn = self.conn.lock().await;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         for target in &run.targets {
-            let holder = sqlx::query("SELECT l.run_id, r.runbook, r.created_at FROM target_leases l JOIN runs r ON r.id = l.run_id WHERE l.target = ?")
+            let holder = sqlx::query("SELECT l.run_id, r.runbook, r.created_at FROM target_leases l JOIN runs r ON r.id = l.run_id WHERE l.target = $1")
                 .bind(target)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -141,7 +141,7 @@ impl Store {
         let at = now();
         sqlx::query(
             "INSERT INTO runs (id, runbook, runbook_digest, runbook_source, runbook_path, kind, trigger, requested_by, params, dry_run, status, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'running', $11)",
         )
         .bind(&run.id)
         .bind(&run.runbook)
@@ -162,7 +162,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         for (position, (step, phase)) in run.steps.iter().enumerate() {
-            sqlx::query("INSERT INTO steps (run_id, step_id, position, phase, status) VALUES (?, ?, ?, ?, 'pending')")
+            sqlx::query("INSERT INTO steps (run_id, step_id, position, phase, status) VALUES ($1, $2, $3, $4, 'pending')")
                 .bind(&run.id)
                 .bind(step)
                 .bind(position as i64)
@@ -171,7 +171,7 @@ impl Store {
                 .await?;
         }
         if let Some((actor, key, request)) = &run.idempotency {
-            sqlx::query("INSERT INTO idempotency_keys (actor, key, request, run_id, created_at) VALUES (?, ?, ?, ?, ?)")
+            sqlx::query("INSERT INTO idempotency_keys (actor, key, request, run_id, created_at) VALUES ($1, $2, $3, $4, $5)")
                 .bind(actor)
                 .bind(key)
                 .bind(request)
@@ -181,7 +181,7 @@ impl Store {
                 .await?;
         }
         for target in &run.targets {
-            sqlx::query("INSERT OR IGNORE INTO target_leases (target, run_id, acquired_at) VALUES (?, ?, ?)")
+            sqlx::query("INSERT INTO target_leases (target, run_id, acquired_at) VALUES ($1, $2, $3) ON CONFLICT (target) DO NOTHING")
                 .bind(target)
                 .bind(&run.id)
                 .bind(&at)
@@ -215,14 +215,14 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut conn = self.conn.lock().await;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query("UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE id = ?")
+        sqlx::query("UPDATE runs SET status = $1, error = $2, finished_at = $3 WHERE id = $4")
             .bind(status.as_str())
             .bind(error)
             .bind(now())
             .bind(run_id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM target_leases WHERE run_id = ?")
+        sqlx::query("DELETE FROM target_leases WHERE run_id = $1")
             .bind(run_id)
             .execute(&mut *tx)
             .await?;
@@ -241,7 +241,7 @@ impl Store {
 
     /// Records that the run's main steps are done (the end of recovery).
     pub async fn mark_recovered(&self, run_id: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE runs SET recovered_at = ? WHERE id = ? AND recovered_at IS NULL")
+        sqlx::query("UPDATE runs SET recovered_at = $1 WHERE id = $2 AND recovered_at IS NULL")
             .bind(now())
             .bind(run_id)
             .execute(&mut *self.conn.lock().await)
@@ -263,10 +263,10 @@ impl Store {
         let at = now();
         let started = status == StepStatus::Running;
         sqlx::query(
-            "UPDATE steps SET status = ?, output = COALESCE(?, output), error = ?,
-                 started_at = CASE WHEN ? THEN ? ELSE started_at END,
-                 finished_at = CASE WHEN ? THEN NULL ELSE ? END
-             WHERE run_id = ? AND step_id = ?",
+            "UPDATE steps SET status = $1, output = COALESCE($2, output), error = $3,
+                 started_at = CASE WHEN $4 THEN $5 ELSE started_at END,
+                 finished_at = CASE WHEN $6 THEN NULL ELSE $7 END
+             WHERE run_id = $8 AND step_id = $9",
         )
         .bind(status.as_str())
         .bind(output.map(Value::to_string))
@@ -296,7 +296,7 @@ impl Store {
     /// Who asked to cancel run `run_id`, if anyone has (one column: this is
     /// read at every step boundary and every second of a wait).
     pub async fn cancel_requested_by(&self, run_id: &str) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT cancel_requested_by FROM runs WHERE id = ?")
+        let row = sqlx::query("SELECT cancel_requested_by FROM runs WHERE id = $1")
             .bind(run_id)
             .fetch_optional(&mut *self.conn.lock().await)
             .await?;
@@ -310,7 +310,7 @@ impl Store {
         key: &str,
     ) -> Result<Option<(String, String)>, StoreError> {
         let row =
-            sqlx::query("SELECT request, run_id FROM idempotency_keys WHERE actor = ? AND key = ?")
+            sqlx::query("SELECT request, run_id FROM idempotency_keys WHERE actor = $1 AND key = $2")
                 .bind(actor)
                 .bind(key)
                 .fetch_optional(&mut *self.conn.lock().await)
@@ -322,7 +322,7 @@ impl Store {
     pub async fn request_cancel(&self, run_id: &str, actor: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn.lock().await;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        let changed = sqlx::query("UPDATE runs SET cancel_requested_by = COALESCE(cancel_requested_by, ?) WHERE id = ? AND status = 'running'")
+        let changed = sqlx::query("UPDATE runs SET cancel_requested_by = COALESCE(cancel_requested_by, $1) WHERE id = $2 AND status = 'running'")
             .bind(actor)
             .bind(run_id)
             .execute(&mut *tx)
@@ -345,7 +345,7 @@ impl Store {
 
     /// One run.
     pub async fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
-        let row = sqlx::query(concat!(run_columns!(), " WHERE id = ?"))
+        let row = sqlx::query(concat!(run_columns!(), " WHERE id = $1"))
             .bind(id)
             .fetch_optional(&mut *self.conn.lock().await)
             .await?;
@@ -356,7 +356,7 @@ impl Store {
     pub async fn runs(&self, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
         let rows = sqlx::query(concat!(
             run_columns!(),
-            " ORDER BY created_at DESC, id DESC LIMIT ?"
+            " ORDER BY created_at DESC, id DESC LIMIT $1"
         ))
         .bind(i64::from(limit))
         .fetch_all(&mut *self.conn.lock().await)
@@ -377,7 +377,7 @@ impl Store {
 
     /// A run's steps in run order.
     pub async fn steps(&self, run_id: &str) -> Result<Vec<StepRecord>, StoreError> {
-        let rows = sqlx::query("SELECT step_id, position, phase, status, output, error, started_at, finished_at FROM steps WHERE run_id = ? ORDER BY position")
+        let rows = sqlx::query("SELECT step_id, position, phase, status, output, error, started_at, finished_at FROM steps WHERE run_id = $1 ORDER BY position")
             .bind(run_id)
             .fetch_all(&mut *self.conn.lock().await)
             .await?;
