@@ -22,8 +22,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteRow, SqliteSynchronous};
-use sqlx::{Connection, Row, SqliteConnection};
+use sqlx::AnyConnection;
+use sqlx::any::{Any, AnyConnectOptions, AnyRow};
+use sqlx::{Connection, Row, Transaction};
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
@@ -32,26 +33,32 @@ pub use attempt::{AttemptKind, AttemptRecord, IntentOutcome, NewAttempt, Outcome
 pub use audit::{BrokenLink, Event};
 pub use run::{NewRun, Phase, RunRecord, StepRecord, Trigger};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    20261129120000,
+    "create audit store",
+    include_str!("../migrations/postgres/20261129120000_create_audit_store.sql"),
+)];
+
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         20261126000000,
         "create audit store",
-        include_str!("../migrations/20261126000000_create_audit_store.sql"),
+        include_str!("../migrations/sqlite/20261126000000_create_audit_store.sql"),
     ),
     (
         20261126010000,
         "create schedule fires",
-        include_str!("../migrations/20261126010000_create_schedule_fires.sql"),
+        include_str!("../migrations/sqlite/20261126010000_create_schedule_fires.sql"),
     ),
     (
         20261126020000,
         "add run control",
-        include_str!("../migrations/20261126020000_add_run_control.sql"),
+        include_str!("../migrations/sqlite/20261126020000_add_run_control.sql"),
     ),
     (
         20261129000000,
         "add attempt job id",
-        include_str!("../migrations/20261129000000_add_attempt_job_id.sql"),
+        include_str!("../migrations/sqlite/20261129000000_add_attempt_job_id.sql"),
     ),
 ];
 
@@ -122,12 +129,31 @@ string_enum! {
     }
 }
 
-/// Connects, retrying while another process holds the lock that switching a
-/// fresh file to WAL needs (that switch does not wait for the busy timeout).
-async fn connect(options: &SqliteConnectOptions) -> Result<SqliteConnection, sqlx::Error> {
+/// Opens a write transaction. SQLite: `BEGIN IMMEDIATE`, its one writer.
+/// PostgreSQL: a transaction-scoped advisory lock, so that writers of every
+/// daemon sharing the database serialise the same way (the audit chain is
+/// appended to in every write).
+pub(crate) async fn begin(conn: &mut AnyConnection) -> Result<Transaction<'_, Any>, sqlx::Error> {
+    if conn.backend_name() == "SQLite" {
+        return conn.begin_with("BEGIN IMMEDIATE").await;
+    }
+    let mut tx = conn.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(WRITER_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+/// The advisory lock key of the store's writers on PostgreSQL ("drover" in ASCII).
+const WRITER_LOCK: i64 = 0x6472_6f76_6572;
+
+/// A statement SQLite may refuse while another process switches a fresh
+/// file to WAL (that switch does not wait for the busy timeout): retried.
+async fn pragma(conn: &mut AnyConnection, sql: &'static str) -> Result<(), sqlx::Error> {
     let mut tries = 0;
     loop {
-        match SqliteConnection::connect_with(options).await {
+        match sqlx::query(sql).execute(&mut *conn).await {
             Err(sqlx::Error::Database(e))
                 if tries < 100
                     && (e.message().contains("locked") || e.message().contains("busy")) =>
@@ -135,7 +161,53 @@ async fn connect(options: &SqliteConnectOptions) -> Result<SqliteConnection, sql
                 tries += 1;
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            other => return other,
+            other => return other.map(|_| ()),
+        }
+    }
+}
+
+/// Opens (creating) a SQLite file with WAL, a busy timeout and
+/// `synchronous=FULL` (an intent must be on disk before its request is sent).
+async fn open_sqlite(path: &str) -> Result<AnyConnection, String> {
+    if path != ":memory:"
+        && let Some(parent) = PathBuf::from(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
+    let url = if path == ":memory:" {
+        "sqlite::memory:".to_string()
+    } else {
+        format!("sqlite://{path}?mode=rwc")
+    };
+    let options = AnyConnectOptions::from_str(&url).map_err(|e| e.to_string())?;
+    let mut conn = AnyConnection::connect_with(&options)
+        .await
+        .map_err(|e| e.to_string())?;
+    for sql in [
+        "PRAGMA busy_timeout = 10000",
+        "PRAGMA journal_mode = WAL",
+        "PRAGMA synchronous = FULL",
+        "PRAGMA foreign_keys = ON",
+    ] {
+        pragma(&mut conn, sql).await.map_err(|e| e.to_string())?;
+    }
+    Ok(conn)
+}
+
+/// Which database the store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn migrations(self) -> &'static [(i64, &'static str, &'static str)] {
+        match self {
+            Backend::Sqlite => SQLITE_MIGRATIONS,
+            Backend::Postgres => POSTGRES_MIGRATIONS,
         }
     }
 }
@@ -148,7 +220,7 @@ pub fn now() -> String {
 /// The store. Clones share the connection.
 #[derive(Debug, Clone)]
 pub struct Store {
-    conn: Arc<Mutex<SqliteConnection>>,
+    conn: Arc<Mutex<AnyConnection>>,
 }
 
 impl Store {
@@ -159,29 +231,29 @@ impl Store {
             url: crate::redact::url(url),
             reason,
         };
-        let path = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-            .ok_or_else(|| open_error("only sqlite:// URLs are supported by this build".into()))?;
-        if path != ":memory:"
-            && let Some(parent) = PathBuf::from(path).parent()
-            && !parent.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| open_error(format!("cannot create {}: {e}", parent.display())))?;
-        }
-        let options = SqliteConnectOptions::from_str(&format!("sqlite:{path}"))
-            .map_err(|e| open_error(e.to_string()))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(10))
-            // Intents must survive a crash the moment they are written.
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true);
-        let mut conn = connect(&options)
-            .await
-            .map_err(|e| open_error(e.to_string()))?;
-        let migrations = MIGRATIONS
+        sqlx::any::install_default_drivers();
+        let (mut conn, backend) =
+            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                let options =
+                    AnyConnectOptions::from_str(url).map_err(|e| open_error(e.to_string()))?;
+                let conn = AnyConnection::connect_with(&options)
+                    .await
+                    .map_err(|e| open_error(e.to_string()))?;
+                (conn, Backend::Postgres)
+            } else {
+                let path = url
+                    .strip_prefix("sqlite://")
+                    .or_else(|| url.strip_prefix("sqlite:"))
+                    .ok_or_else(|| {
+                        open_error("the URL must start with sqlite:// or postgres://".into())
+                    })?;
+                (
+                    open_sqlite(path).await.map_err(open_error)?,
+                    Backend::Sqlite,
+                )
+            };
+        let migrations = backend
+            .migrations()
             .iter()
             .map(|(version, description, sql)| {
                 sqlx::migrate::Migration::new(
@@ -198,7 +270,7 @@ impl Store {
         // inside it), so exactly one of them creates the schema and the others
         // find it done; without it two could both see an empty database.
         let migrate = |e: sqlx::Error| StoreError::Migrate(e.to_string());
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(migrate)?;
+        let mut tx = begin(&mut conn).await.map_err(migrate)?;
         sqlx::migrate::Migrator::with_migrations(migrations)
             .run_direct(None, &mut *tx, false)
             .await
@@ -218,7 +290,7 @@ impl Store {
         data: Value,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn.lock().await;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = begin(&mut conn).await?;
         append(&mut tx, actor, kind, run_id, None, data).await?;
         tx.commit().await?;
         Ok(())
@@ -255,7 +327,7 @@ impl Store {
 /// A word column read into its enum; an unknown word is a corrupt record,
 /// named by `what` (`step status`) and `place` (`in run R`).
 pub(crate) fn word<T>(
-    r: &SqliteRow,
+    r: &AnyRow,
     index: usize,
     parse: fn(&str) -> Option<T>,
     what: &str,
@@ -268,7 +340,7 @@ pub(crate) fn word<T>(
 /// A JSON column (`None` for NULL); text that is not JSON is a corrupt
 /// record, named by `what`, never read as missing.
 pub(crate) fn json_column(
-    r: &SqliteRow,
+    r: &AnyRow,
     index: usize,
     what: impl FnOnce() -> String,
 ) -> Result<Option<Value>, StoreError> {
@@ -278,7 +350,7 @@ pub(crate) fn json_column(
         .map_err(|e| StoreError::Corrupt(format!("{} is not JSON: {e}", what())))
 }
 
-fn event_record(r: &SqliteRow) -> Event {
+fn event_record(r: &AnyRow) -> Event {
     let data: String = r.get(6);
     Event {
         seq: r.get(0),
@@ -296,7 +368,7 @@ fn event_record(r: &SqliteRow) -> Event {
 
 /// Appends one event to the chain inside the caller's transaction.
 pub(crate) async fn append(
-    tx: &mut SqliteConnection,
+    tx: &mut AnyConnection,
     actor: &str,
     kind: &str,
     run_id: Option<&str>,
@@ -535,20 +607,53 @@ mod tests {
         store.create_run(&new_run("r2", &["evs:g1"])).await.unwrap();
     }
 
+    #[tokio::test]
+    async fn a_sqlite_file_is_opened_with_wal_full_sync_and_foreign_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("d/audit.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let mut conn = store.conn.lock().await;
+        let mut value = async |sql: &'static str| -> String {
+            let row = sqlx::query(sql).fetch_one(&mut *conn).await.unwrap();
+            row.try_get::<String, _>(0)
+                .unwrap_or_else(|_| row.get::<i64, _>(0).to_string())
+        };
+        assert_eq!(value("PRAGMA journal_mode").await, "wal");
+        assert_eq!(value("PRAGMA synchronous").await, "2", "FULL");
+        assert_eq!(value("PRAGMA foreign_keys").await, "1");
+        assert_eq!(value("PRAGMA busy_timeout").await, "10000");
+    }
+
     #[test]
     fn every_file_in_migrations_is_applied() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-        let mut files: Vec<String> = std::fs::read_dir(dir)
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        for backend in [Backend::Sqlite, Backend::Postgres] {
+            let dir = root.join(match backend {
+                Backend::Sqlite => "sqlite",
+                Backend::Postgres => "postgres",
+            });
+            let mut files: Vec<String> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".sql"))
+                .collect();
+            files.sort();
+            let listed: Vec<String> = backend
+                .migrations()
+                .iter()
+                .map(|(v, d, _)| format!("{v}_{}.sql", d.replace(' ', "_")))
+                .collect();
+            assert_eq!(files, listed, "{backend:?} lists every file, in order");
+        }
+        let stray: Vec<_> = std::fs::read_dir(&root)
             .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".sql"))
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file())
             .collect();
-        files.sort();
-        let listed: Vec<String> = MIGRATIONS
-            .iter()
-            .map(|(v, d, _)| format!("{v}_{}.sql", d.replace(' ', "_")))
-            .collect();
-        assert_eq!(files, listed, "MIGRATIONS lists every file, in order");
+        assert!(
+            stray.is_empty(),
+            "migrations belong to a backend: {stray:?}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

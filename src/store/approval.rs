@@ -1,9 +1,9 @@
 //! Approval decisions, each an audit event with its approver.
 
 use serde::Serialize;
-use sqlx::{Connection, Row};
+use sqlx::Row;
 
-use super::{Store, StoreError, append, now, word};
+use super::{Store, StoreError, append, begin, now, word};
 use crate::spelling::string_enum;
 
 string_enum! {
@@ -38,7 +38,7 @@ impl Store {
         comment: Option<&str>,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn.lock().await;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = begin(&mut conn).await?;
         sqlx::query("INSERT INTO approvals (run_id, step_id, approver, decision, comment, at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (run_id, step_id, approver) DO UPDATE SET decision = excluded.decision, comment = excluded.comment, at = excluded.at")
             .bind(run_id)
             .bind(step_id)

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::{Connection, Row};
+use sqlx::Row;
 
-use super::{Store, StoreError, append, json_column, now};
+use super::{Store, StoreError, append, begin, json_column, now};
 use crate::spelling::string_enum;
 
 string_enum! {
@@ -132,7 +132,7 @@ impl Store {
         outcome: Option<&Outcome>,
     ) -> Result<i64, StoreError> {
         let mut conn = self.conn.lock().await;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = begin(&mut conn).await?;
         let at = now();
         let row = sqlx::query(
             "INSERT INTO step_attempts (run_id, step_id, attempt, kind, request, request_body, pre_image, http_status, error_code, error_message, outcome, started_at, duration_ms)
@@ -186,7 +186,7 @@ impl Store {
         o: &Outcome,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn.lock().await;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = begin(&mut conn).await?;
         sqlx::query("UPDATE step_attempts SET outcome = $1, http_status = $2, error_code = $3, error_message = $4, duration_ms = $5, job_id = COALESCE($6, job_id) WHERE id = $7")
             .bind(&o.outcome)
             .bind(o.http_status.map(i64::from))

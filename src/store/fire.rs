@@ -1,9 +1,9 @@
 //! Schedule fires: what the scheduler did with each cron fire time.
 
 use chrono::{DateTime, Utc};
-use sqlx::{Connection, Row};
+use sqlx::Row;
 
-use super::{Store, StoreError, append, now};
+use super::{Store, StoreError, append, begin, now};
 
 impl Store {
     /// Records what the scheduler did with one fire time (with its audit event).
@@ -17,7 +17,7 @@ impl Store {
         detail: Option<&str>,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn.lock().await;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = begin(&mut conn).await?;
         let at = fire_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         sqlx::query("INSERT INTO schedule_fires (runbook, schedule, fire_at, outcome, run_id, detail, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (runbook, schedule, fire_at) DO UPDATE SET outcome = excluded.outcome, run_id = excluded.run_id, detail = excluded.detail, recorded_at = excluded.recorded_at")
             .bind(runbook)

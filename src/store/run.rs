@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Connection, Row};
+use sqlx::Row;
+use sqlx::any::AnyRow;
 use utoipa::ToSchema;
 
-use super::{RunStatus, StepStatus, Store, StoreError, append, json_column, now, word};
+use super::{RunStatus, StepStatus, Store, StoreError, append, begin, json_column, now, word};
 use crate::runbook::Kind;
 use crate::spelling::string_enum;
 
@@ -120,7 +120,7 @@ impl Store {
     /// Creates a run with its steps, leasing its targets, in one transaction.
     pub async fn create_run(&self, run: &NewRun) -> Result<(), StoreError> {
         let mut conn = self.conn.lock().await;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = begin(&mut conn).await?;
         for target in &run.targets {
             let holder = sqlx::query("SELECT l.run_id, r.runbook, r.created_at FROM target_leases l JOIN runs r ON r.id = l.run_id WHERE l.target = $1")
                 .bind(target)
@@ -157,7 +157,7 @@ impl Store {
                 .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))),
         )
         .to_string())
-        .bind(run.dry_run)
+        .bind(i64::from(run.dry_run))
         .bind(&at)
         .execute(&mut *tx)
         .await?;
@@ -214,7 +214,7 @@ impl Store {
         actor: &str,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn.lock().await;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = begin(&mut conn).await?;
         sqlx::query("UPDATE runs SET status = $1, error = $2, finished_at = $3 WHERE id = $4")
             .bind(status.as_str())
             .bind(error)
@@ -259,7 +259,7 @@ impl Store {
         error: Option<&str>,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn.lock().await;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = begin(&mut conn).await?;
         let at = now();
         let started = status == StepStatus::Running;
         sqlx::query(
@@ -309,19 +309,20 @@ impl Store {
         actor: &str,
         key: &str,
     ) -> Result<Option<(String, String)>, StoreError> {
-        let row =
-            sqlx::query("SELECT request, run_id FROM idempotency_keys WHERE actor = $1 AND key = $2")
-                .bind(actor)
-                .bind(key)
-                .fetch_optional(&mut *self.conn.lock().await)
-                .await?;
+        let row = sqlx::query(
+            "SELECT request, run_id FROM idempotency_keys WHERE actor = $1 AND key = $2",
+        )
+        .bind(actor)
+        .bind(key)
+        .fetch_optional(&mut *self.conn.lock().await)
+        .await?;
         Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 
     /// Asks a running run to stop; `false` when it is not running.
     pub async fn request_cancel(&self, run_id: &str, actor: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn.lock().await;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = begin(&mut conn).await?;
         let changed = sqlx::query("UPDATE runs SET cancel_requested_by = COALESCE(cancel_requested_by, $1) WHERE id = $2 AND status = 'running'")
             .bind(actor)
             .bind(run_id)
@@ -404,7 +405,7 @@ impl Store {
     }
 }
 
-fn run_record(r: &SqliteRow) -> Result<RunRecord, StoreError> {
+fn run_record(r: &AnyRow) -> Result<RunRecord, StoreError> {
     let id: String = r.get(0);
     let params: String = r.get(8);
     // Never run with parameters other than the ones stored: unreadable is an error.
@@ -424,7 +425,7 @@ fn run_record(r: &SqliteRow) -> Result<RunRecord, StoreError> {
         trigger,
         requested_by: r.get(7),
         params,
-        dry_run: r.get(9),
+        dry_run: r.get::<i64, _>(9) != 0,
         status,
         error: r.get(11),
         created_at: r.get(12),
