@@ -196,6 +196,55 @@ async fn open_sqlite(path: &str) -> Result<AnyConnection, String> {
     Ok(conn)
 }
 
+/// For tests: a fresh, empty PostgreSQL database on the test server
+/// (`DROVER_TEST_POSTGRES`, default `postgres://postgres@127.0.0.1:5432`),
+/// or `None`, said on stderr, when no server answers. With
+/// `DROVER_TEST_POSTGRES_REQUIRED=1` (set by `.ci/run`) a missing server
+/// fails the test instead. Databases left by test processes that have
+/// ended are dropped first.
+#[doc(hidden)]
+pub async fn scratch_postgres() -> Option<String> {
+    let base = std::env::var("DROVER_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let required = std::env::var("DROVER_TEST_POSTGRES_REQUIRED").is_ok_and(|v| v == "1");
+    sqlx::any::install_default_drivers();
+    let mut admin = match AnyConnection::connect(&format!("{base}/postgres")).await {
+        Ok(c) => c,
+        Err(e) if !required => {
+            eprintln!(
+                "PostgreSQL at {base} does not answer ({e}): the PostgreSQL part of this test is skipped"
+            );
+            return None;
+        }
+        Err(e) => panic!("PostgreSQL at {base} is required for this test run: {e}"),
+    };
+    let leftovers =
+        sqlx::query("SELECT datname::text FROM pg_database WHERE datname LIKE 'drover_test_%'")
+            .fetch_all(&mut admin)
+            .await
+            .expect("list test databases");
+    for row in leftovers {
+        let name: String = row.get(0);
+        let pid = name.split('_').nth(2).unwrap_or_default();
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+            let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
+                .execute(&mut admin)
+                .await;
+        }
+    }
+    let name = format!(
+        "drover_test_{}_{}",
+        std::process::id(),
+        uuid::Uuid::now_v7().simple()
+    );
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut admin)
+        .await
+        .expect("create a test database");
+    Some(format!("{base}/{name}"))
+}
+
 /// Which database the store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Backend {
@@ -407,6 +456,16 @@ pub(crate) async fn append(
 mod tests {
     use super::*;
 
+    /// A fresh store on each backend this machine has: SQLite in memory,
+    /// and PostgreSQL when its test server answers.
+    async fn stores() -> Vec<Store> {
+        let mut out = vec![Store::open("sqlite::memory:").await.unwrap()];
+        if let Some(url) = scratch_postgres().await {
+            out.push(Store::open(&url).await.unwrap());
+        }
+        out
+    }
+
     fn new_run(id: &str, targets: &[&str]) -> NewRun {
         NewRun {
             id: id.into(),
@@ -430,181 +489,188 @@ mod tests {
 
     #[tokio::test]
     async fn runs_steps_attempts_and_a_verifiable_chain() {
-        let store = Store::open("sqlite::memory:").await.unwrap();
-        store.create_run(&new_run("r1", &["evs:g1"])).await.unwrap();
-        store
-            .set_step("r1", "precheck", StepStatus::Running, None, None)
-            .await
-            .unwrap();
-        let intent = NewAttempt {
-            run_id: "r1".into(),
-            step_id: "precheck".into(),
-            attempt: 1,
-            kind: AttemptKind::Intent,
-            request: "POST /x".into(),
-            ..Default::default()
-        };
-        let id = store.record_attempt(&intent, None).await.unwrap();
-        let attempts = store.attempts("r1").await.unwrap();
-        assert_eq!(
-            attempts[0].outcome, None,
-            "an intent has no outcome until the answer is recorded"
-        );
-        store
-            .record_outcome(
-                "r1",
-                "precheck",
-                id,
-                &Outcome {
-                    outcome: "ok".into(),
-                    http_status: Some(200),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        store
-            .set_step(
-                "r1",
-                "precheck",
-                StepStatus::Succeeded,
-                Some(&serde_json::json!({"a": 1})),
-                None,
-            )
-            .await
-            .unwrap();
-        store
-            .finish_run("r1", RunStatus::Succeeded, None, "alice")
-            .await
-            .unwrap();
+        for store in stores().await {
+            store.create_run(&new_run("r1", &["evs:g1"])).await.unwrap();
+            store
+                .set_step("r1", "precheck", StepStatus::Running, None, None)
+                .await
+                .unwrap();
+            let intent = NewAttempt {
+                run_id: "r1".into(),
+                step_id: "precheck".into(),
+                attempt: 1,
+                kind: AttemptKind::Intent,
+                request: "POST /x".into(),
+                ..Default::default()
+            };
+            let id = store.record_attempt(&intent, None).await.unwrap();
+            let attempts = store.attempts("r1").await.unwrap();
+            assert_eq!(
+                attempts[0].outcome, None,
+                "an intent has no outcome until the answer is recorded"
+            );
+            store
+                .record_outcome(
+                    "r1",
+                    "precheck",
+                    id,
+                    &Outcome {
+                        outcome: "ok".into(),
+                        http_status: Some(200),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            store
+                .set_step(
+                    "r1",
+                    "precheck",
+                    StepStatus::Succeeded,
+                    Some(&serde_json::json!({"a": 1})),
+                    None,
+                )
+                .await
+                .unwrap();
+            store
+                .finish_run("r1", RunStatus::Succeeded, None, "alice")
+                .await
+                .unwrap();
 
-        let run = store.run("r1").await.unwrap().unwrap();
-        assert_eq!(
-            (run.status.as_str(), run.params["group_id"].as_str()),
-            ("succeeded", "g1")
-        );
-        let steps = store.steps("r1").await.unwrap();
-        assert_eq!(steps[0].output, Some(serde_json::json!({"a": 1})));
-        assert_eq!(steps[1].status, "pending");
-        assert_eq!(
-            store.attempts("r1").await.unwrap()[0].outcome.as_deref(),
-            Some("ok")
-        );
-        let events = store.events(None).await.unwrap();
-        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
-        assert_eq!(
-            kinds,
-            [
-                "run.started",
-                "step.status",
-                "step.intent",
-                "step.outcome",
-                "step.status",
-                "run.finished"
-            ]
-        );
-        assert_eq!(store.verify().await.unwrap(), Ok(6));
+            let run = store.run("r1").await.unwrap().unwrap();
+            assert_eq!(
+                (run.status.as_str(), run.params["group_id"].as_str()),
+                ("succeeded", "g1")
+            );
+            let steps = store.steps("r1").await.unwrap();
+            assert_eq!(steps[0].output, Some(serde_json::json!({"a": 1})));
+            assert_eq!(steps[1].status, "pending");
+            assert_eq!(
+                store.attempts("r1").await.unwrap()[0].outcome.as_deref(),
+                Some("ok")
+            );
+            let events = store.events(None).await.unwrap();
+            let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+            assert_eq!(
+                kinds,
+                [
+                    "run.started",
+                    "step.status",
+                    "step.intent",
+                    "step.outcome",
+                    "step.status",
+                    "run.finished"
+                ]
+            );
+            assert_eq!(store.verify().await.unwrap(), Ok(6));
+        }
     }
 
     #[tokio::test]
     async fn unreadable_parameters_are_an_error_not_an_empty_map() {
-        let store = Store::open("sqlite::memory:").await.unwrap();
-        store.create_run(&new_run("r1", &[])).await.unwrap();
-        store
-            .execute_unchecked("UPDATE runs SET params = 'not json' WHERE id = 'r1'")
-            .await
-            .unwrap();
-        let err = store.run("r1").await.unwrap_err().to_string();
-        assert!(
-            err.contains("corrupt record: the parameters of run r1 cannot be read"),
-            "{err}"
-        );
-        assert!(store.interrupted_runs().await.is_err());
+        for store in stores().await {
+            store.create_run(&new_run("r1", &[])).await.unwrap();
+            store
+                .execute_unchecked("UPDATE runs SET params = 'not json' WHERE id = 'r1'")
+                .await
+                .unwrap();
+            let err = store.run("r1").await.unwrap_err().to_string();
+            assert!(
+                err.contains("corrupt record: the parameters of run r1 cannot be read"),
+                "{err}"
+            );
+            assert!(store.interrupted_runs().await.is_err());
+        }
     }
 
     #[tokio::test]
     async fn stored_json_that_is_not_json_is_a_corrupt_record() {
-        let store = Store::open("sqlite::memory:").await.unwrap();
-        store.create_run(&new_run("r1", &[])).await.unwrap();
-        store
-            .execute_unchecked("UPDATE steps SET output = '{not json' WHERE step_id = 'precheck'")
-            .await
-            .unwrap();
-        let err = store.steps("r1").await.unwrap_err().to_string();
-        assert!(err.contains("a step output in run r1 is not JSON"), "{err}");
+        for store in stores().await {
+            store.create_run(&new_run("r1", &[])).await.unwrap();
+            store
+                .execute_unchecked(
+                    "UPDATE steps SET output = '{not json' WHERE step_id = 'precheck'",
+                )
+                .await
+                .unwrap();
+            let err = store.steps("r1").await.unwrap_err().to_string();
+            assert!(err.contains("a step output in run r1 is not JSON"), "{err}");
+        }
     }
 
     #[tokio::test]
     async fn unknown_stored_statuses_are_corrupt_records() {
-        let store = Store::open("sqlite::memory:").await.unwrap();
-        store.create_run(&new_run("r1", &[])).await.unwrap();
-        assert_eq!(
-            store.run("r1").await.unwrap().unwrap().status,
-            RunStatus::Running
-        );
-        store
-            .execute_unchecked("UPDATE steps SET status = 'paused' WHERE run_id = 'r1'")
-            .await
-            .unwrap();
-        let err = store.steps("r1").await.unwrap_err().to_string();
-        assert!(err.contains("unknown step status `paused`"), "{err}");
-        store
-            .execute_unchecked("UPDATE runs SET status = 'paused' WHERE id = 'r1'")
-            .await
-            .unwrap();
-        let err = store.run("r1").await.unwrap_err().to_string();
-        assert!(err.contains("unknown status `paused` of run r1"), "{err}");
-        for (sql, message) in [
-            (
-                "UPDATE runs SET status = 'running', kind = 'paused'",
-                "unknown kind `paused` of run r1",
-            ),
-            (
-                "UPDATE runs SET kind = 'switchover', trigger = 'paused'",
-                "unknown trigger `paused` of run r1",
-            ),
-        ] {
-            store.execute_unchecked(sql).await.unwrap();
+        for store in stores().await {
+            store.create_run(&new_run("r1", &[])).await.unwrap();
+            assert_eq!(
+                store.run("r1").await.unwrap().unwrap().status,
+                RunStatus::Running
+            );
+            store
+                .execute_unchecked("UPDATE steps SET status = 'paused' WHERE run_id = 'r1'")
+                .await
+                .unwrap();
+            let err = store.steps("r1").await.unwrap_err().to_string();
+            assert!(err.contains("unknown step status `paused`"), "{err}");
+            store
+                .execute_unchecked("UPDATE runs SET status = 'paused' WHERE id = 'r1'")
+                .await
+                .unwrap();
             let err = store.run("r1").await.unwrap_err().to_string();
-            assert!(err.contains(message), "{err}");
+            assert!(err.contains("unknown status `paused` of run r1"), "{err}");
+            for (sql, message) in [
+                (
+                    "UPDATE runs SET status = 'running', kind = 'paused'",
+                    "unknown kind `paused` of run r1",
+                ),
+                (
+                    "UPDATE runs SET kind = 'switchover', trigger = 'paused'",
+                    "unknown trigger `paused` of run r1",
+                ),
+            ] {
+                store.execute_unchecked(sql).await.unwrap();
+                let err = store.run("r1").await.unwrap_err().to_string();
+                assert!(err.contains(message), "{err}");
+            }
+            store
+                .record_approval("r1", "precheck", "bob", Decision::Approved, None)
+                .await
+                .unwrap();
+            store
+                .execute_unchecked("UPDATE approvals SET decision = 'maybe'")
+                .await
+                .unwrap();
+            let err = store.approvals("r1").await.unwrap_err().to_string();
+            assert!(
+                err.contains("unknown approval decision `maybe` in run r1"),
+                "{err}"
+            );
         }
-        store
-            .record_approval("r1", "precheck", "bob", Decision::Approved, None)
-            .await
-            .unwrap();
-        store
-            .execute_unchecked("UPDATE approvals SET decision = 'maybe'")
-            .await
-            .unwrap();
-        let err = store.approvals("r1").await.unwrap_err().to_string();
-        assert!(
-            err.contains("unknown approval decision `maybe` in run r1"),
-            "{err}"
-        );
     }
 
     #[tokio::test]
     async fn a_leased_target_refuses_a_second_run_until_released() {
-        let store = Store::open("sqlite::memory:").await.unwrap();
-        store.create_run(&new_run("r1", &["evs:g1"])).await.unwrap();
-        let err = store
-            .create_run(&new_run("r2", &["evs:g2", "evs:g1"]))
-            .await
-            .unwrap_err();
-        let text = err.to_string();
-        assert!(
-            text.starts_with("evs:g1 is in use by run r1 (evs-switchover, started "),
-            "{text}"
-        );
-        assert!(
-            store.run("r2").await.unwrap().is_none(),
-            "nothing of the refused run is stored"
-        );
-        store
-            .finish_run("r1", RunStatus::Succeeded, None, "alice")
-            .await
-            .unwrap();
-        store.create_run(&new_run("r2", &["evs:g1"])).await.unwrap();
+        for store in stores().await {
+            store.create_run(&new_run("r1", &["evs:g1"])).await.unwrap();
+            let err = store
+                .create_run(&new_run("r2", &["evs:g2", "evs:g1"]))
+                .await
+                .unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.starts_with("evs:g1 is in use by run r1 (evs-switchover, started "),
+                "{text}"
+            );
+            assert!(
+                store.run("r2").await.unwrap().is_none(),
+                "nothing of the refused run is stored"
+            );
+            store
+                .finish_run("r1", RunStatus::Succeeded, None, "alice")
+                .await
+                .unwrap();
+            store.create_run(&new_run("r2", &["evs:g1"])).await.unwrap();
+        }
     }
 
     #[tokio::test]
@@ -690,36 +756,37 @@ mod tests {
 
     #[tokio::test]
     async fn schedule_fires_are_recorded_with_their_latest_time() {
-        let store = Store::open("sqlite::memory:").await.unwrap();
-        assert_eq!(store.last_fire("rb", "weekly").await.unwrap(), None);
-        let t1 = DateTime::parse_from_rfc3339("2026-05-01T03:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        let t2 = DateTime::parse_from_rfc3339("2026-05-08T03:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        store
-            .record_fire("rb", "weekly", t1, "started", Some("r1"), None)
-            .await
-            .unwrap();
-        store
-            .record_fire("rb", "weekly", t2, "missed", None, Some("down"))
-            .await
-            .unwrap();
-        assert_eq!(store.last_fire("rb", "weekly").await.unwrap(), Some(t2));
-        let fires = store.fires("rb", "weekly").await.unwrap();
-        assert_eq!(
-            fires[1],
-            (
-                "2026-05-08T03:00:00Z".to_string(),
-                "missed".to_string(),
-                None
-            )
-        );
-        assert_eq!(
-            store.verify().await.unwrap(),
-            Ok(2),
-            "fires are audit events"
-        );
+        for store in stores().await {
+            assert_eq!(store.last_fire("rb", "weekly").await.unwrap(), None);
+            let t1 = DateTime::parse_from_rfc3339("2026-05-01T03:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc);
+            let t2 = DateTime::parse_from_rfc3339("2026-05-08T03:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc);
+            store
+                .record_fire("rb", "weekly", t1, "started", Some("r1"), None)
+                .await
+                .unwrap();
+            store
+                .record_fire("rb", "weekly", t2, "missed", None, Some("down"))
+                .await
+                .unwrap();
+            assert_eq!(store.last_fire("rb", "weekly").await.unwrap(), Some(t2));
+            let fires = store.fires("rb", "weekly").await.unwrap();
+            assert_eq!(
+                fires[1],
+                (
+                    "2026-05-08T03:00:00Z".to_string(),
+                    "missed".to_string(),
+                    None
+                )
+            );
+            assert_eq!(
+                store.verify().await.unwrap(),
+                Ok(2),
+                "fires are audit events"
+            );
+        }
     }
 }

@@ -12,13 +12,29 @@ use crate::helpers::{drover_with, repo, stdout};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_then_audit_list_show_export_and_verify() {
+    audit_cycle(None).await;
+}
+
+/// The same commands with `database.url: postgres://...`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_then_audit_list_show_export_and_verify_on_postgresql() {
+    if let Some(url) = drover::store::scratch_postgres().await {
+        audit_cycle(Some(url)).await;
+    }
+}
+
+/// A run, then every `drover audit` command, on the harness's SQLite file
+/// or on `database`.
+async fn audit_cycle(database: Option<String>) {
     let h = harness(SimConfig {
         transition: std::time::Duration::from_millis(100),
         ..SimConfig::default()
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let config = crate::helpers::write_config(&h.sim, &h.db, dir.path());
+    let url = database.unwrap_or_else(|| format!("sqlite://{}", h.db.display()));
+    let config = crate::helpers::write_config_for(&h.sim, &url, dir.path());
+    let store = drover::store::Store::open(&url).await.unwrap();
     let run = |args: &[&str]| drover_with(&config, &h.sim, args).output().unwrap();
 
     let out = run(&[
@@ -90,7 +106,7 @@ async fn run_then_audit_list_show_export_and_verify() {
         "audit chain intact: {} events verified",
         events.len()
     )));
-    h.store
+    store
         .execute_unchecked("UPDATE audit_events SET data = '{\"status\":\"failed\"}' WHERE seq = 7")
         .await
         .unwrap();

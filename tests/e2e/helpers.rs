@@ -137,11 +137,15 @@ pub fn calls(sim: &Sim) -> Vec<(String, Option<u16>)> {
 /// Writes a config file pointing `drover` at the simulator and database `db`
 /// (cloud request timeout 3 s); the password goes in `DROVER_CLOUD__AUTH__PASSWORD`.
 pub fn write_config(sim: &Sim, db: &std::path::Path, dir: &std::path::Path) -> PathBuf {
+    write_config_for(sim, &format!("sqlite://{}", db.display()), dir)
+}
+
+/// The same config with any database URL (`postgres://...` too).
+pub fn write_config_for(sim: &Sim, database: &str, dir: &std::path::Path) -> PathBuf {
     let creds = sim.sim.credentials();
     let path = dir.join("drover.yaml");
     let text = format!(
-        "database: {{ url: \"sqlite://{}\" }}\nrunbooks: {{ dir: \"{}\" }}\ncloud:\n  timeout: 3s\n  project_id: {}\n  iam_endpoint: {url}\n  evs_endpoint: {url}\n  sdrs_endpoint: {url}\n  auth: {{ method: password, user: {}, domain: {} }}\n",
-        db.display(),
+        "database: {{ url: \"{database}\" }}\nrunbooks: {{ dir: \"{}\" }}\ncloud:\n  timeout: 3s\n  project_id: {}\n  iam_endpoint: {url}\n  evs_endpoint: {url}\n  sdrs_endpoint: {url}\n  auth: {{ method: password, user: {}, domain: {} }}\n",
         repo("runbooks").display(),
         creds.project_id,
         creds.user,
