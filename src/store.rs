@@ -13,6 +13,7 @@
 pub mod approval;
 pub mod attempt;
 pub mod audit;
+pub mod claim;
 pub mod fire;
 pub mod run;
 
@@ -31,13 +32,21 @@ use tokio::sync::Mutex;
 pub use approval::{ApprovalRecord, Decision};
 pub use attempt::{AttemptKind, AttemptRecord, IntentOutcome, NewAttempt, Outcome};
 pub use audit::{BrokenLink, Event};
+pub use claim::{DEFAULT_CLAIM_TTL, Node};
 pub use run::{NewRun, Phase, RunRecord, StepRecord, Trigger};
 
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    20261129120000,
-    "create audit store",
-    include_str!("../migrations/postgres/20261129120000_create_audit_store.sql"),
-)];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        20261129120000,
+        "create audit store",
+        include_str!("../migrations/postgres/20261129120000_create_audit_store.sql"),
+    ),
+    (
+        20261129130000,
+        "add run claims",
+        include_str!("../migrations/postgres/20261129130000_add_run_claims.sql"),
+    ),
+];
 
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -59,6 +68,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         20261129000000,
         "add attempt job id",
         include_str!("../migrations/sqlite/20261129000000_add_attempt_job_id.sql"),
+    ),
+    (
+        20261129130000,
+        "add run claims",
+        include_str!("../migrations/sqlite/20261129130000_add_run_claims.sql"),
     ),
 ];
 
@@ -95,6 +109,22 @@ pub enum StoreError {
     /// A stored value cannot be read back (edited by hand, or a newer schema).
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// This process lost the run: it records and sends nothing more for it.
+    #[error("run {run_id} is no longer executed by this process: {why}")]
+    Fenced { run_id: String, why: String },
+    /// Another live process holds the run.
+    #[error(
+        "run {run_id} is being executed by {owner}; it can be taken over if that process stops renewing its claim (expires in {:.1}s)",
+        expires_in.as_secs_f64()
+    )]
+    Owned {
+        run_id: String,
+        owner: String,
+        expires_in: Duration,
+    },
+    /// The run is over; nothing to claim.
+    #[error("run {run_id} is {status}, not running")]
+    NotRunning { run_id: String, status: String },
 }
 
 use crate::spelling::string_enum;
@@ -143,6 +173,20 @@ pub(crate) async fn begin(conn: &mut AnyConnection) -> Result<Transaction<'_, An
         .execute(&mut *tx)
         .await?;
     Ok(tx)
+}
+
+/// What an error left behind, ended now: a transaction dropped by `?` is
+/// rolled back only when its connection is next used, and until then it
+/// would keep its lock (SQLite's write lock, the advisory lock on
+/// PostgreSQL) from every other writer.
+pub(crate) async fn settled<T>(
+    conn: &mut AnyConnection,
+    result: Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    if result.is_err() {
+        let _ = conn.ping().await;
+    }
+    result
 }
 
 /// The advisory lock key of the store's writers on PostgreSQL ("drover" in ASCII).
@@ -270,6 +314,8 @@ pub fn now() -> String {
 #[derive(Debug, Clone)]
 pub struct Store {
     conn: Arc<Mutex<AnyConnection>>,
+    backend: Backend,
+    claims: Arc<claim::Claims>,
 }
 
 impl Store {
@@ -327,7 +373,16 @@ impl Store {
         tx.commit().await.map_err(migrate)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
+            backend,
+            claims: claim::Claims::new(Node::this_process(None), DEFAULT_CLAIM_TTL),
         })
+    }
+
+    /// Names this process `node` in the claims it takes, which live `ttl`
+    /// unless renewed. For a store no run has been started on yet.
+    pub fn with_node(mut self, node: Node, ttl: Duration) -> Store {
+        self.claims = claim::Claims::new(node, ttl);
+        self
     }
 
     /// Appends an audit event on its own (API calls, config reloads).
@@ -339,10 +394,14 @@ impl Store {
         data: Value,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn.lock().await;
-        let mut tx = begin(&mut conn).await?;
-        append(&mut tx, actor, kind, run_id, None, data).await?;
-        tx.commit().await?;
-        Ok(())
+        let result: Result<_, StoreError> = async {
+            let mut tx = begin(&mut conn).await?;
+            append(&mut tx, actor, kind, run_id, None, data).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        settled(&mut conn, result).await
     }
 
     /// Audit events in chain order, optionally only those at or after `since`.
@@ -466,7 +525,7 @@ mod tests {
         out
     }
 
-    fn new_run(id: &str, targets: &[&str]) -> NewRun {
+    pub(crate) fn new_run(id: &str, targets: &[&str]) -> NewRun {
         NewRun {
             id: id.into(),
             runbook: "evs-switchover".into(),

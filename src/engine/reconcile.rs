@@ -394,6 +394,9 @@ pub(crate) async fn mutate<C: Cloud>(s: &StepRun<'_, C>, m: &Mutation) -> Result
             )
             .await?;
         crash::point("mutate.after_intent");
+        // Right before the change leaves: this process must still hold the
+        // run's claim by its own monotonic clock (another may take it after).
+        store.may_send(run_id)?;
         let started = tokio::time::Instant::now();
         let result = m.send(s).await.and_then(|d| match d {
             Delivery::Sent(job_id) => Ok(job_id),

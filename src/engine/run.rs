@@ -198,6 +198,24 @@ impl<C: Cloud> Engine<C> {
         if run.status != RunStatus::Running {
             return Err(EngineError::Finished(run.id, run.status.to_string()));
         }
+        // Only the process holding the run's claim executes it; the claim is
+        // renewed while it does, and every write is fenced by its epoch.
+        self.store.claim(run_id).await?;
+        let _renewing = self.store.keep_claimed(run_id);
+        let summary = self.execute_claimed(run, cancel).await;
+        if !matches!(&summary, Ok(s) if s.status != RunStatus::Running) {
+            // Stopped (shutdown, waiting for approval) or failed to record:
+            // let another process take it over at once.
+            self.store.release(run_id).await.ok();
+        }
+        summary
+    }
+
+    async fn execute_claimed(
+        &self,
+        run: RunRecord,
+        cancel: &CancellationToken,
+    ) -> Result<RunSummary, EngineError> {
         if run.dry_run {
             // The one place a dry run is decided: it executes against a cloud
             // that cannot send a change.

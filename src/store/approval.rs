@@ -3,7 +3,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{Store, StoreError, append, begin, now, word};
+use super::{Store, StoreError, append, begin, now, settled, word};
 use crate::spelling::string_enum;
 
 string_enum! {
@@ -38,27 +38,31 @@ impl Store {
         comment: Option<&str>,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn.lock().await;
-        let mut tx = begin(&mut conn).await?;
-        sqlx::query("INSERT INTO approvals (run_id, step_id, approver, decision, comment, at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (run_id, step_id, approver) DO UPDATE SET decision = excluded.decision, comment = excluded.comment, at = excluded.at")
-            .bind(run_id)
-            .bind(step_id)
-            .bind(approver)
-            .bind(decision.as_str())
-            .bind(comment)
-            .bind(now())
-            .execute(&mut *tx)
+        let result: Result<_, StoreError> = async {
+            let mut tx = begin(&mut conn).await?;
+            sqlx::query("INSERT INTO approvals (run_id, step_id, approver, decision, comment, at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (run_id, step_id, approver) DO UPDATE SET decision = excluded.decision, comment = excluded.comment, at = excluded.at")
+                .bind(run_id)
+                .bind(step_id)
+                .bind(approver)
+                .bind(decision.as_str())
+                .bind(comment)
+                .bind(now())
+                .execute(&mut *tx)
+                .await?;
+            append(
+                &mut tx,
+                approver,
+                "approval",
+                Some(run_id),
+                Some(step_id),
+                serde_json::json!({ "decision": decision, "comment": comment }),
+            )
             .await?;
-        append(
-            &mut tx,
-            approver,
-            "approval",
-            Some(run_id),
-            Some(step_id),
-            serde_json::json!({ "decision": decision, "comment": comment }),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        settled(&mut conn, result).await
     }
 
     /// A run's approvals.

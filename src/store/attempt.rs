@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row;
 
-use super::{Store, StoreError, append, begin, json_column, now};
+use super::{Store, StoreError, append, begin, json_column, now, settled};
 use crate::spelling::string_enum;
 
 string_enum! {
@@ -132,49 +132,54 @@ impl Store {
         outcome: Option<&Outcome>,
     ) -> Result<i64, StoreError> {
         let mut conn = self.conn.lock().await;
-        let mut tx = begin(&mut conn).await?;
-        let at = now();
-        let row = sqlx::query(
-            "INSERT INTO step_attempts (run_id, step_id, attempt, kind, request, request_body, pre_image, http_status, error_code, error_message, outcome, started_at, duration_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
-        )
-        .bind(&a.run_id)
-        .bind(&a.step_id)
-        .bind(a.attempt as i64)
-        .bind(a.kind.as_str())
-        .bind(&a.request)
-        .bind(a.request_body.as_ref().map(Value::to_string))
-        .bind(a.pre_image.as_ref().map(Value::to_string))
-        .bind(outcome.and_then(|o| o.http_status).map(i64::from))
-        .bind(outcome.and_then(|o| o.error_code.clone()))
-        .bind(outcome.and_then(|o| o.error_message.clone()))
-        .bind(outcome.map(|o| o.outcome.clone()))
-        .bind(&at)
-        .bind(outcome.map(|o| o.duration.as_millis() as i64))
-        .fetch_one(&mut *tx)
-        .await?;
-        let id: i64 = row.get(0);
-        let kind = if outcome.is_none() {
-            "step.intent"
-        } else {
-            "step.attempt"
-        };
-        let data = serde_json::json!({
-            "attempt": a.attempt, "kind": a.kind.as_str(), "request": a.request, "body": a.request_body,
-            "outcome": outcome.map(|o| &o.outcome), "http_status": outcome.and_then(|o| o.http_status),
-            "error_code": outcome.and_then(|o| o.error_code.clone()),
-        });
-        append(
-            &mut tx,
-            "drover",
-            kind,
-            Some(&a.run_id),
-            Some(&a.step_id),
-            data,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(id)
+        let result: Result<_, StoreError> = async {
+            let mut tx = begin(&mut conn).await?;
+            self.fence(&mut tx, &a.run_id).await?;
+            let at = now();
+            let row = sqlx::query(
+                "INSERT INTO step_attempts (run_id, step_id, attempt, kind, request, request_body, pre_image, http_status, error_code, error_message, outcome, started_at, duration_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+            )
+            .bind(&a.run_id)
+            .bind(&a.step_id)
+            .bind(a.attempt as i64)
+            .bind(a.kind.as_str())
+            .bind(&a.request)
+            .bind(a.request_body.as_ref().map(Value::to_string))
+            .bind(a.pre_image.as_ref().map(Value::to_string))
+            .bind(outcome.and_then(|o| o.http_status).map(i64::from))
+            .bind(outcome.and_then(|o| o.error_code.clone()))
+            .bind(outcome.and_then(|o| o.error_message.clone()))
+            .bind(outcome.map(|o| o.outcome.clone()))
+            .bind(&at)
+            .bind(outcome.map(|o| o.duration.as_millis() as i64))
+            .fetch_one(&mut *tx)
+            .await?;
+            let id: i64 = row.get(0);
+            let kind = if outcome.is_none() {
+                "step.intent"
+            } else {
+                "step.attempt"
+            };
+            let data = serde_json::json!({
+                "attempt": a.attempt, "kind": a.kind.as_str(), "request": a.request, "body": a.request_body,
+                "outcome": outcome.map(|o| &o.outcome), "http_status": outcome.and_then(|o| o.http_status),
+                "error_code": outcome.and_then(|o| o.error_code.clone()),
+            });
+            append(
+                &mut tx,
+                "drover",
+                kind,
+                Some(&a.run_id),
+                Some(&a.step_id),
+                data,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(id)
+        }
+        .await;
+        settled(&mut conn, result).await
     }
 
     /// Records the answer to an intent.
@@ -186,29 +191,34 @@ impl Store {
         o: &Outcome,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn.lock().await;
-        let mut tx = begin(&mut conn).await?;
-        sqlx::query("UPDATE step_attempts SET outcome = $1, http_status = $2, error_code = $3, error_message = $4, duration_ms = $5, job_id = COALESCE($6, job_id) WHERE id = $7")
-            .bind(&o.outcome)
-            .bind(o.http_status.map(i64::from))
-            .bind(&o.error_code)
-            .bind(&o.error_message)
-            .bind(o.duration.as_millis() as i64)
-            .bind(&o.job_id)
-            .bind(attempt_id)
-            .execute(&mut *tx)
+        let result: Result<_, StoreError> = async {
+            let mut tx = begin(&mut conn).await?;
+            self.fence(&mut tx, run_id).await?;
+            sqlx::query("UPDATE step_attempts SET outcome = $1, http_status = $2, error_code = $3, error_message = $4, duration_ms = $5, job_id = COALESCE($6, job_id) WHERE id = $7")
+                .bind(&o.outcome)
+                .bind(o.http_status.map(i64::from))
+                .bind(&o.error_code)
+                .bind(&o.error_message)
+                .bind(o.duration.as_millis() as i64)
+                .bind(&o.job_id)
+                .bind(attempt_id)
+                .execute(&mut *tx)
+                .await?;
+            let data = serde_json::json!({ "attempt_id": attempt_id, "outcome": o.outcome, "http_status": o.http_status, "error_code": o.error_code, "job_id": o.job_id });
+            append(
+                &mut tx,
+                "drover",
+                "step.outcome",
+                Some(run_id),
+                Some(step_id),
+                data,
+            )
             .await?;
-        let data = serde_json::json!({ "attempt_id": attempt_id, "outcome": o.outcome, "http_status": o.http_status, "error_code": o.error_code, "job_id": o.job_id });
-        append(
-            &mut tx,
-            "drover",
-            "step.outcome",
-            Some(run_id),
-            Some(step_id),
-            data,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        settled(&mut conn, result).await
     }
 
     /// A run's attempts in order.

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{Store, StoreError, append, begin, now};
+use super::{Store, StoreError, append, begin, now, settled};
 
 impl Store {
     /// Records what the scheduler did with one fire time (with its audit event).
@@ -17,22 +17,26 @@ impl Store {
         detail: Option<&str>,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn.lock().await;
-        let mut tx = begin(&mut conn).await?;
-        let at = fire_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        sqlx::query("INSERT INTO schedule_fires (runbook, schedule, fire_at, outcome, run_id, detail, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (runbook, schedule, fire_at) DO UPDATE SET outcome = excluded.outcome, run_id = excluded.run_id, detail = excluded.detail, recorded_at = excluded.recorded_at")
-            .bind(runbook)
-            .bind(schedule)
-            .bind(&at)
-            .bind(outcome)
-            .bind(run_id)
-            .bind(detail)
-            .bind(now())
-            .execute(&mut *tx)
-            .await?;
-        let data = serde_json::json!({ "runbook": runbook, "schedule": schedule, "fire_at": at, "outcome": outcome, "detail": detail });
-        append(&mut tx, "scheduler", "schedule.fire", run_id, None, data).await?;
-        tx.commit().await?;
-        Ok(())
+        let result: Result<_, StoreError> = async {
+            let mut tx = begin(&mut conn).await?;
+            let at = fire_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            sqlx::query("INSERT INTO schedule_fires (runbook, schedule, fire_at, outcome, run_id, detail, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (runbook, schedule, fire_at) DO UPDATE SET outcome = excluded.outcome, run_id = excluded.run_id, detail = excluded.detail, recorded_at = excluded.recorded_at")
+                .bind(runbook)
+                .bind(schedule)
+                .bind(&at)
+                .bind(outcome)
+                .bind(run_id)
+                .bind(detail)
+                .bind(now())
+                .execute(&mut *tx)
+                .await?;
+            let data = serde_json::json!({ "runbook": runbook, "schedule": schedule, "fire_at": at, "outcome": outcome, "detail": detail });
+            append(&mut tx, "scheduler", "schedule.fire", run_id, None, data).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        settled(&mut conn, result).await
     }
 
     /// The latest fire time the scheduler handled for a schedule.

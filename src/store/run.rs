@@ -9,7 +9,9 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use utoipa::ToSchema;
 
-use super::{RunStatus, StepStatus, Store, StoreError, append, begin, json_column, now, word};
+use super::{
+    RunStatus, StepStatus, Store, StoreError, append, begin, json_column, now, settled, word,
+};
 use crate::runbook::Kind;
 use crate::spelling::string_enum;
 
@@ -120,89 +122,96 @@ impl Store {
     /// Creates a run with its steps, leasing its targets, in one transaction.
     pub async fn create_run(&self, run: &NewRun) -> Result<(), StoreError> {
         let mut conn = self.conn.lock().await;
-        let mut tx = begin(&mut conn).await?;
-        for target in &run.targets {
-            let holder = sqlx::query("SELECT l.run_id, r.runbook, r.created_at FROM target_leases l JOIN runs r ON r.id = l.run_id WHERE l.target = $1")
-                .bind(target)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(row) = holder {
-                let run_id: String = row.get(0);
-                if run_id != run.id {
-                    return Err(StoreError::LeaseHeld {
-                        target: target.clone(),
-                        run_id,
-                        runbook: row.get(1),
-                        since: row.get(2),
-                    });
+        let result: Result<_, StoreError> = async {
+            let mut tx = begin(&mut conn).await?;
+            for target in &run.targets {
+                let holder = sqlx::query("SELECT l.run_id, r.runbook, r.created_at FROM target_leases l JOIN runs r ON r.id = l.run_id WHERE l.target = $1")
+                    .bind(target)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if let Some(row) = holder {
+                    let run_id: String = row.get(0);
+                    if run_id != run.id {
+                        return Err(StoreError::LeaseHeld {
+                            target: target.clone(),
+                            run_id,
+                            runbook: row.get(1),
+                            since: row.get(2),
+                        });
+                    }
                 }
             }
+            let started = std::time::Instant::now();
+            let at = now();
+            sqlx::query(
+                "INSERT INTO runs (id, runbook, runbook_digest, runbook_source, runbook_path, kind, trigger, requested_by, params, dry_run, status, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'running', $11)",
+            )
+            .bind(&run.id)
+            .bind(&run.runbook)
+            .bind(&run.digest)
+            .bind(&run.source)
+            .bind(&run.path)
+            .bind(run.kind.as_str())
+            .bind(run.trigger.as_str())
+            .bind(&run.requested_by)
+            .bind(serde_json::Value::from_iter(
+                run.params
+                    .iter()
+                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))),
+            )
+            .to_string())
+            .bind(i64::from(run.dry_run))
+            .bind(&at)
+            .execute(&mut *tx)
+            .await?;
+            self.claim_new(&mut tx, &run.id).await?;
+            for (position, (step, phase)) in run.steps.iter().enumerate() {
+                sqlx::query("INSERT INTO steps (run_id, step_id, position, phase, status) VALUES ($1, $2, $3, $4, 'pending')")
+                    .bind(&run.id)
+                    .bind(step)
+                    .bind(position as i64)
+                    .bind(phase.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some((actor, key, request)) = &run.idempotency {
+                sqlx::query("INSERT INTO idempotency_keys (actor, key, request, run_id, created_at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(actor)
+                    .bind(key)
+                    .bind(request)
+                    .bind(&run.id)
+                    .bind(&at)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for target in &run.targets {
+                sqlx::query("INSERT INTO target_leases (target, run_id, acquired_at) VALUES ($1, $2, $3) ON CONFLICT (target) DO NOTHING")
+                    .bind(target)
+                    .bind(&run.id)
+                    .bind(&at)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let data = serde_json::json!({
+                "runbook": run.runbook, "digest": run.digest, "kind": run.kind, "trigger": run.trigger,
+                "params": run.params, "dry_run": run.dry_run, "targets": run.targets,
+            });
+            append(
+                &mut tx,
+                &run.requested_by,
+                "run.started",
+                Some(&run.id),
+                None,
+                data,
+            )
+            .await?;
+            tx.commit().await?;
+            self.hold_new(&run.id, started);
+            Ok(())
         }
-        let at = now();
-        sqlx::query(
-            "INSERT INTO runs (id, runbook, runbook_digest, runbook_source, runbook_path, kind, trigger, requested_by, params, dry_run, status, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'running', $11)",
-        )
-        .bind(&run.id)
-        .bind(&run.runbook)
-        .bind(&run.digest)
-        .bind(&run.source)
-        .bind(&run.path)
-        .bind(run.kind.as_str())
-        .bind(run.trigger.as_str())
-        .bind(&run.requested_by)
-        .bind(serde_json::Value::from_iter(
-            run.params
-                .iter()
-                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))),
-        )
-        .to_string())
-        .bind(i64::from(run.dry_run))
-        .bind(&at)
-        .execute(&mut *tx)
-        .await?;
-        for (position, (step, phase)) in run.steps.iter().enumerate() {
-            sqlx::query("INSERT INTO steps (run_id, step_id, position, phase, status) VALUES ($1, $2, $3, $4, 'pending')")
-                .bind(&run.id)
-                .bind(step)
-                .bind(position as i64)
-                .bind(phase.as_str())
-                .execute(&mut *tx)
-                .await?;
-        }
-        if let Some((actor, key, request)) = &run.idempotency {
-            sqlx::query("INSERT INTO idempotency_keys (actor, key, request, run_id, created_at) VALUES ($1, $2, $3, $4, $5)")
-                .bind(actor)
-                .bind(key)
-                .bind(request)
-                .bind(&run.id)
-                .bind(&at)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for target in &run.targets {
-            sqlx::query("INSERT INTO target_leases (target, run_id, acquired_at) VALUES ($1, $2, $3) ON CONFLICT (target) DO NOTHING")
-                .bind(target)
-                .bind(&run.id)
-                .bind(&at)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let data = serde_json::json!({
-            "runbook": run.runbook, "digest": run.digest, "kind": run.kind, "trigger": run.trigger,
-            "params": run.params, "dry_run": run.dry_run, "targets": run.targets,
-        });
-        append(
-            &mut tx,
-            &run.requested_by,
-            "run.started",
-            Some(&run.id),
-            None,
-            data,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        .await;
+        settled(&mut conn, result).await
     }
 
     /// Ends a run: status, error, finish time; releases its leases.
@@ -214,39 +223,53 @@ impl Store {
         actor: &str,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn.lock().await;
-        let mut tx = begin(&mut conn).await?;
-        sqlx::query("UPDATE runs SET status = $1, error = $2, finished_at = $3 WHERE id = $4")
-            .bind(status.as_str())
-            .bind(error)
-            .bind(now())
-            .bind(run_id)
-            .execute(&mut *tx)
+        let result: Result<_, StoreError> = async {
+            let mut tx = begin(&mut conn).await?;
+            self.fence(&mut tx, run_id).await?;
+            sqlx::query("UPDATE runs SET status = $1, error = $2, finished_at = $3, claim_expires_ms = NULL WHERE id = $4")
+                .bind(status.as_str())
+                .bind(error)
+                .bind(now())
+                .bind(run_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM target_leases WHERE run_id = $1")
+                .bind(run_id)
+                .execute(&mut *tx)
+                .await?;
+            append(
+                &mut tx,
+                actor,
+                "run.finished",
+                Some(run_id),
+                None,
+                serde_json::json!({ "status": status, "error": error }),
+            )
             .await?;
-        sqlx::query("DELETE FROM target_leases WHERE run_id = $1")
-            .bind(run_id)
-            .execute(&mut *tx)
-            .await?;
-        append(
-            &mut tx,
-            actor,
-            "run.finished",
-            Some(run_id),
-            None,
-            serde_json::json!({ "status": status, "error": error }),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+            tx.commit().await?;
+            self.forget_claim(run_id);
+            Ok(())
+        }
+        .await;
+        settled(&mut conn, result).await
     }
 
     /// Records that the run's main steps are done (the end of recovery).
     pub async fn mark_recovered(&self, run_id: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE runs SET recovered_at = $1 WHERE id = $2 AND recovered_at IS NULL")
-            .bind(now())
-            .bind(run_id)
-            .execute(&mut *self.conn.lock().await)
-            .await?;
-        Ok(())
+        let mut conn = self.conn.lock().await;
+        let result: Result<_, StoreError> = async {
+            let mut tx = begin(&mut conn).await?;
+            self.fence(&mut tx, run_id).await?;
+            sqlx::query("UPDATE runs SET recovered_at = $1 WHERE id = $2 AND recovered_at IS NULL")
+                .bind(now())
+                .bind(run_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        settled(&mut conn, result).await
     }
 
     /// Sets a step's status (and output or error), with its audit event.
@@ -259,38 +282,43 @@ impl Store {
         error: Option<&str>,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn.lock().await;
-        let mut tx = begin(&mut conn).await?;
-        let at = now();
-        let started = status == StepStatus::Running;
-        sqlx::query(
-            "UPDATE steps SET status = $1, output = COALESCE($2, output), error = $3,
-                 started_at = CASE WHEN $4 THEN $5 ELSE started_at END,
-                 finished_at = CASE WHEN $6 THEN NULL ELSE $7 END
-             WHERE run_id = $8 AND step_id = $9",
-        )
-        .bind(status.as_str())
-        .bind(output.map(Value::to_string))
-        .bind(error)
-        .bind(started)
-        .bind(&at)
-        .bind(started)
-        .bind(&at)
-        .bind(run_id)
-        .bind(step_id)
-        .execute(&mut *tx)
-        .await?;
-        let data = serde_json::json!({ "status": status.as_str(), "error": error });
-        append(
-            &mut tx,
-            "drover",
-            "step.status",
-            Some(run_id),
-            Some(step_id),
-            data,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let result: Result<_, StoreError> = async {
+            let mut tx = begin(&mut conn).await?;
+            self.fence(&mut tx, run_id).await?;
+            let at = now();
+            let started = status == StepStatus::Running;
+            sqlx::query(
+                "UPDATE steps SET status = $1, output = COALESCE($2, output), error = $3,
+                     started_at = CASE WHEN $4 THEN $5 ELSE started_at END,
+                     finished_at = CASE WHEN $6 THEN NULL ELSE $7 END
+                 WHERE run_id = $8 AND step_id = $9",
+            )
+            .bind(status.as_str())
+            .bind(output.map(Value::to_string))
+            .bind(error)
+            .bind(started)
+            .bind(&at)
+            .bind(started)
+            .bind(&at)
+            .bind(run_id)
+            .bind(step_id)
+            .execute(&mut *tx)
+            .await?;
+            let data = serde_json::json!({ "status": status.as_str(), "error": error });
+            append(
+                &mut tx,
+                "drover",
+                "step.status",
+                Some(run_id),
+                Some(step_id),
+                data,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        settled(&mut conn, result).await
     }
 
     /// Who asked to cancel run `run_id`, if anyone has (one column: this is
@@ -322,26 +350,30 @@ impl Store {
     /// Asks a running run to stop; `false` when it is not running.
     pub async fn request_cancel(&self, run_id: &str, actor: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn.lock().await;
-        let mut tx = begin(&mut conn).await?;
-        let changed = sqlx::query("UPDATE runs SET cancel_requested_by = COALESCE(cancel_requested_by, $1) WHERE id = $2 AND status = 'running'")
-            .bind(actor)
-            .bind(run_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if changed > 0 {
-            append(
-                &mut tx,
-                actor,
-                "run.cancel_requested",
-                Some(run_id),
-                None,
-                serde_json::json!({}),
-            )
-            .await?;
+        let result: Result<_, StoreError> = async {
+            let mut tx = begin(&mut conn).await?;
+            let changed = sqlx::query("UPDATE runs SET cancel_requested_by = COALESCE(cancel_requested_by, $1) WHERE id = $2 AND status = 'running'")
+                .bind(actor)
+                .bind(run_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if changed > 0 {
+                append(
+                    &mut tx,
+                    actor,
+                    "run.cancel_requested",
+                    Some(run_id),
+                    None,
+                    serde_json::json!({}),
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(changed > 0)
         }
-        tx.commit().await?;
-        Ok(changed > 0)
+        .await;
+        settled(&mut conn, result).await
     }
 
     /// One run.

@@ -1,0 +1,551 @@
+//! Run claims: which process executes a run. A claim names its node, host
+//! and process id, carries an epoch that every new claimer raises, and
+//! expires unless renewed (by the database's clock, so that daemons on
+//! different hosts agree). Every write the engine makes for a run is fenced:
+//! in the same transaction the run must still be claimed by this process
+//! under the epoch it holds, so a process that lost a run records nothing
+//! more for it. Each process also keeps a local deadline on the monotonic
+//! clock (the claim's time to live, counted from before the renewal that
+//! set it), which the engine checks right before it sends a change.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex as SyncMutex};
+use std::time::{Duration, Instant};
+
+use sqlx::AnyConnection;
+use sqlx::Row;
+
+use super::{Backend, Store, StoreError, append, begin, settled};
+
+/// Renews a claim while it lives (see [`Store::keep_claimed`]); dropping it
+/// stops the renewals (the ticking thread ends when its channel closes).
+pub struct Renewal {
+    task: tokio::task::JoinHandle<()>,
+    _stop: std::sync::mpsc::Sender<()>,
+}
+
+impl Drop for Renewal {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Who this process is, as claims name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// `node.name` (default: host name and process id).
+    pub name: String,
+    pub host: String,
+    pub pid: u32,
+}
+
+impl Node {
+    /// This process, named `name` or, by default, `host-pid`.
+    pub fn this_process(name: Option<&str>) -> Node {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into());
+        let pid = std::process::id();
+        Node {
+            name: name.map_or_else(|| format!("{host}-{pid}"), str::to_string),
+            host,
+            pid,
+        }
+    }
+}
+
+/// Default time to live of a claim; it is renewed every third of it.
+pub const DEFAULT_CLAIM_TTL: Duration = Duration::from_secs(15);
+
+/// A claim this process holds.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    epoch: i64,
+    /// After this the claim may have been taken: no change is sent.
+    deadline: Instant,
+}
+
+/// This process's claims, shared by the store's clones.
+#[derive(Debug)]
+pub(crate) struct Claims {
+    pub node: Node,
+    pub ttl: Duration,
+    held: SyncMutex<HashMap<String, Held>>,
+}
+
+impl Claims {
+    pub fn new(node: Node, ttl: Duration) -> Arc<Claims> {
+        Arc::new(Claims {
+            node,
+            ttl,
+            held: SyncMutex::new(HashMap::new()),
+        })
+    }
+
+    fn get(&self, run_id: &str) -> Option<Held> {
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(run_id)
+            .copied()
+    }
+
+    fn set(&self, run_id: &str, held: Option<Held>) {
+        let mut map = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        match held {
+            Some(h) => map.insert(run_id.to_string(), h),
+            None => map.remove(run_id),
+        };
+    }
+}
+
+/// True when process `pid` runs on this host.
+fn alive(pid: i64) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+impl Store {
+    /// This process, as its claims name it.
+    pub fn node(&self) -> &Node {
+        &self.claims.node
+    }
+
+    /// Claims run `run_id` for this process. A run can be claimed when it is
+    /// still running and nobody holds it: never claimed, released, expired,
+    /// or held by a process of this host that has ended. Taking it from
+    /// another owner is an audit event. The epoch goes up with every claim.
+    pub async fn claim(&self, run_id: &str) -> Result<i64, StoreError> {
+        let started = Instant::now();
+        let node = &self.claims.node;
+        let mut conn = self.conn.lock().await;
+        let result: Result<_, StoreError> = async {
+            let mut tx = begin(&mut conn).await?;
+            let sql = match self.backend {
+                Backend::Sqlite => concat!(
+                    "SELECT owner, owner_host, owner_pid, epoch, claim_expires_ms, status, ",
+                    "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) FROM runs WHERE id = $1"
+                ),
+                Backend::Postgres => concat!(
+                    "SELECT owner, owner_host, owner_pid, epoch, claim_expires_ms, status, ",
+                    "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) FROM runs WHERE id = $1"
+                ),
+            };
+            let row = sqlx::query(sql)
+                .bind(run_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt(format!("run {run_id} does not exist")))?;
+            let owner: Option<String> = row.get(0);
+            let owner_host: Option<String> = row.get(1);
+            let owner_pid: Option<i64> = row.get(2);
+            let epoch: i64 = row.get(3);
+            let expires: Option<i64> = row.get(4);
+            let status: String = row.get(5);
+            let now_ms: i64 = row.get(6);
+            if status != "running" {
+                return Err(StoreError::NotRunning {
+                    run_id: run_id.to_string(),
+                    status,
+                });
+            }
+            let this_process =
+                owner_host.as_deref() == Some(&node.host) && owner_pid == Some(i64::from(node.pid));
+            let ended_here = owner_host.as_deref() == Some(&node.host)
+                && owner_pid.is_some_and(|p| p != i64::from(node.pid) && !alive(p));
+            let free = owner.is_none() || expires.is_none_or(|e| e < now_ms) || ended_here;
+            if !(free || this_process) {
+                return Err(StoreError::Owned {
+                    run_id: run_id.to_string(),
+                    owner: owner.unwrap_or_default(),
+                    expires_in: Duration::from_millis(
+                        expires.map_or(0, |e| e.saturating_sub(now_ms)).max(0) as u64,
+                    ),
+                });
+            }
+            let ttl_ms = self.claims.ttl.as_millis() as i64;
+            sqlx::query(
+                "UPDATE runs SET owner = $1, owner_host = $2, owner_pid = $3, epoch = $4, claim_expires_ms = $5 WHERE id = $6 AND epoch = $7",
+            )
+            .bind(&node.name)
+            .bind(&node.host)
+            .bind(i64::from(node.pid))
+            .bind(epoch + 1)
+            .bind(now_ms + ttl_ms)
+            .bind(run_id)
+            .bind(epoch)
+            .execute(&mut *tx)
+            .await?;
+            if let Some(previous) = owner.filter(|_| !this_process) {
+                let data =
+                    serde_json::json!({ "node": node.name, "epoch": epoch + 1, "from": previous });
+                append(
+                    &mut tx,
+                    &node.name,
+                    "run.taken_over",
+                    Some(run_id),
+                    None,
+                    data,
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            self.claims.set(
+                run_id,
+                Some(Held {
+                    epoch: epoch + 1,
+                    deadline: started + self.claims.ttl,
+                }),
+            );
+            Ok(epoch + 1)
+        }
+        .await;
+        settled(&mut conn, result).await
+    }
+
+    /// Extends this process's claim of `run_id`; `false` when it was lost
+    /// (taken over, or the run ended), which also forgets it here.
+    pub async fn renew(&self, run_id: &str) -> Result<bool, StoreError> {
+        let Some(held) = self.claims.get(run_id) else {
+            return Ok(false);
+        };
+        let started = Instant::now();
+        let sql = match self.backend {
+            Backend::Sqlite => concat!(
+                "UPDATE runs SET claim_expires_ms = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) + $1 ",
+                "WHERE id = $2 AND owner = $3 AND epoch = $4 AND status = 'running'"
+            ),
+            Backend::Postgres => concat!(
+                "UPDATE runs SET claim_expires_ms = CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) + $1 ",
+                "WHERE id = $2 AND owner = $3 AND epoch = $4 AND status = 'running'"
+            ),
+        };
+        let done = sqlx::query(sql)
+            .bind(self.claims.ttl.as_millis() as i64)
+            .bind(run_id)
+            .bind(&self.claims.node.name)
+            .bind(held.epoch)
+            .execute(&mut *self.conn.lock().await)
+            .await?
+            .rows_affected();
+        if done == 1 {
+            self.claims.set(
+                run_id,
+                Some(Held {
+                    deadline: started + self.claims.ttl,
+                    ..held
+                }),
+            );
+            Ok(true)
+        } else {
+            self.claims.set(run_id, None);
+            Ok(false)
+        }
+    }
+
+    /// Gives the claim of `run_id` up, so that another process may take the
+    /// run over at once (this one stops working on it).
+    pub async fn release(&self, run_id: &str) -> Result<(), StoreError> {
+        let Some(held) = self.claims.get(run_id) else {
+            return Ok(());
+        };
+        self.claims.set(run_id, None);
+        sqlx::query(
+            "UPDATE runs SET claim_expires_ms = 0 WHERE id = $1 AND owner = $2 AND epoch = $3",
+        )
+        .bind(run_id)
+        .bind(&self.claims.node.name)
+        .bind(held.epoch)
+        .execute(&mut *self.conn.lock().await)
+        .await?;
+        Ok(())
+    }
+
+    /// Renews the claim of `run_id` every third of its time to live, until
+    /// the returned guard is dropped or the claim is lost (logged). The
+    /// ticks come from a thread sleeping on the real clock, as the claim's
+    /// expiry is: a test's paused tokio clock neither renews early nor jumps
+    /// ahead to a renewal.
+    pub fn keep_claimed(&self, run_id: &str) -> Renewal {
+        let every = self.claim_ttl() / 3;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let (tick, mut ticks) = tokio::sync::mpsc::channel::<()>(1);
+        std::thread::spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every)
+            {
+                if tick.blocking_send(()).is_err() {
+                    return;
+                }
+            }
+        });
+        let store = self.clone();
+        let run_id = run_id.to_string();
+        let task = tokio::spawn(async move {
+            while ticks.recv().await.is_some() {
+                match store.renew(&run_id).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(run.id = %run_id, node = %store.node().name, "Lost the claim of this run: another process has it now; this one records and sends nothing more for it.");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(run.id = %run_id, error = %e, "Cannot renew the claim of this run; trying again.");
+                    }
+                }
+            }
+        });
+        Renewal { task, _stop: stop }
+    }
+
+    /// How long a claim lives unless renewed.
+    pub fn claim_ttl(&self) -> Duration {
+        self.claims.ttl
+    }
+
+    /// Forgets a claim here without touching the database (the run's process
+    /// stops working on it; the claim expires, or the run has ended).
+    pub fn forget_claim(&self, run_id: &str) {
+        self.claims.set(run_id, None);
+    }
+
+    /// Whether this process may still send a change for `run_id`: it holds
+    /// the claim and its local deadline has not passed.
+    pub fn may_send(&self, run_id: &str) -> Result<(), StoreError> {
+        match self.claims.get(run_id) {
+            Some(h) if Instant::now() < h.deadline => Ok(()),
+            _ => Err(StoreError::Fenced {
+                run_id: run_id.to_string(),
+                why: "its claim was not renewed in time".into(),
+            }),
+        }
+    }
+
+    /// Runs still running that nobody holds: never claimed, expired, or held
+    /// by a process of this host that has ended (candidates to take over).
+    pub async fn claimable_runs(&self) -> Result<Vec<String>, StoreError> {
+        let sql = match self.backend {
+            Backend::Sqlite => concat!(
+                "SELECT id, owner, owner_host, owner_pid, claim_expires_ms < CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) ",
+                "FROM runs WHERE status = 'running' ORDER BY created_at"
+            ),
+            Backend::Postgres => concat!(
+                "SELECT id, owner, owner_host, owner_pid, claim_expires_ms < CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) ",
+                "FROM runs WHERE status = 'running' ORDER BY created_at"
+            ),
+        };
+        let rows = sqlx::query(sql)
+            .fetch_all(&mut *self.conn.lock().await)
+            .await?;
+        let node = &self.claims.node;
+        Ok(rows
+            .iter()
+            .filter(|r| {
+                let owner: Option<String> = r.get(1);
+                let host: Option<String> = r.get(2);
+                let pid: Option<i64> = r.get(3);
+                let expired: Option<bool> = r.try_get::<bool, _>(4).ok().or_else(|| {
+                    r.try_get::<Option<i64>, _>(4)
+                        .ok()
+                        .flatten()
+                        .map(|v| v != 0)
+                });
+                owner.is_none()
+                    || expired.unwrap_or(true)
+                    || (host.as_deref() == Some(&node.host)
+                        && pid.is_some_and(|p| p != i64::from(node.pid) && !alive(p)))
+            })
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    /// In the caller's write transaction: `run_id` is still claimed by this
+    /// process under the epoch it holds.
+    pub(crate) async fn fence(
+        &self,
+        tx: &mut AnyConnection,
+        run_id: &str,
+    ) -> Result<(), StoreError> {
+        let Some(held) = self.claims.get(run_id) else {
+            return Err(StoreError::Fenced {
+                run_id: run_id.to_string(),
+                why: "this process does not hold its claim".into(),
+            });
+        };
+        let row = sqlx::query("SELECT owner, epoch FROM runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (owner, epoch): (Option<String>, i64) = match &row {
+            Some(r) => (r.get(0), r.get(1)),
+            None => (None, -1),
+        };
+        if owner.as_deref() == Some(&self.claims.node.name) && epoch == held.epoch {
+            return Ok(());
+        }
+        self.claims.set(run_id, None);
+        Err(StoreError::Fenced {
+            run_id: run_id.to_string(),
+            why: format!(
+                "it is now claimed by {} (epoch {epoch}, this process held {})",
+                owner.as_deref().unwrap_or("nobody"),
+                held.epoch
+            ),
+        })
+    }
+
+    /// In the transaction that creates run `run_id`: its creator claims it
+    /// (epoch 1). Call [`Store::hold_new`] once that transaction committed.
+    pub(crate) async fn claim_new(
+        &self,
+        tx: &mut AnyConnection,
+        run_id: &str,
+    ) -> Result<(), StoreError> {
+        let sql = match self.backend {
+            Backend::Sqlite => concat!(
+                "UPDATE runs SET owner = $1, owner_host = $2, owner_pid = $3, epoch = 1, ",
+                "claim_expires_ms = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) + $4 WHERE id = $5"
+            ),
+            Backend::Postgres => concat!(
+                "UPDATE runs SET owner = $1, owner_host = $2, owner_pid = $3, epoch = 1, ",
+                "claim_expires_ms = CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) + $4 WHERE id = $5"
+            ),
+        };
+        let node = &self.claims.node;
+        sqlx::query(sql)
+            .bind(&node.name)
+            .bind(&node.host)
+            .bind(i64::from(node.pid))
+            .bind(self.claims.ttl.as_millis() as i64)
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Registers the claim a new run starts with (its creator holds epoch 1).
+    pub(crate) fn hold_new(&self, run_id: &str, started: Instant) {
+        self.claims.set(
+            run_id,
+            Some(Held {
+                epoch: 1,
+                deadline: started + self.claims.ttl,
+            }),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::new_run;
+    use crate::store::{RunStatus, StepStatus, scratch_postgres};
+
+    fn node(name: &str, pid: u32) -> Node {
+        Node {
+            name: name.into(),
+            host: Node::this_process(None).host,
+            pid,
+        }
+    }
+
+    /// Two processes on one database: `a` is this process, `b` another
+    /// live one (pid 1 always runs).
+    async fn pairs() -> Vec<(Store, Store, tempfile::TempDir)> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut urls = vec![format!("sqlite://{}", dir.path().join("a.db").display())];
+        urls.extend(scratch_postgres().await);
+        let mut out = Vec::new();
+        for url in urls {
+            let a = Store::open(&url)
+                .await
+                .unwrap()
+                .with_node(node("a", std::process::id()), DEFAULT_CLAIM_TTL);
+            let b = Store::open(&url)
+                .await
+                .unwrap()
+                .with_node(node("b", 1), DEFAULT_CLAIM_TTL);
+            out.push((a, b, tempfile::tempdir().unwrap()));
+        }
+        let _keep = dir.keep();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_live_claim_is_exclusive_and_an_expired_one_is_taken_over_and_fenced() {
+        for (a, b, _dir) in pairs().await {
+            a.create_run(&new_run("r1", &[])).await.unwrap();
+            let err = b.claim("r1").await.unwrap_err().to_string();
+            assert!(err.contains("is being executed by a"), "{err}");
+            assert!(a.may_send("r1").is_ok());
+
+            // a stops renewing: its claim expires.
+            a.execute_unchecked("UPDATE runs SET claim_expires_ms = 0")
+                .await
+                .unwrap();
+            assert_eq!(b.claim("r1").await.unwrap(), 2, "epoch raised");
+            assert!(!a.renew("r1").await.unwrap(), "a learns it lost the run");
+            assert!(a.may_send("r1").is_err(), "a sends nothing more");
+            let fenced = a
+                .set_step("r1", "precheck", StepStatus::Running, None, None)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                fenced.contains("no longer executed by this process"),
+                "{fenced}"
+            );
+            b.set_step("r1", "precheck", StepStatus::Running, None, None)
+                .await
+                .unwrap();
+            let run = b.run("r1").await.unwrap().unwrap();
+            assert_eq!(run.status, RunStatus::Running);
+            let taken: Vec<_> = b
+                .events(None)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.kind == "run.taken_over")
+                .collect();
+            assert_eq!(taken.len(), 1);
+            assert_eq!(
+                (
+                    taken[0].data["node"].as_str(),
+                    taken[0].data["from"].as_str()
+                ),
+                (Some("b"), Some("a"))
+            );
+            b.finish_run("r1", RunStatus::Succeeded, None, "b")
+                .await
+                .unwrap();
+            assert!(b.verify().await.unwrap().is_ok());
+            let done = a.claim("r1").await.unwrap_err().to_string();
+            assert!(done.contains("succeeded, not running"), "{done}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_run_of_an_ended_process_of_this_host_is_free_at_once() {
+        for (a, b, _dir) in pairs().await {
+            b.create_run(&new_run("r1", &[])).await.unwrap();
+            assert!(a.claim("r1").await.is_err(), "b (pid 1) is alive");
+            a.execute_unchecked("UPDATE runs SET owner_pid = 999999999")
+                .await
+                .unwrap();
+            assert_eq!(a.claimable_runs().await.unwrap(), ["r1"]);
+            assert_eq!(a.claim("r1").await.unwrap(), 2);
+            assert!(a.claimable_runs().await.unwrap().is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_claim_past_its_local_deadline_sends_nothing() {
+        let store = Store::open("sqlite::memory:")
+            .await
+            .unwrap()
+            .with_node(node("a", std::process::id()), Duration::ZERO);
+        store.create_run(&new_run("r1", &[])).await.unwrap();
+        let err = store.may_send("r1").unwrap_err().to_string();
+        assert!(err.contains("not renewed in time"), "{err}");
+    }
+}
