@@ -48,7 +48,10 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
 
 /// Opens the configured store.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    Ok(Store::open(&config.database_url).await?)
+    let node = crate::store::Node::this_process(config.node.name.as_deref());
+    Ok(Store::open(&config.database_url)
+        .await?
+        .with_node(node, config.node.claim_ttl))
 }
 
 /// A runbook by path, or by name (file stem or `name:`) from the runbooks folder.

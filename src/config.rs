@@ -7,6 +7,10 @@
 //! Errors carry the same quality as runbook errors: file, line, column (or the
 //! environment variable), what was found and what was expected.
 
+mod node;
+
+pub use node::NodeConfig;
+
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
@@ -46,6 +50,7 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     /// Run execution settings.
     pub engine: EngineConfig,
+    pub node: NodeConfig,
 }
 
 /// How logs are written.
@@ -205,6 +210,8 @@ struct RawConfig {
     scheduler: Checked<RawScheduler>,
     #[serde(default)]
     engine: Checked<RawEngine>,
+    #[serde(default)]
+    node: Checked<node::RawNode>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -542,6 +549,8 @@ fn build(raw: RawConfig, sink: &Sink) -> Config {
             .map_or(DEFAULT_MAX_DURATION, |d| d.value.0),
     };
 
+    let node = node::build(raw.node.0.unwrap_or_default(), sink);
+
     Config {
         database_url,
         runbooks_dir: PathBuf::from(
@@ -557,6 +566,7 @@ fn build(raw: RawConfig, sink: &Sink) -> Config {
         cloud,
         scheduler,
         engine,
+        node,
     }
 }
 
@@ -719,6 +729,8 @@ mod tests {
             Duration::from_secs(12),
             "timeout + 5s"
         );
+        assert_eq!(c.node.name, None);
+        assert_eq!(c.node.claim_ttl, crate::store::DEFAULT_CLAIM_TTL);
         assert_eq!(c.engine.max_duration, DEFAULT_MAX_DURATION);
         let c = parse(
             "cloud:\n  timeout: 7s\nengine:\n  in_flight_grace: 90s\n",
@@ -730,6 +742,22 @@ mod tests {
         assert_eq!(c.engine.max_duration, Duration::from_secs(7200));
         let errors = messages(parse("engine:\n  in_flight_grace: 99999999999h\n", &[]));
         assert!(errors[0].contains("longer than the 168h"), "{errors:?}");
+    }
+
+    #[test]
+    fn node_name_and_claim_ttl_from_file_and_environment() {
+        let c = parse(
+            "node:\n  name: az1-a\n  claim_ttl: 6s\n",
+            &[("DROVER_NODE__NAME", "az2-b")],
+        )
+        .unwrap();
+        assert_eq!(c.node.name.as_deref(), Some("az2-b"));
+        assert_eq!(c.node.claim_ttl, Duration::from_secs(6));
+        let errors = messages(parse("node:\n  claim_ttl: 500ms\n", &[]));
+        assert!(
+            errors[0].contains("2:14") && errors[0].contains("at least 1s"),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -166,7 +166,10 @@ pub struct Daemon {
 impl Daemon {
     /// Builds the daemon from a loaded config (opens the store, loads runbooks).
     pub async fn new(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<Arc<Daemon>> {
-        let store = Store::open(&config.database_url).await?;
+        let node = crate::store::Node::this_process(config.node.name.as_deref());
+        let store = Store::open(&config.database_url)
+            .await?
+            .with_node(node, config.node.claim_ttl);
         let cloud = CloudClient::new(&config.cloud).context("cloud client")?;
         let registry = Registry::load(&config.runbooks_dir, None);
         let (jobs, _) = watch::channel(registry.jobs());
@@ -372,6 +375,9 @@ impl Daemon {
                 Ok(summary) => {
                     tracing::info!(run.id = %run_id, status = %summary.status, "Run ended.")
                 }
+                Err(EngineError::Store(e @ StoreError::Owned { .. })) => {
+                    tracing::info!(run.id = %run_id, reason = %e, "Another process executes this run.")
+                }
                 Err(e) => {
                     tracing::error!(run.id = %run_id, error = %e, "Run stopped; it is resumable.")
                 }
@@ -452,14 +458,24 @@ impl Daemon {
         self.cloud.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Resumes every interrupted run; how many.
-    pub async fn resume_interrupted(self: &Arc<Self>) -> Result<usize, StoreError> {
-        let runs = self.store.interrupted_runs().await?;
-        for run in &runs {
-            tracing::info!(run.id = %run.id, runbook = %run.runbook, "Resuming an interrupted run.");
+    /// Takes over every running run that no live process holds (this
+    /// daemon's own after a restart, or another daemon's that stopped
+    /// renewing its claim): it is executed here through the crash-recovery
+    /// path. How many were taken.
+    pub async fn take_over_runs(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let mut taken = 0;
+        for id in self.store.claimable_runs().await? {
+            if self.subscribe(&id).is_some() {
+                continue;
+            }
+            let Some(run) = self.store.run(&id).await? else {
+                continue;
+            };
+            tracing::info!(run.id = %run.id, runbook = %run.runbook, node = %self.store.node().name, "Taking over a run nobody holds.");
             self.execute(run.id.clone(), self.client(), run.runbook.clone(), run.kind);
+            taken += 1;
         }
-        Ok(runs.len())
+        Ok(taken)
     }
 
     /// Reloads config and runbooks (SIGHUP). Runbooks that no longer validate
@@ -593,7 +609,24 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
-    let resumed = daemon.resume_interrupted().await?;
+    let resumed = daemon.take_over_runs().await?;
+    // Runs of daemons that stopped renewing their claims are taken over.
+    let takeover = {
+        let daemon = daemon.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(daemon.store.claim_ttl() / 3);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = every.tick() => {}
+                }
+                if let Err(e) = daemon.take_over_runs().await {
+                    tracing::warn!(error = %e, "Cannot look for runs to take over.");
+                }
+            }
+        })
+    };
     let config = daemon.config();
     let scheduler_stop = CancellationToken::new();
     let scheduler = tokio::spawn(scheduler::run(
@@ -612,12 +645,14 @@ pub async fn serve(
         invalid_files = registry.errors.len(),
         schedules = registry.jobs().len(),
         resumed,
+        node = %daemon.store.node().name,
         database = %crate::redact::url(&config.database_url),
         "drover daemon serving http://{addr}/v1"
     );
     let server =
         axum::serve(listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     server.await?;
+    takeover.abort();
     scheduler_stop.cancel();
     let _ = scheduler.await;
     daemon.stop(SHUTDOWN_GRACE).await;

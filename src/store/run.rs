@@ -40,7 +40,7 @@ string_enum! {
 /// The run columns in the order `run_record` reads them (a macro so queries stay `&'static str`).
 macro_rules! run_columns {
     () => {
-        "SELECT id, runbook, runbook_digest, runbook_source, runbook_path, kind, trigger, requested_by, params, dry_run, status, error, created_at, finished_at, recovered_at, cancel_requested_by FROM runs"
+        "SELECT id, runbook, runbook_digest, runbook_source, runbook_path, kind, trigger, requested_by, params, dry_run, status, error, created_at, finished_at, recovered_at, cancel_requested_by, owner FROM runs"
     };
 }
 
@@ -99,6 +99,8 @@ pub struct RunRecord {
     pub recovered_at: Option<String>,
     /// Who asked to cancel the run, if anyone did.
     pub cancel_requested_by: Option<String>,
+    /// The node that executes it (or last did).
+    pub owner: Option<String>,
 }
 
 /// A stored step state.
@@ -464,5 +466,6 @@ fn run_record(r: &AnyRow) -> Result<RunRecord, StoreError> {
         finished_at: r.get(13),
         recovered_at: r.get(14),
         cancel_requested_by: r.get(15),
+        owner: r.get(16),
     })
 }
