@@ -35,11 +35,16 @@ impl Drop for Api {
     }
 }
 
-fn token(role: &str) -> String {
+pub(crate) fn token(role: &str) -> String {
     format!("token-of-{role}")
 }
 
 fn config_text(sim: &Sim, db: &std::path::Path, runbooks: &std::path::Path) -> String {
+    config_text_for(sim, &format!("sqlite://{}", db.display()), runbooks)
+}
+
+/// The daemon's config with any database URL.
+pub(crate) fn config_text_for(sim: &Sim, database: &str, runbooks: &std::path::Path) -> String {
     let creds = sim.sim.credentials();
     let mut tokens = String::new();
     for role in ROLES {
@@ -53,8 +58,7 @@ fn config_text(sim: &Sim, db: &std::path::Path, runbooks: &std::path::Path) -> S
         hex::encode(Sha256::digest(b"token-of-operator2"))
     ));
     format!(
-        "database: {{ url: \"sqlite://{}\" }}\nrunbooks: {{ dir: \"{}\" }}\napi:\n  listen: 127.0.0.1:0\n  tokens:\n{tokens}cloud:\n  timeout: 3s\n  project_id: {}\n  iam_endpoint: {url}\n  evs_endpoint: {url}\n  sdrs_endpoint: {url}\n  auth: {{ method: password, user: {}, domain: {} }}\n",
-        db.display(),
+        "database: {{ url: \"{database}\" }}\nrunbooks: {{ dir: \"{}\" }}\napi:\n  listen: 127.0.0.1:0\n  tokens:\n{tokens}cloud:\n  timeout: 3s\n  project_id: {}\n  iam_endpoint: {url}\n  evs_endpoint: {url}\n  sdrs_endpoint: {url}\n  auth: {{ method: password, user: {}, domain: {} }}\n",
         runbooks.display(),
         creds.project_id,
         creds.user,
@@ -841,16 +845,28 @@ async fn openapi_health_and_metrics_need_no_token() {
 }
 
 /// The real `drover daemon` process.
-struct Process {
-    child: std::process::Child,
-    url: String,
+pub(crate) struct Process {
+    pub child: std::process::Child,
+    pub url: String,
+    /// Everything it logged so far.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 fn spawn_daemon(config: &std::path::Path, password: &str) -> Process {
+    spawn_daemon_with(config, password, &[])
+}
+
+/// The real daemon with extra environment (`DROVER_NODE__NAME`, ...).
+pub(crate) fn spawn_daemon_with(
+    config: &std::path::Path,
+    password: &str,
+    env: &[(&str, &str)],
+) -> Process {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_drover"))
         .args(["daemon", "--config"])
         .arg(config)
+        .envs(env.iter().copied())
         .env("DROVER_CLOUD__AUTH__PASSWORD", password)
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::null())
@@ -859,12 +875,15 @@ fn spawn_daemon(config: &std::path::Path, password: &str) -> Process {
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let lines = log.clone();
     std::thread::spawn(move || {
         let mut sent = false;
         for line in std::io::BufReader::new(stderr)
             .lines()
             .map_while(Result::ok)
         {
+            lines.lock().unwrap().push(line.clone());
             if !sent && let Some(at) = line.find("serving http://") {
                 let url = line[at + "serving ".len()..]
                     .split("/v1")
@@ -879,10 +898,10 @@ fn spawn_daemon(config: &std::path::Path, password: &str) -> Process {
     let url = rx
         .recv_timeout(Duration::from_secs(20))
         .expect("the daemon logs the address it serves");
-    Process { child, url }
+    Process { child, url, log }
 }
 
-fn signal(p: &Process, name: &str) {
+pub(crate) fn signal(p: &Process, name: &str) {
     let status = std::process::Command::new("kill")
         .args([&format!("-{name}"), &p.child.id().to_string()])
         .status()
@@ -890,7 +909,7 @@ fn signal(p: &Process, name: &str) {
     assert!(status.success());
 }
 
-async fn step_status(url: &str, run: &str, step: &str) -> (String, String) {
+pub(crate) async fn step_status(url: &str, run: &str, step: &str) -> (String, String) {
     let (_, d) = JsonHttp::new(url)
         .call(
             Method::GET,
@@ -911,7 +930,7 @@ async fn step_status(url: &str, run: &str, step: &str) -> (String, String) {
     (d["run"]["status"].as_str().unwrap().to_string(), s)
 }
 
-async fn until(mut check: impl AsyncFnMut() -> bool) {
+pub(crate) async fn until(mut check: impl AsyncFnMut() -> bool) {
     for _ in 0..800 {
         if check().await {
             return;
