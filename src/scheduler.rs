@@ -109,6 +109,14 @@ pub trait FireLog: Send + Sync + 'static {
     /// The latest recorded fire of a job.
     fn last(&self, job: &Job)
     -> impl Future<Output = Result<Option<DateTime<Utc>>, String>> + Send;
+    /// Takes a fire for this scheduler: `false` when another (a daemon
+    /// sharing the database) already took it, so that each fire is acted on
+    /// once across daemons.
+    fn take(
+        &self,
+        job: &Job,
+        fire_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, String>> + Send;
 }
 
 impl FireLog for Store {
@@ -133,6 +141,11 @@ impl FireLog for Store {
     }
     async fn last(&self, job: &Job) -> Result<Option<DateTime<Utc>>, String> {
         self.last_fire(&job.runbook, &job.schedule.name)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    async fn take(&self, job: &Job, fire_at: DateTime<Utc>) -> Result<bool, String> {
+        self.take_fire(&job.runbook, &job.schedule.name, fire_at)
             .await
             .map_err(|e| e.to_string())
     }
@@ -239,10 +252,13 @@ impl<L: Launcher, F: FireLog> Scheduler<L, F> {
                 continue;
             };
             self.considered.insert(job.key(), missed);
+            if !self.taken(job, missed).await {
+                continue;
+            }
             let late = (now - missed).to_std().unwrap_or_default();
             if late <= self.grace {
                 tracing::info!(runbook = %job.runbook, schedule = %job.schedule.name, %missed, "Running a fire missed while stopped.");
-                self.fire(job, missed).await;
+                self.launch(job, missed).await;
             } else {
                 let detail = format!(
                     "{count} fire(s) missed while the daemon was stopped; the latest was {}s late, beyond the grace of {}s",
@@ -256,7 +272,30 @@ impl<L: Launcher, F: FireLog> Scheduler<L, F> {
         }
     }
 
+    /// Whether this scheduler may act on the fire (another daemon may have).
+    async fn taken(&self, job: &Job, at: DateTime<Utc>) -> bool {
+        match self.log.take(job, at).await {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::info!(runbook = %job.runbook, schedule = %job.schedule.name, %at, "Another daemon took this fire.");
+                false
+            }
+            Err(e) => {
+                tracing::error!(runbook = %job.runbook, schedule = %job.schedule.name, %at, error = %e, "Cannot take a fire; it is left to the other daemons.");
+                false
+            }
+        }
+    }
+
     async fn fire(&mut self, job: &Job, at: DateTime<Utc>) {
+        if self.taken(job, at).await {
+            self.launch(job, at).await;
+        }
+    }
+
+    /// Starts the run of a fire this scheduler took (unless the schedule's
+    /// previous run is still going).
+    async fn launch(&mut self, job: &Job, at: DateTime<Utc>) {
         if let Some(previous) = self.last_run.get(&job.key())
             && self.launcher.is_active(previous).await
         {
@@ -364,7 +403,10 @@ mod tests {
 
     /// An in-memory fire log: no I/O thread, so paused time stays exact.
     #[derive(Default)]
-    struct MemoryLog(Mutex<Vec<(DateTime<Utc>, String)>>);
+    struct MemoryLog(
+        Mutex<Vec<(DateTime<Utc>, String)>>,
+        Mutex<std::collections::HashSet<DateTime<Utc>>>,
+    );
 
     impl FireLog for MemoryLog {
         async fn record(
@@ -380,6 +422,9 @@ mod tests {
         }
         async fn last(&self, _job: &Job) -> Result<Option<DateTime<Utc>>, String> {
             Ok(self.0.lock().unwrap().iter().map(|(t, _)| *t).max())
+        }
+        async fn take(&self, _job: &Job, fire_at: DateTime<Utc>) -> Result<bool, String> {
+            Ok(self.1.lock().unwrap().insert(fire_at))
         }
     }
 
@@ -438,6 +483,47 @@ mod tests {
             ]
         );
         assert_eq!(outcomes(&store), ["started"; 4]);
+    }
+
+    /// Two daemons sharing one fire log: every fire is launched once.
+    #[tokio::test(start_paused = true)]
+    async fn two_schedulers_on_one_log_launch_each_fire_once() {
+        let store = store();
+        let launcher = Arc::new(FakeLauncher::default());
+        let (_tx, rx) = watch::channel(vec![job("0 * * * *", "UTC")]);
+        let shutdown = CancellationToken::new();
+        let tasks: Vec<_> = (0..2)
+            .map(|_| {
+                tokio::spawn(run(
+                    rx.clone(),
+                    store.clone(),
+                    launcher.clone(),
+                    Arc::new(TokioClock::starting_at(at("2026-05-01T00:30:00Z"))),
+                    Duration::from_secs(3600),
+                    shutdown.clone(),
+                ))
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_secs(3 * 3600)).await;
+        shutdown.cancel();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let fired: Vec<DateTime<Utc>> = launcher
+            .launched
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, t)| *t)
+            .collect();
+        assert_eq!(
+            fired,
+            [
+                at("2026-05-01T01:00:00Z"),
+                at("2026-05-01T02:00:00Z"),
+                at("2026-05-01T03:00:00Z")
+            ]
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -814,6 +814,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_fire_is_taken_once() {
+        for store in stores().await {
+            let t = DateTime::parse_from_rfc3339("2026-05-01T03:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc);
+            assert!(store.take_fire("rb", "weekly", t).await.unwrap());
+            assert!(!store.take_fire("rb", "weekly", t).await.unwrap());
+            store
+                .record_fire("rb", "weekly", t, "started", None, None)
+                .await
+                .unwrap();
+            assert_eq!(store.fires("rb", "weekly").await.unwrap()[0].1, "started");
+        }
+    }
+
+    #[tokio::test]
     async fn schedule_fires_are_recorded_with_their_latest_time() {
         for store in stores().await {
             assert_eq!(store.last_fire("rb", "weekly").await.unwrap(), None);

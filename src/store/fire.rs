@@ -6,6 +6,27 @@ use sqlx::Row;
 use super::{Store, StoreError, append, begin, now, settled};
 
 impl Store {
+    /// Takes fire `fire_at` of a schedule for this process: `false` when a
+    /// process sharing the database took it first (its key is unique).
+    pub async fn take_fire(
+        &self,
+        runbook: &str,
+        schedule: &str,
+        fire_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let at = fire_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let taken = sqlx::query("INSERT INTO schedule_fires (runbook, schedule, fire_at, outcome, detail, recorded_at) VALUES ($1, $2, $3, 'taken', $4, $5) ON CONFLICT (runbook, schedule, fire_at) DO NOTHING")
+            .bind(runbook)
+            .bind(schedule)
+            .bind(&at)
+            .bind(format!("by {}", self.node().name))
+            .bind(now())
+            .execute(&mut *self.conn.lock().await)
+            .await?
+            .rows_affected();
+        Ok(taken == 1)
+    }
+
     /// Records what the scheduler did with one fire time (with its audit event).
     pub async fn record_fire(
         &self,
