@@ -6,6 +6,8 @@
 //! tracker); the API and the scheduler go through it. It reuses the engine and
 //! the store as they are.
 
+pub mod follow;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -9,7 +9,6 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -273,7 +272,7 @@ pub(super) async fn run_events(
     State(d): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+) -> Result<Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     caller.require(Permission::Read)?;
     checked_run_id(&id)?;
     // Subscribe first, so nothing between the snapshot and the live events is lost.
@@ -285,28 +284,44 @@ pub(super) async fn run_events(
         .json_data(&detail)
         .unwrap_or_default();
     let first = futures_util::stream::once(async move { Ok::<_, Infallible>(snapshot) });
+    if live.is_none() && !finished {
+        // Executed by another daemon sharing the database: follow the store.
+        let followed = futures_util::StreamExt::map(
+            crate::daemon::follow::from_store(d.store().clone(), &detail.run, detail.steps.clone()),
+            |event| Ok::<_, Infallible>(sse_event(&event)),
+        );
+        let stream: futures_util::stream::BoxStream<'static, Result<SseEvent, Infallible>> =
+            Box::pin(futures_util::StreamExt::chain(first, followed));
+        return Ok(Sse::new(stream).keep_alive(KeepAlive::default()));
+    }
     let rest = futures_util::stream::unfold((live, finished), |(rx, done)| async move {
         let mut rx = rx.filter(|_| !done)?;
         loop {
             match rx.recv().await {
                 Ok(event) => {
-                    let name = serde_json::to_value(&event)
-                        .ok()
-                        .and_then(|v| v["event"].as_str().map(str::to_string))
-                        .unwrap_or_default();
                     let end = matches!(event, RunEvent::RunFinished { .. });
-                    let sse = SseEvent::default()
-                        .event(name)
-                        .json_data(&event)
-                        .unwrap_or_default();
-                    return Some((Ok(sse), (Some(rx), end)));
+                    return Some((Ok(sse_event(&event)), (Some(rx), end)));
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }
         }
     });
-    Ok(Sse::new(futures_util::StreamExt::chain(first, rest)).keep_alive(KeepAlive::default()))
+    let stream: futures_util::stream::BoxStream<'static, Result<SseEvent, Infallible>> =
+        Box::pin(futures_util::StreamExt::chain(first, rest));
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// A run event as a server-sent event named by its kind.
+fn sse_event(event: &RunEvent) -> SseEvent {
+    let name = serde_json::to_value(event)
+        .ok()
+        .and_then(|v| v["event"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    SseEvent::default()
+        .event(name)
+        .json_data(event)
+        .unwrap_or_default()
 }
 
 /// Result of a cancel request.

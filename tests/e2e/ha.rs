@@ -130,9 +130,36 @@ async fn a_killed_owner_s_run_is_completed_by_another_daemon_with_one_switchover
     let mut a = node(&config, &sim, "az1");
     let b = node(&config, &sim, "az2");
     let run = switchover_waiting_on(&a, &b).await;
+    // b streams the run a executes, to its end.
+    let mut stream = reqwest::Client::new()
+        .get(format!("{}/v1/runs/{run}/events", b.url))
+        .bearer_auth(token("viewer"))
+        .send()
+        .await
+        .unwrap();
+    let followed = tokio::spawn(async move {
+        let mut text = String::new();
+        while let Ok(Some(chunk)) = stream.chunk().await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if text.contains("event: run_finished") {
+                break;
+            }
+        }
+        text
+    });
     a.child.kill().unwrap(); // SIGKILL while the run waits for `active`
     a.child.wait().unwrap();
     completed_by_az2(&b, &sim, &run).await;
+    let text = tokio::time::timeout(Duration::from_secs(10), followed)
+        .await
+        .expect("the stream on b ends with the run")
+        .unwrap();
+    assert!(text.starts_with("event: snapshot"), "{text}");
+    assert!(
+        text.contains("\"step_id\":\"verify\",\"status\":\"succeeded\""),
+        "{text}"
+    );
+    assert!(text.contains("\"status\":\"succeeded\""), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
