@@ -396,7 +396,16 @@ impl Store {
         let mut conn = self.conn.lock().await;
         let result: Result<_, StoreError> = async {
             let mut tx = begin(&mut conn).await?;
-            append(&mut tx, actor, kind, run_id, None, data).await?;
+            append(
+                &mut tx,
+                &self.claims.node.name,
+                actor,
+                kind,
+                run_id,
+                None,
+                data,
+            )
+            .await?;
             tx.commit().await?;
             Ok(())
         }
@@ -474,15 +483,20 @@ fn event_record(r: &AnyRow) -> Event {
     }
 }
 
-/// Appends one event to the chain inside the caller's transaction.
+/// Appends one event to the chain inside the caller's transaction; its data
+/// names the `node` (process) that wrote it.
 pub(crate) async fn append(
     tx: &mut AnyConnection,
+    node: &str,
     actor: &str,
     kind: &str,
     run_id: Option<&str>,
     step_id: Option<&str>,
-    data: Value,
+    mut data: Value,
 ) -> Result<(), StoreError> {
+    if let Value::Object(fields) = &mut data {
+        fields.insert("node".into(), Value::String(node.to_string()));
+    }
     let last = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
         .fetch_optional(&mut *tx)
         .await?;
@@ -609,6 +623,12 @@ mod tests {
                 Some("ok")
             );
             let events = store.events(None).await.unwrap();
+            assert!(
+                events
+                    .iter()
+                    .all(|e| e.data["node"].as_str() == Some(store.node().name.as_str())),
+                "every event names the process that wrote it"
+            );
             let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
             assert_eq!(
                 kinds,

@@ -50,7 +50,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             append(
-                &mut tx,
+                &mut tx, &self.claims.node.name,
                 approver,
                 "approval",
                 Some(run_id),

@@ -167,7 +167,7 @@ impl Store {
                 "error_code": outcome.and_then(|o| o.error_code.clone()),
             });
             append(
-                &mut tx,
+                &mut tx, &self.claims.node.name,
                 "drover",
                 kind,
                 Some(&a.run_id),
@@ -206,7 +206,7 @@ impl Store {
                 .await?;
             let data = serde_json::json!({ "attempt_id": attempt_id, "outcome": o.outcome, "http_status": o.http_status, "error_code": o.error_code, "job_id": o.job_id });
             append(
-                &mut tx,
+                &mut tx, &self.claims.node.name,
                 "drover",
                 "step.outcome",
                 Some(run_id),

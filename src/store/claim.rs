@@ -181,7 +181,7 @@ impl Store {
                 let data =
                     serde_json::json!({ "node": node.name, "epoch": epoch + 1, "from": previous });
                 append(
-                    &mut tx,
+                    &mut tx, &self.claims.node.name,
                     &node.name,
                     "run.taken_over",
                     Some(run_id),

@@ -52,7 +52,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             let data = serde_json::json!({ "runbook": runbook, "schedule": schedule, "fire_at": at, "outcome": outcome, "detail": detail });
-            append(&mut tx, "scheduler", "schedule.fire", run_id, None, data).await?;
+            append(&mut tx, &self.claims.node.name, "scheduler", "schedule.fire", run_id, None, data).await?;
             tx.commit().await?;
             Ok(())
         }

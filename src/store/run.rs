@@ -200,7 +200,7 @@ impl Store {
                 "params": run.params, "dry_run": run.dry_run, "targets": run.targets,
             });
             append(
-                &mut tx,
+                &mut tx, &self.claims.node.name,
                 &run.requested_by,
                 "run.started",
                 Some(&run.id),
@@ -240,7 +240,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             append(
-                &mut tx,
+                &mut tx, &self.claims.node.name,
                 actor,
                 "run.finished",
                 Some(run_id),
@@ -309,6 +309,7 @@ impl Store {
             let data = serde_json::json!({ "status": status.as_str(), "error": error });
             append(
                 &mut tx,
+                &self.claims.node.name,
                 "drover",
                 "step.status",
                 Some(run_id),
@@ -362,7 +363,7 @@ impl Store {
                 .rows_affected();
             if changed > 0 {
                 append(
-                    &mut tx,
+                    &mut tx, &self.claims.node.name,
                     actor,
                     "run.cancel_requested",
                     Some(run_id),
