@@ -134,6 +134,14 @@ pub enum AuditCommand {
     },
     /// Recompute the hash chain; names the first broken link (exit 1).
     Verify,
+    /// Copy the whole audit store into an empty database (e.g. SQLite into
+    /// PostgreSQL before running several daemons); stop the daemon first.
+    Copy {
+        /// The target's URL (`postgres://...` or `sqlite://...`); its schema
+        /// is created, and it must hold no rows.
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
 }
 
 /// Options of `drover sim`.
@@ -429,6 +437,30 @@ async fn audit(
                 out.write_all(&w.into_inner()?)?;
             }
             Ok(Outcome::Success)
+        }
+        AuditCommand::Copy { to } => {
+            let target = crate::store::Store::open(&to).await?;
+            let counts = store.copy_into(&target).await?;
+            let rows: Vec<String> = counts.iter().map(|(t, n)| format!("{t} {n}")).collect();
+            writeln!(
+                out,
+                "copied into {}: {}",
+                crate::redact::url(&to),
+                rows.join(", ")
+            )?;
+            match target.verify().await? {
+                Ok(count) => {
+                    writeln!(
+                        out,
+                        "audit chain intact in the copy: {count} events verified"
+                    )?;
+                    Ok(Outcome::Success)
+                }
+                Err(broken) => {
+                    writeln!(out, "the copy does not verify: {broken}")?;
+                    Ok(Outcome::Failure)
+                }
+            }
         }
         AuditCommand::Verify => match store.verify().await? {
             Ok(count) => {

@@ -14,6 +14,7 @@ pub mod approval;
 pub mod attempt;
 pub mod audit;
 pub mod claim;
+pub mod copy;
 pub mod fire;
 pub mod run;
 
@@ -122,6 +123,11 @@ pub enum StoreError {
         owner: String,
         expires_in: Duration,
     },
+    /// A copy's target already holds rows.
+    #[error(
+        "the target database is not empty ({rows} rows in {table}); copy into a fresh database"
+    )]
+    NotEmpty { table: String, rows: i64 },
     /// The run is over; nothing to claim.
     #[error("run {run_id} is {status}, not running")]
     NotRunning { run_id: String, status: String },

@@ -106,6 +106,26 @@ async fn audit_cycle(database: Option<String>) {
         "audit chain intact: {} events verified",
         events.len()
     )));
+
+    // The whole trail copied into a fresh database verifies there too.
+    let target = match drover::store::scratch_postgres().await {
+        Some(url) if !url.starts_with("sqlite") && !config_uses(&config, &url) => url,
+        _ => format!("sqlite://{}", dir.path().join("copy.db").display()),
+    };
+    let copied = run(&["audit", "copy", "--to", &target]);
+    let text = stdout(&copied);
+    assert!(copied.status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "audit chain intact in the copy: {} events verified",
+            events.len()
+        )),
+        "{text}"
+    );
+    let again = run(&["audit", "copy", "--to", &target]);
+    let text = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(2), "{text}");
+    assert!(text.contains("the target database is not empty"), "{text}");
     store
         .execute_unchecked("UPDATE audit_events SET data = '{\"status\":\"failed\"}' WHERE seq = 7")
         .await
@@ -357,4 +377,8 @@ fn demo_runs_the_switchover_against_the_simulator() {
         "{text}"
     );
     assert!(db.exists());
+}
+
+fn config_uses(config: &std::path::Path, url: &str) -> bool {
+    std::fs::read_to_string(config).is_ok_and(|c| c.contains(url))
 }
