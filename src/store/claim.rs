@@ -17,6 +17,25 @@ use sqlx::Row;
 
 use super::{Backend, Store, StoreError, append, begin, settled};
 
+/// One statement for both backends, with the database's clock in
+/// milliseconds since the Unix epoch between `before` and `after`.
+macro_rules! with_now_ms {
+    ($backend:expr, $before:literal, $after:literal) => {
+        match $backend {
+            Backend::Sqlite => concat!(
+                $before,
+                "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
+                $after
+            ),
+            Backend::Postgres => concat!(
+                $before,
+                "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+                $after
+            ),
+        }
+    };
+}
+
 /// Renews a claim while it lives (see [`Store::keep_claimed`]); dropping it
 /// stops the renewals (the ticking thread ends when its channel closes).
 pub struct Renewal {
@@ -122,16 +141,7 @@ impl Store {
         let mut conn = self.conn.lock().await;
         let result: Result<_, StoreError> = async {
             let mut tx = begin(&mut conn).await?;
-            let sql = match self.backend {
-                Backend::Sqlite => concat!(
-                    "SELECT owner, owner_host, owner_pid, epoch, claim_expires_ms, status, ",
-                    "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) FROM runs WHERE id = $1"
-                ),
-                Backend::Postgres => concat!(
-                    "SELECT owner, owner_host, owner_pid, epoch, claim_expires_ms, status, ",
-                    "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) FROM runs WHERE id = $1"
-                ),
-            };
+            let sql = with_now_ms!(self.backend, "SELECT owner, owner_host, owner_pid, epoch, claim_expires_ms, status, ", " FROM runs WHERE id = $1");
             let row = sqlx::query(sql)
                 .bind(run_id)
                 .fetch_optional(&mut *tx)
@@ -211,16 +221,11 @@ impl Store {
             return Ok(false);
         };
         let started = Instant::now();
-        let sql = match self.backend {
-            Backend::Sqlite => concat!(
-                "UPDATE runs SET claim_expires_ms = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) + $1 ",
-                "WHERE id = $2 AND owner = $3 AND epoch = $4 AND status = 'running'"
-            ),
-            Backend::Postgres => concat!(
-                "UPDATE runs SET claim_expires_ms = CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) + $1 ",
-                "WHERE id = $2 AND owner = $3 AND epoch = $4 AND status = 'running'"
-            ),
-        };
+        let sql = with_now_ms!(
+            self.backend,
+            "UPDATE runs SET claim_expires_ms = ",
+            " + $1 WHERE id = $2 AND owner = $3 AND epoch = $4 AND status = 'running'"
+        );
         let done = sqlx::query(sql)
             .bind(self.claims.ttl.as_millis() as i64)
             .bind(run_id)
@@ -324,16 +329,11 @@ impl Store {
     /// Runs still running that nobody holds: never claimed, expired, or held
     /// by a process of this host that has ended (candidates to take over).
     pub async fn claimable_runs(&self) -> Result<Vec<String>, StoreError> {
-        let sql = match self.backend {
-            Backend::Sqlite => concat!(
-                "SELECT id, owner, owner_host, owner_pid, claim_expires_ms < CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) ",
-                "FROM runs WHERE status = 'running' ORDER BY created_at"
-            ),
-            Backend::Postgres => concat!(
-                "SELECT id, owner, owner_host, owner_pid, claim_expires_ms < CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) ",
-                "FROM runs WHERE status = 'running' ORDER BY created_at"
-            ),
-        };
+        let sql = with_now_ms!(
+            self.backend,
+            "SELECT id, owner, owner_host, owner_pid, claim_expires_ms < ",
+            " FROM runs WHERE status = 'running' ORDER BY created_at"
+        );
         let rows = sqlx::query(sql)
             .fetch_all(&mut *self.conn.lock().await)
             .await?;
@@ -401,16 +401,11 @@ impl Store {
         tx: &mut AnyConnection,
         run_id: &str,
     ) -> Result<(), StoreError> {
-        let sql = match self.backend {
-            Backend::Sqlite => concat!(
-                "UPDATE runs SET owner = $1, owner_host = $2, owner_pid = $3, epoch = 1, ",
-                "claim_expires_ms = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) + $4 WHERE id = $5"
-            ),
-            Backend::Postgres => concat!(
-                "UPDATE runs SET owner = $1, owner_host = $2, owner_pid = $3, epoch = 1, ",
-                "claim_expires_ms = CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) + $4 WHERE id = $5"
-            ),
-        };
+        let sql = with_now_ms!(
+            self.backend,
+            "UPDATE runs SET owner = $1, owner_host = $2, owner_pid = $3, epoch = 1, claim_expires_ms = ",
+            " + $4 WHERE id = $5"
+        );
         let node = &self.claims.node;
         sqlx::query(sql)
             .bind(&node.name)
