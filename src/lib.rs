@@ -14,15 +14,18 @@
 //!   `health`, with `auth` and `error`), and its OpenAPI document.
 //! - [`app`]: wiring of config, store, cloud client and engine for the
 //!   commands, the progress printer and the terminal approval prompt.
-//! - [`daemon`]: the long-running service (runs, schedules, reload, shutdown);
+//! - [`daemon`]: the long-running service (runs, schedules, reload, shutdown,
+//!   taking over runs nobody holds; `follow`: a run another daemon executes);
 //!   [`metrics`]: Prometheus metrics fed by run events; [`scheduler`]: cron
 //!   schedules with time zones, missed fires, no overlap.
 //! - [`engine`]: run execution: `run` (lifecycle, leases, resume), `step`
 //!   (deadline, dispatch), `action/*` (one file per service), `context` (what a
 //!   step runs in), `reconcile` (exactly-once mutating calls), `retry` (the
 //!   loop), `crash` (crash points for the kill tests).
-//! - [`store`]: the audit store (SQLite), the only code that runs SQL, by
-//!   table family (`run`, `attempt`, `approval`, `fire`, `audit`).
+//! - [`store`]: the audit store (SQLite or PostgreSQL), the only code that
+//!   runs SQL, by table family (`run`, `attempt`, `approval`, `fire`,
+//!   `audit`), run claims with fencing (`claim`), and copying a whole store
+//!   (`copy`).
 //! - [`runbook`]: runbook files -> validated [`runbook::Runbook`] values
 //!   (`model`, `value`, `template`, `validate`, `schema`).
 //! - [`config`]: `config/drover.yaml` plus `DROVER_*` environment overrides.

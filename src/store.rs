@@ -1,14 +1,17 @@
 //! The audit store: the only code that runs SQL.
 //!
-//! SQLite, opened with WAL, a busy timeout and `synchronous=FULL` (an intent
-//! must be on disk before its request is sent), schema from `migrations/`
-//! applied at open. Every write is one `BEGIN IMMEDIATE` transaction that also
-//! appends its audit event, so the state and the hash chain never disagree and
-//! concurrent writers (a daemon and a CLI run) serialise.
+//! SQLite (the default), opened with WAL, a busy timeout and
+//! `synchronous=FULL` (an intent must be on disk before its request is
+//! sent), or PostgreSQL (several daemons), through sqlx's `Any` driver with
+//! one set of queries; schema from `migrations/<backend>/` applied at open.
+//! Every write is one transaction that also appends its audit event, so the
+//! state and the hash chain never disagree, and concurrent writers serialise
+//! (`BEGIN IMMEDIATE` on SQLite, one advisory lock on PostgreSQL). Writes for
+//! a run are fenced by the run's claim (`claim`).
 //!
 //! One connection per process, behind an async mutex: SQLite has one writer
-//! anyway, and unlike a pool it arms no timer while SQLite works, so the engine
-//! can be tested in paused time.
+//! anyway, and unlike a pool it arms no timer while the database works, so
+//! the engine can be tested in paused time.
 
 pub mod approval;
 pub mod attempt;
