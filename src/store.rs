@@ -842,6 +842,27 @@ mod tests {
         );
     }
 
+    /// Managed PostgreSQL (RDS) wants TLS: `sslmode=require` connects
+    /// encrypted (the local test server has a self-signed certificate).
+    #[tokio::test]
+    async fn postgresql_over_tls() {
+        let Some(url) = scratch_postgres().await else {
+            return;
+        };
+        let mut plain = AnyConnection::connect(&url).await.unwrap();
+        let ssl: String = sqlx::query("SHOW ssl")
+            .fetch_one(&mut plain)
+            .await
+            .unwrap()
+            .get(0);
+        if ssl != "on" {
+            eprintln!("the PostgreSQL test server has ssl off: the TLS test is skipped");
+            return;
+        }
+        let store = Store::open(&format!("{url}?sslmode=require")).await.unwrap();
+        assert!(store.runs(1).await.unwrap().is_empty());
+    }
+
     #[tokio::test]
     async fn a_fire_is_taken_once() {
         for store in stores().await {
