@@ -859,7 +859,9 @@ mod tests {
             eprintln!("the PostgreSQL test server has ssl off: the TLS test is skipped");
             return;
         }
-        let store = Store::open(&format!("{url}?sslmode=require")).await.unwrap();
+        let store = Store::open(&format!("{url}?sslmode=require"))
+            .await
+            .unwrap();
         assert!(store.runs(1).await.unwrap().is_empty());
     }
 
