@@ -36,17 +36,29 @@ macro_rules! with_now_ms {
     };
 }
 
-/// Renews a claim while it lives (see [`Store::keep_claimed`]); dropping it
-/// stops the renewals (the ticking thread ends when its channel closes).
+/// Keeps a claim renewed while it lives (see [`Store::keep_claimed`]).
 pub struct Renewal {
-    task: tokio::task::JoinHandle<()>,
-    _stop: std::sync::mpsc::Sender<()>,
+    claims: Arc<Claims>,
+    run_id: String,
 }
 
 impl Drop for Renewal {
     fn drop(&mut self) {
-        self.task.abort();
+        let mut renewing = self.claims.lock_renewing();
+        if let Some(count) = renewing.runs.get_mut(&self.run_id) {
+            *count -= 1;
+            if *count == 0 {
+                renewing.runs.remove(&self.run_id);
+            }
+        }
     }
+}
+
+/// The runs whose claims are kept renewed, and whether the renewer runs.
+#[derive(Debug, Default)]
+struct Renewing {
+    runs: HashMap<String, usize>,
+    running: bool,
 }
 
 /// Who this process is, as claims name it.
@@ -92,6 +104,7 @@ pub(crate) struct Claims {
     pub node: Node,
     pub ttl: Duration,
     held: SyncMutex<HashMap<String, Held>>,
+    renewing: SyncMutex<Renewing>,
 }
 
 impl Claims {
@@ -100,7 +113,12 @@ impl Claims {
             node,
             ttl,
             held: SyncMutex::new(HashMap::new()),
+            renewing: SyncMutex::new(Renewing::default()),
         })
+    }
+
+    fn lock_renewing(&self) -> std::sync::MutexGuard<'_, Renewing> {
+        self.renewing.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn get(&self, run_id: &str) -> Option<Held> {
@@ -268,39 +286,62 @@ impl Store {
     }
 
     /// Renews the claim of `run_id` every third of its time to live, until
-    /// the returned guard is dropped or the claim is lost (logged). The
-    /// ticks come from a thread sleeping on the real clock, as the claim's
-    /// expiry is: a test's paused tokio clock neither renews early nor jumps
-    /// ahead to a renewal.
+    /// the returned guard is dropped or the claim is lost (logged). One
+    /// renewer per store serves every run it executes; its ticks come from a
+    /// thread sleeping on the real clock, as the claim's expiry is, so a
+    /// test's paused tokio clock neither renews early nor jumps ahead to it.
     pub fn keep_claimed(&self, run_id: &str) -> Renewal {
+        let mut renewing = self.claims.lock_renewing();
+        *renewing.runs.entry(run_id.to_string()).or_insert(0) += 1;
+        if !renewing.running {
+            renewing.running = true;
+            self.start_renewer();
+        }
+        Renewal {
+            claims: self.claims.clone(),
+            run_id: run_id.to_string(),
+        }
+    }
+
+    /// The renewer: a ticking thread and a task that renews every claim
+    /// kept; it ends when no claim is kept any more.
+    fn start_renewer(&self) {
         let every = self.claim_ttl() / 3;
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let (tick, mut ticks) = tokio::sync::mpsc::channel::<()>(1);
         std::thread::spawn(move || {
-            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every)
-            {
+            loop {
+                std::thread::sleep(every);
                 if tick.blocking_send(()).is_err() {
                     return;
                 }
             }
         });
         let store = self.clone();
-        let run_id = run_id.to_string();
-        let task = tokio::spawn(async move {
+        tokio::spawn(async move {
             while ticks.recv().await.is_some() {
-                match store.renew(&run_id).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::warn!(run.id = %run_id, node = %store.node().name, "Lost the claim of this run: another process has it now; this one records and sends nothing more for it.");
+                let runs: Vec<String> = {
+                    let mut renewing = store.claims.lock_renewing();
+                    if renewing.runs.is_empty() {
+                        renewing.running = false;
                         return;
                     }
-                    Err(e) => {
-                        tracing::warn!(run.id = %run_id, error = %e, "Cannot renew the claim of this run; trying again.");
+                    renewing.runs.keys().cloned().collect()
+                };
+                for run_id in runs {
+                    match store.renew(&run_id).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            store.claims.lock_renewing().runs.remove(&run_id);
+                            tracing::warn!(run.id = %run_id, node = %store.node().name, "Lost the claim of this run: another process has it now; this one records and sends nothing more for it.");
+                        }
+                        Err(e) => {
+                            tracing::warn!(run.id = %run_id, error = %e, "Cannot renew the claim of this run; trying again.");
+                        }
                     }
                 }
             }
+            store.claims.lock_renewing().running = false;
         });
-        Renewal { task, _stop: stop }
     }
 
     /// How long a claim lives unless renewed.
@@ -531,6 +572,32 @@ mod tests {
             assert_eq!(a.claim("r1").await.unwrap(), 2);
             assert!(a.claimable_runs().await.unwrap().is_empty());
         }
+    }
+
+    /// Renewal runs on the real clock (as the claim's expiry does), so this
+    /// test waits real time: a claim of 600 ms is renewed every 200 ms while
+    /// kept, and lapses once the guard is dropped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_kept_claim_is_renewed_and_lapses_when_released_by_its_guard() {
+        let store = Store::open("sqlite::memory:")
+            .await
+            .unwrap()
+            .with_node(node("a", std::process::id()), Duration::from_millis(600));
+        store.create_run(&new_run("r1", &[])).await.unwrap();
+        store.create_run(&new_run("r2", &[])).await.unwrap();
+        let kept = store.keep_claimed("r1");
+        let other = store.keep_claimed("r2");
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        assert!(
+            store.may_send("r1").is_ok(),
+            "renewed past its first 600 ms"
+        );
+        assert!(store.may_send("r2").is_ok());
+        drop(kept);
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        assert!(store.may_send("r1").is_err(), "no longer renewed");
+        assert!(store.may_send("r2").is_ok(), "one renewer serves both");
+        drop(other);
     }
 
     #[tokio::test]
