@@ -172,8 +172,11 @@ string_enum! {
 /// PostgreSQL: a transaction-scoped advisory lock, so that writers of every
 /// daemon sharing the database serialise the same way (the audit chain is
 /// appended to in every write).
-pub(crate) async fn begin(conn: &mut AnyConnection) -> Result<Transaction<'_, Any>, sqlx::Error> {
-    if conn.backend_name() == "SQLite" {
+async fn begin(
+    conn: &mut AnyConnection,
+    backend: Backend,
+) -> Result<Transaction<'_, Any>, sqlx::Error> {
+    if backend == Backend::Sqlite {
         return conn.begin_with("BEGIN IMMEDIATE").await;
     }
     let mut tx = conn.begin().await?;
@@ -188,7 +191,7 @@ pub(crate) async fn begin(conn: &mut AnyConnection) -> Result<Transaction<'_, An
 /// rolled back only when its connection is next used, and until then it
 /// would keep its lock (SQLite's write lock, the advisory lock on
 /// PostgreSQL) from every other writer.
-pub(crate) async fn settled<T>(
+async fn settled<T>(
     conn: &mut AnyConnection,
     result: Result<T, StoreError>,
 ) -> Result<T, StoreError> {
@@ -374,7 +377,7 @@ impl Store {
         // inside it), so exactly one of them creates the schema and the others
         // find it done; without it two could both see an empty database.
         let migrate = |e: sqlx::Error| StoreError::Migrate(e.to_string());
-        let mut tx = begin(&mut conn).await.map_err(migrate)?;
+        let mut tx = begin(&mut conn, backend).await.map_err(migrate)?;
         sqlx::migrate::Migrator::with_migrations(migrations)
             .run_direct(None, &mut *tx, false)
             .await
@@ -385,6 +388,24 @@ impl Store {
             backend,
             claims: claim::Claims::new(Node::this_process(None), DEFAULT_CLAIM_TTL),
         })
+    }
+
+    /// One write transaction, serialised with every other writer: committed
+    /// when `work` succeeds; when it fails, rolled back at once
+    /// ([`settled`]), so no lock outlives the error.
+    pub(crate) async fn write<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut AnyConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn.lock().await;
+        let result = async {
+            let mut tx = begin(&mut conn, self.backend).await?;
+            let value = work(&mut tx).await?;
+            tx.commit().await?;
+            Ok(value)
+        }
+        .await;
+        settled(&mut conn, result).await
     }
 
     /// Names this process `node` in the claims it takes, which live `ttl`
@@ -402,24 +423,11 @@ impl Store {
         run_id: Option<&str>,
         data: Value,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn.lock().await;
-        let result: Result<_, StoreError> = async {
-            let mut tx = begin(&mut conn).await?;
-            append(
-                &mut tx,
-                &self.claims.node.name,
-                actor,
-                kind,
-                run_id,
-                None,
-                data,
-            )
-            .await?;
-            tx.commit().await?;
+        self.write(async |tx| {
+            self.append(tx, actor, kind, run_id, None, data).await?;
             Ok(())
-        }
-        .await;
-        settled(&mut conn, result).await
+        })
+        .await
     }
 
     /// Audit events in chain order, optionally only those at or after `since`.
@@ -492,9 +500,34 @@ fn event_record(r: &AnyRow) -> Event {
     }
 }
 
+impl Store {
+    /// Appends one event to the chain inside the write transaction `tx`; its
+    /// data names this process's node.
+    pub(crate) async fn append(
+        &self,
+        tx: &mut AnyConnection,
+        actor: &str,
+        kind: &str,
+        run_id: Option<&str>,
+        step_id: Option<&str>,
+        data: Value,
+    ) -> Result<(), StoreError> {
+        append_event(
+            tx,
+            &self.claims.node.name,
+            actor,
+            kind,
+            run_id,
+            step_id,
+            data,
+        )
+        .await
+    }
+}
+
 /// Appends one event to the chain inside the caller's transaction; its data
 /// names the `node` (process) that wrote it.
-pub(crate) async fn append(
+async fn append_event(
     tx: &mut AnyConnection,
     node: &str,
     actor: &str,

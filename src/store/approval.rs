@@ -3,7 +3,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{Store, StoreError, append, begin, now, settled, word};
+use super::{Store, StoreError, now, word};
 use crate::spelling::string_enum;
 
 string_enum! {
@@ -37,9 +37,7 @@ impl Store {
         decision: Decision,
         comment: Option<&str>,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn.lock().await;
-        let result: Result<_, StoreError> = async {
-            let mut tx = begin(&mut conn).await?;
+        self.write(async |tx| {
             sqlx::query("INSERT INTO approvals (run_id, step_id, approver, decision, comment, at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (run_id, step_id, approver) DO UPDATE SET decision = excluded.decision, comment = excluded.comment, at = excluded.at")
                 .bind(run_id)
                 .bind(step_id)
@@ -49,8 +47,8 @@ impl Store {
                 .bind(now())
                 .execute(&mut *tx)
                 .await?;
-            append(
-                &mut tx, &self.claims.node.name,
+            self.append(
+                tx,
                 approver,
                 "approval",
                 Some(run_id),
@@ -58,11 +56,9 @@ impl Store {
                 serde_json::json!({ "decision": decision, "comment": comment }),
             )
             .await?;
-            tx.commit().await?;
             Ok(())
-        }
-        .await;
-        settled(&mut conn, result).await
+        })
+        .await
     }
 
     /// A run's approvals.

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row;
 
-use super::{Store, StoreError, append, begin, json_column, now, settled};
+use super::{Store, StoreError, json_column, now};
 use crate::spelling::string_enum;
 
 string_enum! {
@@ -131,10 +131,8 @@ impl Store {
         a: &NewAttempt,
         outcome: Option<&Outcome>,
     ) -> Result<i64, StoreError> {
-        let mut conn = self.conn.lock().await;
-        let result: Result<_, StoreError> = async {
-            let mut tx = begin(&mut conn).await?;
-            self.fence(&mut tx, &a.run_id).await?;
+        self.write(async |tx| {
+            self.fence(tx, &a.run_id).await?;
             let at = now();
             let row = sqlx::query(
                 "INSERT INTO step_attempts (run_id, step_id, attempt, kind, request, request_body, pre_image, http_status, error_code, error_message, outcome, started_at, duration_ms)
@@ -166,8 +164,8 @@ impl Store {
                 "outcome": outcome.map(|o| &o.outcome), "http_status": outcome.and_then(|o| o.http_status),
                 "error_code": outcome.and_then(|o| o.error_code.clone()),
             });
-            append(
-                &mut tx, &self.claims.node.name,
+            self.append(
+                tx,
                 "drover",
                 kind,
                 Some(&a.run_id),
@@ -175,11 +173,9 @@ impl Store {
                 data,
             )
             .await?;
-            tx.commit().await?;
             Ok(id)
-        }
-        .await;
-        settled(&mut conn, result).await
+        })
+        .await
     }
 
     /// Records the answer to an intent.
@@ -190,10 +186,8 @@ impl Store {
         attempt_id: i64,
         o: &Outcome,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn.lock().await;
-        let result: Result<_, StoreError> = async {
-            let mut tx = begin(&mut conn).await?;
-            self.fence(&mut tx, run_id).await?;
+        self.write(async |tx| {
+            self.fence(tx, run_id).await?;
             sqlx::query("UPDATE step_attempts SET outcome = $1, http_status = $2, error_code = $3, error_message = $4, duration_ms = $5, job_id = COALESCE($6, job_id) WHERE id = $7")
                 .bind(&o.outcome)
                 .bind(o.http_status.map(i64::from))
@@ -205,8 +199,8 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             let data = serde_json::json!({ "attempt_id": attempt_id, "outcome": o.outcome, "http_status": o.http_status, "error_code": o.error_code, "job_id": o.job_id });
-            append(
-                &mut tx, &self.claims.node.name,
+            self.append(
+                tx,
                 "drover",
                 "step.outcome",
                 Some(run_id),
@@ -214,11 +208,9 @@ impl Store {
                 data,
             )
             .await?;
-            tx.commit().await?;
             Ok(())
-        }
-        .await;
-        settled(&mut conn, result).await
+        })
+        .await
     }
 
     /// A run's attempts in order.

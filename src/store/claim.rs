@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use sqlx::AnyConnection;
 use sqlx::Row;
 
-use super::{Backend, Store, StoreError, append, begin, settled};
+use super::{Backend, Store, StoreError};
 
 /// One statement for both backends, with the database's clock in
 /// milliseconds since the Unix epoch between `before` and `after`.
@@ -138,6 +138,43 @@ impl Claims {
     }
 }
 
+/// A run's claim as read, with the database's clock (columns 0 to 4:
+/// owner, owner_host, owner_pid, claim_expires_ms, now).
+struct ClaimSeen {
+    owner: Option<String>,
+    host: Option<String>,
+    pid: Option<i64>,
+    expires: Option<i64>,
+    now_ms: i64,
+}
+
+impl ClaimSeen {
+    fn read(row: &sqlx::any::AnyRow) -> ClaimSeen {
+        ClaimSeen {
+            owner: row.get(0),
+            host: row.get(1),
+            pid: row.get(2),
+            expires: row.get(3),
+            now_ms: row.get(4),
+        }
+    }
+
+    /// Held by `node`'s own process.
+    fn is_process(&self, node: &Node) -> bool {
+        self.host.as_deref() == Some(&node.host) && self.pid == Some(i64::from(node.pid))
+    }
+
+    /// Nobody holds it: never claimed, released or expired, or held by a
+    /// process of `node`'s host that has ended.
+    fn free_for(&self, node: &Node) -> bool {
+        let ended_here = self.host.as_deref() == Some(&node.host)
+            && self
+                .pid
+                .is_some_and(|p| p != i64::from(node.pid) && !alive(p));
+        self.owner.is_none() || self.expires.is_none_or(|e| e < self.now_ms) || ended_here
+    }
+}
+
 /// True when process `pid` runs on this host.
 fn alive(pid: i64) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
@@ -156,42 +193,38 @@ impl Store {
     pub async fn claim(&self, run_id: &str) -> Result<i64, StoreError> {
         let started = Instant::now();
         let node = &self.claims.node;
-        let mut conn = self.conn.lock().await;
-        let result: Result<_, StoreError> = async {
-            let mut tx = begin(&mut conn).await?;
-            let sql = with_now_ms!(self.backend, "SELECT owner, owner_host, owner_pid, epoch, claim_expires_ms, status, ", " FROM runs WHERE id = $1");
+        let epoch = self.write(async |tx| {
+            let sql = with_now_ms!(
+                self.backend,
+                "SELECT owner, owner_host, owner_pid, claim_expires_ms, ",
+                ", epoch, status FROM runs WHERE id = $1"
+            );
             let row = sqlx::query(sql)
                 .bind(run_id)
                 .fetch_optional(&mut *tx)
                 .await?
                 .ok_or_else(|| StoreError::Corrupt(format!("run {run_id} does not exist")))?;
-            let owner: Option<String> = row.get(0);
-            let owner_host: Option<String> = row.get(1);
-            let owner_pid: Option<i64> = row.get(2);
-            let epoch: i64 = row.get(3);
-            let expires: Option<i64> = row.get(4);
-            let status: String = row.get(5);
-            let now_ms: i64 = row.get(6);
+            let seen = ClaimSeen::read(&row);
+            let epoch: i64 = row.get(5);
+            let status: String = row.get(6);
             if status != "running" {
                 return Err(StoreError::NotRunning {
                     run_id: run_id.to_string(),
                     status,
                 });
             }
-            let this_process =
-                owner_host.as_deref() == Some(&node.host) && owner_pid == Some(i64::from(node.pid));
-            let ended_here = owner_host.as_deref() == Some(&node.host)
-                && owner_pid.is_some_and(|p| p != i64::from(node.pid) && !alive(p));
-            let free = owner.is_none() || expires.is_none_or(|e| e < now_ms) || ended_here;
-            if !(free || this_process) {
+            let this_process = seen.is_process(node);
+            if !(seen.free_for(node) || this_process) {
                 return Err(StoreError::Owned {
                     run_id: run_id.to_string(),
-                    owner: owner.unwrap_or_default(),
+                    owner: seen.owner.unwrap_or_default(),
                     expires_in: Duration::from_millis(
-                        expires.map_or(0, |e| e.saturating_sub(now_ms)).max(0) as u64,
+                        seen.expires.map_or(0, |e| e.saturating_sub(seen.now_ms)).max(0) as u64,
                     ),
                 });
             }
+            let owner = seen.owner;
+            let now_ms = seen.now_ms;
             let ttl_ms = self.claims.ttl.as_millis() as i64;
             sqlx::query(
                 "UPDATE runs SET owner = $1, owner_host = $2, owner_pid = $3, epoch = $4, claim_expires_ms = $5 WHERE id = $6 AND epoch = $7",
@@ -208,8 +241,8 @@ impl Store {
             if let Some(previous) = owner.filter(|_| !this_process) {
                 let data =
                     serde_json::json!({ "node": node.name, "epoch": epoch + 1, "from": previous });
-                append(
-                    &mut tx, &self.claims.node.name,
+                self.append(
+                    tx,
                     &node.name,
                     "run.taken_over",
                     Some(run_id),
@@ -218,18 +251,17 @@ impl Store {
                 )
                 .await?;
             }
-            tx.commit().await?;
-            self.claims.set(
-                run_id,
-                Some(Held {
-                    epoch: epoch + 1,
-                    deadline: started + self.claims.ttl,
-                }),
-            );
             Ok(epoch + 1)
-        }
-        .await;
-        settled(&mut conn, result).await
+        })
+        .await?;
+        self.claims.set(
+            run_id,
+            Some(Held {
+                epoch,
+                deadline: started + self.claims.ttl,
+            }),
+        );
+        Ok(epoch)
     }
 
     /// Extends this process's claim of `run_id`; `false` when it was lost
@@ -372,31 +404,16 @@ impl Store {
     pub async fn claimable_runs(&self) -> Result<Vec<String>, StoreError> {
         let sql = with_now_ms!(
             self.backend,
-            "SELECT id, owner, owner_host, owner_pid, claim_expires_ms < ",
-            " FROM runs WHERE status = 'running' ORDER BY created_at"
+            "SELECT owner, owner_host, owner_pid, claim_expires_ms, ",
+            ", id FROM runs WHERE status = 'running' ORDER BY created_at"
         );
         let rows = sqlx::query(sql)
             .fetch_all(&mut *self.conn.lock().await)
             .await?;
-        let node = &self.claims.node;
         Ok(rows
             .iter()
-            .filter(|r| {
-                let owner: Option<String> = r.get(1);
-                let host: Option<String> = r.get(2);
-                let pid: Option<i64> = r.get(3);
-                let expired: Option<bool> = r.try_get::<bool, _>(4).ok().or_else(|| {
-                    r.try_get::<Option<i64>, _>(4)
-                        .ok()
-                        .flatten()
-                        .map(|v| v != 0)
-                });
-                owner.is_none()
-                    || expired.unwrap_or(true)
-                    || (host.as_deref() == Some(&node.host)
-                        && pid.is_some_and(|p| p != i64::from(node.pid) && !alive(p)))
-            })
-            .map(|r| r.get(0))
+            .filter(|r| ClaimSeen::read(r).free_for(&self.claims.node))
+            .map(|r| r.get(5))
             .collect())
     }
 

@@ -142,7 +142,7 @@ impl Store {
         let mut source = self.conn.lock().await;
         let mut conn = target.conn.lock().await;
         let result: Result<_, StoreError> = async {
-            let mut tx = begin(&mut conn).await?;
+            let mut tx = begin(&mut conn, target.backend).await?;
             for (table, _) in TABLES {
                 let count: i64 =
                     sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{Store, StoreError, append, begin, now, settled};
+use super::{Store, StoreError, now};
 
 impl Store {
     /// Takes fire `fire_at` of a schedule for this process: `false` when a
@@ -37,9 +37,7 @@ impl Store {
         run_id: Option<&str>,
         detail: Option<&str>,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn.lock().await;
-        let result: Result<_, StoreError> = async {
-            let mut tx = begin(&mut conn).await?;
+        self.write(async |tx| {
             let at = fire_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
             sqlx::query("INSERT INTO schedule_fires (runbook, schedule, fire_at, outcome, run_id, detail, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (runbook, schedule, fire_at) DO UPDATE SET outcome = excluded.outcome, run_id = excluded.run_id, detail = excluded.detail, recorded_at = excluded.recorded_at")
                 .bind(runbook)
@@ -52,12 +50,10 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             let data = serde_json::json!({ "runbook": runbook, "schedule": schedule, "fire_at": at, "outcome": outcome, "detail": detail });
-            append(&mut tx, &self.claims.node.name, "scheduler", "schedule.fire", run_id, None, data).await?;
-            tx.commit().await?;
+            self.append(tx, "scheduler", "schedule.fire", run_id, None, data).await?;
             Ok(())
-        }
-        .await;
-        settled(&mut conn, result).await
+        })
+        .await
     }
 
     /// The latest fire time the scheduler handled for a schedule.

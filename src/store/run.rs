@@ -9,9 +9,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use utoipa::ToSchema;
 
-use super::{
-    RunStatus, StepStatus, Store, StoreError, append, begin, json_column, now, settled, word,
-};
+use super::{RunStatus, StepStatus, Store, StoreError, json_column, now, word};
 use crate::runbook::Kind;
 use crate::spelling::string_enum;
 
@@ -123,9 +121,8 @@ pub struct StepRecord {
 impl Store {
     /// Creates a run with its steps, leasing its targets, in one transaction.
     pub async fn create_run(&self, run: &NewRun) -> Result<(), StoreError> {
-        let mut conn = self.conn.lock().await;
-        let result: Result<_, StoreError> = async {
-            let mut tx = begin(&mut conn).await?;
+        let started = std::time::Instant::now();
+        self.write(async |tx| {
             for target in &run.targets {
                 let holder = sqlx::query("SELECT l.run_id, r.runbook, r.created_at FROM target_leases l JOIN runs r ON r.id = l.run_id WHERE l.target = $1")
                     .bind(target)
@@ -143,7 +140,6 @@ impl Store {
                     }
                 }
             }
-            let started = std::time::Instant::now();
             let at = now();
             sqlx::query(
                 "INSERT INTO runs (id, runbook, runbook_digest, runbook_source, runbook_path, kind, trigger, requested_by, params, dry_run, status, created_at)
@@ -167,7 +163,7 @@ impl Store {
             .bind(&at)
             .execute(&mut *tx)
             .await?;
-            self.claim_new(&mut tx, &run.id).await?;
+            self.claim_new(tx, &run.id).await?;
             for (position, (step, phase)) in run.steps.iter().enumerate() {
                 sqlx::query("INSERT INTO steps (run_id, step_id, position, phase, status) VALUES ($1, $2, $3, $4, 'pending')")
                     .bind(&run.id)
@@ -199,8 +195,8 @@ impl Store {
                 "runbook": run.runbook, "digest": run.digest, "kind": run.kind, "trigger": run.trigger,
                 "params": run.params, "dry_run": run.dry_run, "targets": run.targets,
             });
-            append(
-                &mut tx, &self.claims.node.name,
+            self.append(
+                tx,
                 &run.requested_by,
                 "run.started",
                 Some(&run.id),
@@ -208,12 +204,11 @@ impl Store {
                 data,
             )
             .await?;
-            tx.commit().await?;
-            self.hold_new(&run.id, started);
             Ok(())
-        }
-        .await;
-        settled(&mut conn, result).await
+        })
+        .await?;
+        self.hold_new(&run.id, started);
+        Ok(())
     }
 
     /// Ends a run: status, error, finish time; releases its leases.
@@ -224,10 +219,8 @@ impl Store {
         error: Option<&str>,
         actor: &str,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn.lock().await;
-        let result: Result<_, StoreError> = async {
-            let mut tx = begin(&mut conn).await?;
-            self.fence(&mut tx, run_id).await?;
+        self.write(async |tx| {
+            self.fence(tx, run_id).await?;
             sqlx::query("UPDATE runs SET status = $1, error = $2, finished_at = $3, claim_expires_ms = NULL WHERE id = $4")
                 .bind(status.as_str())
                 .bind(error)
@@ -239,8 +232,8 @@ impl Store {
                 .bind(run_id)
                 .execute(&mut *tx)
                 .await?;
-            append(
-                &mut tx, &self.claims.node.name,
+            self.append(
+                tx,
                 actor,
                 "run.finished",
                 Some(run_id),
@@ -248,30 +241,25 @@ impl Store {
                 serde_json::json!({ "status": status, "error": error }),
             )
             .await?;
-            tx.commit().await?;
-            self.forget_claim(run_id);
             Ok(())
-        }
-        .await;
-        settled(&mut conn, result).await
+        })
+        .await?;
+        self.forget_claim(run_id);
+        Ok(())
     }
 
     /// Records that the run's main steps are done (the end of recovery).
     pub async fn mark_recovered(&self, run_id: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn.lock().await;
-        let result: Result<_, StoreError> = async {
-            let mut tx = begin(&mut conn).await?;
-            self.fence(&mut tx, run_id).await?;
+        self.write(async |tx| {
+            self.fence(tx, run_id).await?;
             sqlx::query("UPDATE runs SET recovered_at = $1 WHERE id = $2 AND recovered_at IS NULL")
                 .bind(now())
                 .bind(run_id)
                 .execute(&mut *tx)
                 .await?;
-            tx.commit().await?;
             Ok(())
-        }
-        .await;
-        settled(&mut conn, result).await
+        })
+        .await
     }
 
     /// Sets a step's status (and output or error), with its audit event.
@@ -283,10 +271,8 @@ impl Store {
         output: Option<&Value>,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn.lock().await;
-        let result: Result<_, StoreError> = async {
-            let mut tx = begin(&mut conn).await?;
-            self.fence(&mut tx, run_id).await?;
+        self.write(async |tx| {
+            self.fence(tx, run_id).await?;
             let at = now();
             let started = status == StepStatus::Running;
             sqlx::query(
@@ -307,9 +293,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             let data = serde_json::json!({ "status": status.as_str(), "error": error });
-            append(
-                &mut tx,
-                &self.claims.node.name,
+            self.append(
+                tx,
                 "drover",
                 "step.status",
                 Some(run_id),
@@ -317,11 +302,9 @@ impl Store {
                 data,
             )
             .await?;
-            tx.commit().await?;
             Ok(())
-        }
-        .await;
-        settled(&mut conn, result).await
+        })
+        .await
     }
 
     /// Who asked to cancel run `run_id`, if anyone has (one column: this is
@@ -352,9 +335,7 @@ impl Store {
 
     /// Asks a running run to stop; `false` when it is not running.
     pub async fn request_cancel(&self, run_id: &str, actor: &str) -> Result<bool, StoreError> {
-        let mut conn = self.conn.lock().await;
-        let result: Result<_, StoreError> = async {
-            let mut tx = begin(&mut conn).await?;
+        self.write(async |tx| {
             let changed = sqlx::query("UPDATE runs SET cancel_requested_by = COALESCE(cancel_requested_by, $1) WHERE id = $2 AND status = 'running'")
                 .bind(actor)
                 .bind(run_id)
@@ -362,8 +343,8 @@ impl Store {
                 .await?
                 .rows_affected();
             if changed > 0 {
-                append(
-                    &mut tx, &self.claims.node.name,
+                self.append(
+                    tx,
                     actor,
                     "run.cancel_requested",
                     Some(run_id),
@@ -372,11 +353,9 @@ impl Store {
                 )
                 .await?;
             }
-            tx.commit().await?;
             Ok(changed > 0)
-        }
-        .await;
-        settled(&mut conn, result).await
+        })
+        .await
     }
 
     /// One run.
