@@ -753,6 +753,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.node.name.as_deref(), Some("az2-b"));
         assert_eq!(c.node.claim_ttl, Duration::from_secs(6));
+        for bad in ["\"az1 a\"", "\"\"", "\"a\\nfake log line\""] {
+            let errors = messages(parse(&format!("node:\n  name: {bad}\n"), &[]));
+            assert!(errors[0].contains("node.name must be"), "{bad}: {errors:?}");
+        }
         let errors = messages(parse("node:\n  claim_ttl: 500ms\n", &[]));
         assert!(
             errors[0].contains("2:14") && errors[0].contains("at least 1s"),

@@ -37,8 +37,22 @@ pub(super) fn build(raw: RawNode, sink: &Sink) -> NodeConfig {
             "node.claim_ttl must be at least 1s (claims are renewed every third of it)",
         );
     }
+    // The name goes into logs, rows and audit events: a plain word only.
+    if let Some(name) = &raw.name
+        && (name.value.is_empty()
+            || name.value.len() > 64
+            || !name
+                .value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        sink.error(
+            &name.loc,
+            "node.name must be 1 to 64 characters of letters, digits, `.`, `_` and `-`",
+        );
+    }
     NodeConfig {
-        name: raw.name.map(|n| n.value).filter(|n| !n.trim().is_empty()),
+        name: raw.name.map(|n| n.value),
         claim_ttl: raw
             .claim_ttl
             .0
