@@ -8,6 +8,8 @@
 
 /// Every crash point, in the order a run meets them.
 pub const CRASH_POINTS: &[&str] = &[
+    // The run is claimed by this process (stored); no step has started.
+    "run.after_claim",
     // A step is stored as running; nothing of it has happened yet.
     "step.after_start",
     // An approval was given but is not stored yet.

@@ -201,6 +201,7 @@ impl<C: Cloud> Engine<C> {
         // Only the process holding the run's claim executes it; the claim is
         // renewed while it does, and every write is fenced by its epoch.
         self.store.claim(run_id).await?;
+        crash::point("run.after_claim");
         let _renewing = self.store.keep_claimed(run_id);
         let summary = self.execute_claimed(run, cancel).await;
         if !matches!(&summary, Ok(s) if s.status != RunStatus::Running) {

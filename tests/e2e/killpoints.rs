@@ -297,6 +297,7 @@ impl Case {
     /// The crash points this action meets, as `FAILPOINTS` values.
     pub fn points(&self) -> Vec<(String, &'static str)> {
         let mut out = vec![
+            ("run.after_claim=return".to_string(), "run claimed"),
             (
                 "step.after_start=return".to_string(),
                 "approval step started",
@@ -596,6 +597,8 @@ async fn a_second_crash_during_the_resume_changes_nothing() {
         ("mutate.after_intent=return", "mutate.after_send=return"),
         ("mutate.after_outcome=return", "run.after_step=return"),
         ("mutate.after_send=return", "run.before_finally=return"),
+        // The resume dies right after taking the run over: the next one takes it again.
+        ("mutate.after_send=return", "run.after_claim=return"),
     ];
     let mut jobs = Vec::new();
     for case in cases() {
