@@ -171,14 +171,15 @@ impl<C: Cloud> Engine<C> {
         self.execute(&id, cancel).await
     }
 
-    /// Resumes every run left `running` by a stopped process, oldest first.
+    /// Resumes every run left `running` that no live process holds (the
+    /// daemon's takeover rule), oldest first.
     pub async fn resume_interrupted(
         &self,
         cancel: &CancellationToken,
     ) -> Result<Vec<RunSummary>, EngineError> {
         let mut out = Vec::new();
-        for run in self.store.interrupted_runs().await? {
-            out.push(self.execute(&run.id, cancel).await?);
+        for run_id in self.store.claimable_runs().await? {
+            out.push(self.execute(&run_id, cancel).await?);
         }
         Ok(out)
     }
