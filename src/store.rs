@@ -17,6 +17,7 @@ pub mod approval;
 pub mod attempt;
 pub mod audit;
 pub mod claim;
+mod commit;
 pub mod copy;
 pub mod fire;
 pub mod run;
@@ -31,7 +32,6 @@ use sqlx::AnyConnection;
 use sqlx::any::{Any, AnyConnectOptions, AnyRow};
 use sqlx::{Connection, Row, Transaction};
 use std::sync::Arc;
-use tokio::sync::Mutex;
 
 pub use approval::{ApprovalRecord, Decision};
 pub use attempt::{AttemptKind, AttemptRecord, IntentOutcome, NewAttempt, Outcome};
@@ -131,6 +131,9 @@ pub enum StoreError {
         "the target database is not empty ({rows} rows in {table}); copy into a fresh database"
     )]
     NotEmpty { table: String, rows: i64 },
+    /// The transaction that held a write did not commit.
+    #[error("the write was not committed: {0}")]
+    Commit(String),
     /// The run is over; nothing to claim.
     #[error("run {run_id} is {status}, not running")]
     NotRunning { run_id: String, status: String },
@@ -168,11 +171,9 @@ string_enum! {
     }
 }
 
-/// Opens a write transaction. SQLite: `BEGIN IMMEDIATE`, its one writer.
-/// PostgreSQL: a transaction-scoped advisory lock, so that writers of every
-/// daemon sharing the database serialise the same way (the audit chain is
-/// appended to in every write).
-async fn begin(
+/// The transaction migrations run in, serialised like every write
+/// ([`commit`]): sqlx's own, in which each migration is a savepoint.
+async fn begin_migrations(
     conn: &mut AnyConnection,
     backend: Backend,
 ) -> Result<Transaction<'_, Any>, sqlx::Error> {
@@ -181,28 +182,11 @@ async fn begin(
     }
     let mut tx = conn.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(WRITER_LOCK)
+        .bind(commit::WRITER_LOCK)
         .execute(&mut *tx)
         .await?;
     Ok(tx)
 }
-
-/// What an error left behind, ended now: a transaction dropped by `?` is
-/// rolled back only when its connection is next used, and until then it
-/// would keep its lock (SQLite's write lock, the advisory lock on
-/// PostgreSQL) from every other writer.
-async fn settled<T>(
-    conn: &mut AnyConnection,
-    result: Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    if result.is_err() {
-        let _ = conn.ping().await;
-    }
-    result
-}
-
-/// The advisory lock key of the store's writers on PostgreSQL ("drover" in ASCII).
-const WRITER_LOCK: i64 = 0x6472_6f76_6572;
 
 /// A statement SQLite may refuse while another process switches a fresh
 /// file to WAL (that switch does not wait for the busy timeout): retried.
@@ -225,18 +209,13 @@ async fn pragma(conn: &mut AnyConnection, sql: &'static str) -> Result<(), sqlx:
 /// Opens (creating) a SQLite file with WAL, a busy timeout and
 /// `synchronous=FULL` (an intent must be on disk before its request is sent).
 async fn open_sqlite(path: &str) -> Result<AnyConnection, String> {
-    if path != ":memory:"
-        && let Some(parent) = PathBuf::from(path).parent()
+    if let Some(parent) = PathBuf::from(path).parent()
         && !parent.as_os_str().is_empty()
     {
         std::fs::create_dir_all(parent)
             .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
     }
-    let url = if path == ":memory:" {
-        "sqlite::memory:".to_string()
-    } else {
-        format!("sqlite://{path}?mode=rwc")
-    };
+    let url = format!("sqlite://{path}?mode=rwc");
     let options = AnyConnectOptions::from_str(&url).map_err(|e| e.to_string())?;
     let mut conn = AnyConnection::connect_with(&options)
         .await
@@ -322,10 +301,10 @@ pub fn now() -> String {
     Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// The store. Clones share the connection.
+/// The store. Clones share its connections.
 #[derive(Debug, Clone)]
 pub struct Store {
-    conn: Arc<Mutex<AnyConnection>>,
+    db: Arc<commit::Db>,
     backend: Backend,
     claims: Arc<claim::Claims>,
 }
@@ -339,26 +318,30 @@ impl Store {
             reason,
         };
         sqlx::any::install_default_drivers();
-        let (mut conn, backend) =
-            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                let options =
-                    AnyConnectOptions::from_str(url).map_err(|e| open_error(e.to_string()))?;
-                let conn = AnyConnection::connect_with(&options)
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        };
+        let connect = async || match backend {
+            Backend::Postgres => {
+                let options = AnyConnectOptions::from_str(url).map_err(|e| e.to_string())?;
+                AnyConnection::connect_with(&options)
                     .await
-                    .map_err(|e| open_error(e.to_string()))?;
-                (conn, Backend::Postgres)
-            } else {
+                    .map_err(|e| e.to_string())
+            }
+            Backend::Sqlite => {
                 let path = url
                     .strip_prefix("sqlite://")
                     .or_else(|| url.strip_prefix("sqlite:"))
-                    .ok_or_else(|| {
-                        open_error("the URL must start with sqlite:// or postgres://".into())
-                    })?;
-                (
-                    open_sqlite(path).await.map_err(open_error)?,
-                    Backend::Sqlite,
-                )
-            };
+                    .ok_or("the URL must start with sqlite:// or postgres://")?;
+                if path == ":memory:" || path.starts_with("file::memory:") {
+                    return Err("an in-memory database cannot be shared by the store's writer and reader connections; give a file".to_string());
+                }
+                open_sqlite(path).await
+            }
+        };
+        let mut conn = connect().await.map_err(open_error)?;
         let migrations = backend
             .migrations()
             .iter()
@@ -377,35 +360,30 @@ impl Store {
         // inside it), so exactly one of them creates the schema and the others
         // find it done; without it two could both see an empty database.
         let migrate = |e: sqlx::Error| StoreError::Migrate(e.to_string());
-        let mut tx = begin(&mut conn, backend).await.map_err(migrate)?;
+        let mut tx = begin_migrations(&mut conn, backend)
+            .await
+            .map_err(migrate)?;
         sqlx::migrate::Migrator::with_migrations(migrations)
             .run_direct(None, &mut *tx, false)
             .await
             .map_err(|e| StoreError::Migrate(e.to_string()))?;
         tx.commit().await.map_err(migrate)?;
+        let reader = connect().await.map_err(open_error)?;
         Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
+            db: commit::Db::new(conn, reader, backend),
             backend,
             claims: claim::Claims::new(Node::this_process(None), DEFAULT_CLAIM_TTL),
         })
     }
 
-    /// One write transaction, serialised with every other writer: committed
-    /// when `work` succeeds; when it fails, rolled back at once
-    /// ([`settled`]), so no lock outlives the error.
+    /// `work` in a write transaction, serialised with every other writer
+    /// and shared with those arriving meanwhile ([`commit`]): its value
+    /// once that transaction committed; when it fails, none of its writes.
     pub(crate) async fn write<T>(
         &self,
         work: impl AsyncFnOnce(&mut AnyConnection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn.lock().await;
-        let result = async {
-            let mut tx = begin(&mut conn, self.backend).await?;
-            let value = work(&mut tx).await?;
-            tx.commit().await?;
-            Ok(value)
-        }
-        .await;
-        settled(&mut conn, result).await
+        self.db.write(work).await
     }
 
     /// Names this process `node` in the claims it takes, which live `ttl`
@@ -437,7 +415,7 @@ impl Store {
             .unwrap_or_default();
         let rows = sqlx::query("SELECT seq, at, actor, kind, run_id, step_id, data, prev_hash, hash FROM audit_events WHERE at >= $1 ORDER BY seq")
             .bind(since)
-            .fetch_all(&mut *self.conn.lock().await)
+            .fetch_all(&mut *self.db.read().await)
             .await?;
         Ok(rows.iter().map(event_record).collect())
     }
@@ -451,10 +429,8 @@ impl Store {
     /// Runs raw SQL: for tests that tamper with the trail on purpose.
     #[doc(hidden)]
     pub async fn execute_unchecked(&self, sql: &'static str) -> Result<u64, StoreError> {
-        Ok(sqlx::query(sql)
-            .execute(&mut *self.conn.lock().await)
-            .await?
-            .rows_affected())
+        self.write(async |tx| Ok(sqlx::query(sql).execute(tx).await?.rows_affected()))
+            .await
     }
 }
 
@@ -571,14 +547,17 @@ async fn append_event(
 mod tests {
     use super::*;
 
-    /// A fresh store on each backend this machine has: SQLite in memory,
-    /// and PostgreSQL when its test server answers.
-    async fn stores() -> Vec<Store> {
-        let mut out = vec![Store::open("sqlite::memory:").await.unwrap()];
+    /// A fresh store on each backend this machine has: a SQLite file in a
+    /// directory that lives as long as the returned guard, and PostgreSQL
+    /// when its test server answers.
+    async fn stores() -> (Vec<Store>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
+        let mut out = vec![Store::open(&url).await.unwrap()];
         if let Some(url) = scratch_postgres().await {
             out.push(Store::open(&url).await.unwrap());
         }
-        out
+        (out, dir)
     }
 
     pub(crate) fn new_run(id: &str, targets: &[&str]) -> NewRun {
@@ -604,7 +583,8 @@ mod tests {
 
     #[tokio::test]
     async fn runs_steps_attempts_and_a_verifiable_chain() {
-        for store in stores().await {
+        let (stores, _dir) = stores().await;
+        for store in stores {
             store.create_run(&new_run("r1", &["evs:g1"])).await.unwrap();
             store
                 .set_step("r1", "precheck", StepStatus::Running, None, None)
@@ -689,7 +669,8 @@ mod tests {
 
     #[tokio::test]
     async fn unreadable_parameters_are_an_error_not_an_empty_map() {
-        for store in stores().await {
+        let (stores, _dir) = stores().await;
+        for store in stores {
             store.create_run(&new_run("r1", &[])).await.unwrap();
             store
                 .execute_unchecked("UPDATE runs SET params = 'not json' WHERE id = 'r1'")
@@ -706,7 +687,8 @@ mod tests {
 
     #[tokio::test]
     async fn stored_json_that_is_not_json_is_a_corrupt_record() {
-        for store in stores().await {
+        let (stores, _dir) = stores().await;
+        for store in stores {
             store.create_run(&new_run("r1", &[])).await.unwrap();
             store
                 .execute_unchecked(
@@ -721,7 +703,8 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_stored_statuses_are_corrupt_records() {
-        for store in stores().await {
+        let (stores, _dir) = stores().await;
+        for store in stores {
             store.create_run(&new_run("r1", &[])).await.unwrap();
             assert_eq!(
                 store.run("r1").await.unwrap().unwrap().status,
@@ -771,7 +754,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_leased_target_refuses_a_second_run_until_released() {
-        for store in stores().await {
+        let (stores, _dir) = stores().await;
+        for store in stores {
             store.create_run(&new_run("r1", &["evs:g1"])).await.unwrap();
             let err = store
                 .create_run(&new_run("r2", &["evs:g2", "evs:g1"]))
@@ -799,7 +783,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("d/audit.db").display());
         let store = Store::open(&url).await.unwrap();
-        let mut conn = store.conn.lock().await;
+        let mut conn = store.db.read().await;
         let mut value = async |sql: &'static str| -> String {
             let row = sqlx::query(sql).fetch_one(&mut *conn).await.unwrap();
             row.try_get::<String, _>(0)
@@ -900,7 +884,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_fire_is_taken_once() {
-        for store in stores().await {
+        let (stores, _dir) = stores().await;
+        for store in stores {
             let t = DateTime::parse_from_rfc3339("2026-05-01T03:00:00Z")
                 .unwrap()
                 .with_timezone(&Utc);
@@ -916,7 +901,8 @@ mod tests {
 
     #[tokio::test]
     async fn schedule_fires_are_recorded_with_their_latest_time() {
-        for store in stores().await {
+        let (stores, _dir) = stores().await;
+        for store in stores {
             assert_eq!(store.last_fire("rb", "weekly").await.unwrap(), None);
             let t1 = DateTime::parse_from_rfc3339("2026-05-01T03:00:00Z")
                 .unwrap()

@@ -65,7 +65,7 @@ impl Store {
     pub async fn approvals(&self, run_id: &str) -> Result<Vec<ApprovalRecord>, StoreError> {
         let rows = sqlx::query("SELECT step_id, approver, decision, comment, at FROM approvals WHERE run_id = $1 ORDER BY at")
             .bind(run_id)
-            .fetch_all(&mut *self.conn.lock().await)
+            .fetch_all(&mut *self.db.read().await)
             .await?;
         rows.iter()
             .map(|r| {

@@ -220,7 +220,7 @@ impl Store {
              FROM step_attempts WHERE run_id = $1 ORDER BY id",
         )
         .bind(run_id)
-        .fetch_all(&mut *self.conn.lock().await)
+        .fetch_all(&mut *self.db.read().await)
         .await?;
         rows.iter()
             .map(|r| {

@@ -267,36 +267,59 @@ impl Store {
     /// Extends this process's claim of `run_id`; `false` when it was lost
     /// (taken over, or the run ended), which also forgets it here.
     pub async fn renew(&self, run_id: &str) -> Result<bool, StoreError> {
-        let Some(held) = self.claims.get(run_id) else {
-            return Ok(false);
-        };
+        Ok(self.renew_all(&[run_id.to_string()]).await?.is_empty())
+    }
+
+    /// Extends this process's claims of `runs` in one transaction; the runs
+    /// whose claims were lost (taken over, or the run ended), which are
+    /// also forgotten here.
+    pub async fn renew_all(&self, runs: &[String]) -> Result<Vec<String>, StoreError> {
+        let held: Vec<(&String, Option<Held>)> =
+            runs.iter().map(|r| (r, self.claims.get(r))).collect();
         let started = Instant::now();
         let sql = with_now_ms!(
             self.backend,
             "UPDATE runs SET claim_expires_ms = ",
             " + $1 WHERE id = $2 AND owner = $3 AND epoch = $4 AND status = 'running'"
         );
-        let done = sqlx::query(sql)
-            .bind(self.claims.ttl.as_millis() as i64)
-            .bind(run_id)
-            .bind(&self.claims.node.name)
-            .bind(held.epoch)
-            .execute(&mut *self.conn.lock().await)
-            .await?
-            .rows_affected();
-        if done == 1 {
-            self.claims.set(
-                run_id,
-                Some(Held {
-                    deadline: started + self.claims.ttl,
-                    ..held
-                }),
-            );
-            Ok(true)
-        } else {
-            self.claims.set(run_id, None);
-            Ok(false)
+        let kept = self
+            .write(async |tx| {
+                let mut kept = Vec::new();
+                for (run_id, held) in &held {
+                    let Some(held) = held else {
+                        kept.push(false);
+                        continue;
+                    };
+                    let done = sqlx::query(sql)
+                        .bind(self.claims.ttl.as_millis() as i64)
+                        .bind(*run_id)
+                        .bind(&self.claims.node.name)
+                        .bind(held.epoch)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    kept.push(done == 1);
+                }
+                Ok(kept)
+            })
+            .await?;
+        let mut lost = Vec::new();
+        for ((run_id, held), kept) in held.into_iter().zip(kept) {
+            match held {
+                Some(held) if kept => self.claims.set(
+                    run_id,
+                    Some(Held {
+                        deadline: started + self.claims.ttl,
+                        ..held
+                    }),
+                ),
+                _ => {
+                    self.claims.set(run_id, None);
+                    lost.push(run_id.clone());
+                }
+            }
         }
+        Ok(lost)
     }
 
     /// Gives the claim of `run_id` up, so that another process may take the
@@ -306,15 +329,18 @@ impl Store {
             return Ok(());
         };
         self.claims.set(run_id, None);
-        sqlx::query(
-            "UPDATE runs SET claim_expires_ms = 0 WHERE id = $1 AND owner = $2 AND epoch = $3",
-        )
-        .bind(run_id)
-        .bind(&self.claims.node.name)
-        .bind(held.epoch)
-        .execute(&mut *self.conn.lock().await)
-        .await?;
-        Ok(())
+        self.write(async |tx| {
+            sqlx::query(
+                "UPDATE runs SET claim_expires_ms = 0 WHERE id = $1 AND owner = $2 AND epoch = $3",
+            )
+            .bind(run_id)
+            .bind(&self.claims.node.name)
+            .bind(held.epoch)
+            .execute(tx)
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Renews the claim of `run_id` every third of its time to live, until
@@ -359,16 +385,15 @@ impl Store {
                     }
                     renewing.runs.keys().cloned().collect()
                 };
-                for run_id in runs {
-                    match store.renew(&run_id).await {
-                        Ok(true) => {}
-                        Ok(false) => {
+                match store.renew_all(&runs).await {
+                    Ok(lost) => {
+                        for run_id in lost {
                             store.claims.lock_renewing().runs.remove(&run_id);
                             tracing::warn!(run.id = %run_id, node = %store.node().name, "Lost the claim of this run: another process has it now; this one records and sends nothing more for it.");
                         }
-                        Err(e) => {
-                            tracing::warn!(run.id = %run_id, error = %e, "Cannot renew the claim of this run; trying again.");
-                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(runs = runs.len(), error = %e, "Cannot renew the claims of the runs this process executes; trying again.");
                     }
                 }
             }
@@ -408,7 +433,7 @@ impl Store {
             ", id FROM runs WHERE status = 'running' ORDER BY created_at"
         );
         let rows = sqlx::query(sql)
-            .fetch_all(&mut *self.conn.lock().await)
+            .fetch_all(&mut *self.db.read().await)
             .await?;
         Ok(rows
             .iter()
@@ -596,7 +621,8 @@ mod tests {
     /// kept, and lapses once the guard is dropped.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_kept_claim_is_renewed_and_lapses_when_released_by_its_guard() {
-        let store = Store::open("sqlite::memory:")
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite://{}", dir.path().join("a.db").display()))
             .await
             .unwrap()
             .with_node(node("a", std::process::id()), Duration::from_millis(600));
@@ -619,7 +645,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_claim_past_its_local_deadline_sends_nothing() {
-        let store = Store::open("sqlite::memory:")
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite://{}", dir.path().join("a.db").display()))
             .await
             .unwrap()
             .with_node(node("a", std::process::id()), Duration::ZERO);

@@ -5,7 +5,7 @@
 use sqlx::AnyConnection;
 use sqlx::Row;
 
-use super::{Backend, Store, StoreError, begin, settled};
+use super::{Backend, Store, StoreError};
 
 #[derive(Clone, Copy)]
 enum Col {
@@ -134,67 +134,64 @@ impl Store {
     /// Copies every row of this store into `target`, which must be empty;
     /// the rows copied per table.
     pub async fn copy_into(&self, target: &Store) -> Result<Vec<(&'static str, u64)>, StoreError> {
-        if std::sync::Arc::ptr_eq(&self.conn, &target.conn) {
+        if std::sync::Arc::ptr_eq(&self.db, &target.db) {
             return Err(StoreError::Corrupt(
                 "a store cannot be copied into itself".into(),
             ));
         }
-        let mut source = self.conn.lock().await;
-        let mut conn = target.conn.lock().await;
-        let result: Result<_, StoreError> = async {
-            let mut tx = begin(&mut conn, target.backend).await?;
-            for (table, _) in TABLES {
-                let count: i64 =
-                    sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
-                        .fetch_one(&mut *tx)
-                        .await?
-                        .get(0);
-                if count > 0 {
-                    return Err(StoreError::NotEmpty {
-                        table: table.to_string(),
-                        rows: count,
-                    });
-                }
-            }
-            let mut counts = Vec::new();
-            for (table, cols) in TABLES {
-                let names: Vec<&str> = cols.iter().map(|(n, _)| *n).collect();
-                let select = format!("SELECT {} FROM {table}", names.join(", "));
-                let rows = sqlx::query(sqlx::AssertSqlSafe(select))
-                    .fetch_all(&mut *source)
-                    .await?;
-                let marks: Vec<String> = (1..=cols.len()).map(|i| format!("${i}")).collect();
-                let overriding = if *table == "step_attempts" && target.backend == Backend::Postgres
-                {
-                    " OVERRIDING SYSTEM VALUE"
-                } else {
-                    ""
-                };
-                let insert = format!(
-                    "INSERT INTO {table} ({}){overriding} VALUES ({})",
-                    names.join(", "),
-                    marks.join(", ")
-                );
-                for row in &rows {
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(insert.clone()));
-                    for (i, (_, col)) in cols.iter().enumerate() {
-                        q = match col {
-                            Text => q.bind(row.get::<Option<String>, _>(i)),
-                            Int => q.bind(row.get::<Option<i64>, _>(i)),
-                        };
+        let mut source = self.db.read().await;
+        target
+            .write(async |tx| {
+                for (table, _) in TABLES {
+                    let count: i64 =
+                        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+                            .fetch_one(&mut *tx)
+                            .await?
+                            .get(0);
+                    if count > 0 {
+                        return Err(StoreError::NotEmpty {
+                            table: table.to_string(),
+                            rows: count,
+                        });
                     }
-                    q.execute(&mut *tx).await?;
                 }
-                counts.push((*table, rows.len() as u64));
-            }
-            if target.backend == Backend::Postgres {
-                restart_identity(&mut tx).await?;
-            }
-            tx.commit().await?;
-            Ok(counts)
-        }
-        .await;
-        settled(&mut conn, result).await
+                let mut counts = Vec::new();
+                for (table, cols) in TABLES {
+                    let names: Vec<&str> = cols.iter().map(|(n, _)| *n).collect();
+                    let select = format!("SELECT {} FROM {table}", names.join(", "));
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(select))
+                        .fetch_all(&mut *source)
+                        .await?;
+                    let marks: Vec<String> = (1..=cols.len()).map(|i| format!("${i}")).collect();
+                    let overriding =
+                        if *table == "step_attempts" && target.backend == Backend::Postgres {
+                            " OVERRIDING SYSTEM VALUE"
+                        } else {
+                            ""
+                        };
+                    let insert = format!(
+                        "INSERT INTO {table} ({}){overriding} VALUES ({})",
+                        names.join(", "),
+                        marks.join(", ")
+                    );
+                    for row in &rows {
+                        let mut q = sqlx::query(sqlx::AssertSqlSafe(insert.clone()));
+                        for (i, (_, col)) in cols.iter().enumerate() {
+                            q = match col {
+                                Text => q.bind(row.get::<Option<String>, _>(i)),
+                                Int => q.bind(row.get::<Option<i64>, _>(i)),
+                            };
+                        }
+                        q.execute(&mut *tx).await?;
+                    }
+                    counts.push((*table, rows.len() as u64));
+                }
+                if target.backend == Backend::Postgres {
+                    restart_identity(tx).await?;
+                }
+                Ok(counts)
+            })
+            .await
     }
 }
 

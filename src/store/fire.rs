@@ -15,15 +15,17 @@ impl Store {
         fire_at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let at = fire_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let taken = sqlx::query("INSERT INTO schedule_fires (runbook, schedule, fire_at, outcome, detail, recorded_at) VALUES ($1, $2, $3, 'taken', $4, $5) ON CONFLICT (runbook, schedule, fire_at) DO NOTHING")
-            .bind(runbook)
-            .bind(schedule)
-            .bind(&at)
-            .bind(format!("by {}", self.node().name))
-            .bind(now())
-            .execute(&mut *self.conn.lock().await)
-            .await?
-            .rows_affected();
+        let taken = self.write(async |tx| {
+            Ok(sqlx::query("INSERT INTO schedule_fires (runbook, schedule, fire_at, outcome, detail, recorded_at) VALUES ($1, $2, $3, 'taken', $4, $5) ON CONFLICT (runbook, schedule, fire_at) DO NOTHING")
+                .bind(runbook)
+                .bind(schedule)
+                .bind(&at)
+                .bind(format!("by {}", self.node().name))
+                .bind(now())
+                .execute(tx)
+                .await?
+                .rows_affected())
+        }).await?;
         Ok(taken == 1)
     }
 
@@ -67,7 +69,7 @@ impl Store {
         )
         .bind(runbook)
         .bind(schedule)
-        .fetch_one(&mut *self.conn.lock().await)
+        .fetch_one(&mut *self.db.read().await)
         .await?;
         let at: Option<String> = row.get(0);
         Ok(at
@@ -84,7 +86,7 @@ impl Store {
         let rows = sqlx::query("SELECT fire_at, outcome, run_id FROM schedule_fires WHERE runbook = $1 AND schedule = $2 ORDER BY fire_at")
             .bind(runbook)
             .bind(schedule)
-            .fetch_all(&mut *self.conn.lock().await)
+            .fetch_all(&mut *self.db.read().await)
             .await?;
         Ok(rows
             .iter()

@@ -312,7 +312,7 @@ impl Store {
     pub async fn cancel_requested_by(&self, run_id: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT cancel_requested_by FROM runs WHERE id = $1")
             .bind(run_id)
-            .fetch_optional(&mut *self.conn.lock().await)
+            .fetch_optional(&mut *self.db.read().await)
             .await?;
         Ok(row.and_then(|r| r.get(0)))
     }
@@ -328,7 +328,7 @@ impl Store {
         )
         .bind(actor)
         .bind(key)
-        .fetch_optional(&mut *self.conn.lock().await)
+        .fetch_optional(&mut *self.db.read().await)
         .await?;
         Ok(row.map(|r| (r.get(0), r.get(1))))
     }
@@ -362,7 +362,7 @@ impl Store {
     pub async fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
         let row = sqlx::query(concat!(run_columns!(), " WHERE id = $1"))
             .bind(id)
-            .fetch_optional(&mut *self.conn.lock().await)
+            .fetch_optional(&mut *self.db.read().await)
             .await?;
         row.map(|r| run_record(&r)).transpose()
     }
@@ -374,7 +374,7 @@ impl Store {
             " ORDER BY created_at DESC, id DESC LIMIT $1"
         ))
         .bind(i64::from(limit))
-        .fetch_all(&mut *self.conn.lock().await)
+        .fetch_all(&mut *self.db.read().await)
         .await?;
         rows.iter().map(run_record).collect()
     }
@@ -385,7 +385,7 @@ impl Store {
             run_columns!(),
             " WHERE status = 'running' ORDER BY created_at"
         ))
-        .fetch_all(&mut *self.conn.lock().await)
+        .fetch_all(&mut *self.db.read().await)
         .await?;
         rows.iter().map(run_record).collect()
     }
@@ -394,7 +394,7 @@ impl Store {
     pub async fn steps(&self, run_id: &str) -> Result<Vec<StepRecord>, StoreError> {
         let rows = sqlx::query("SELECT step_id, position, phase, status, output, error, started_at, finished_at FROM steps WHERE run_id = $1 ORDER BY position")
             .bind(run_id)
-            .fetch_all(&mut *self.conn.lock().await)
+            .fetch_all(&mut *self.db.read().await)
             .await?;
         rows.iter()
             .map(|r| {

@@ -1,0 +1,580 @@
+//! Group commit: writers that arrive while one transaction is being
+//! written or committed share the next one, so that N concurrent writes cost
+//! one fsync (SQLite) or one WAL flush (PostgreSQL) instead of N, and each is
+//! still reported only after the commit that holds it ended.
+//!
+//! A process has one writer connection behind a fair (first come, first
+//! served) async mutex, and one reader connection that sees committed rows
+//! only. A writer takes the mutex, opens a transaction (a batch) if none is
+//! open, does its work (inside a savepoint unless it is the batch's first
+//! member, so that its failure undoes its own rows only) and lets the mutex
+//! go. Then it queues for the mutex again, behind every writer that arrived
+//! meanwhile and joins the batch; the first member to get the mutex back
+//! commits the batch for all. Every member, failed or not, returns once the
+//! batch ended, so that what it saw inside (another member's row, say) is
+//! durable or gone before it acts on it.
+//!
+//! Cancellation leaves the batch whole: a member dropped inside its work is
+//! undone by the next holder of the mutex, a commit whose future was dropped
+//! is reported as of unknown outcome, and a member dropped before the commit
+//! leaves a task that commits the batch for the others.
+
+use std::sync::Arc;
+
+use sqlx::AnyConnection;
+use tokio::sync::{Mutex, MutexGuard, watch};
+
+use super::{Backend, StoreError};
+
+/// The advisory lock key of the store's writers on PostgreSQL ("drover" in ASCII).
+pub(super) const WRITER_LOCK: i64 = 0x6472_6f76_6572;
+
+/// The store's connections.
+#[derive(Debug)]
+pub(crate) struct Db {
+    writer: Mutex<Writer>,
+    reader: Mutex<AnyConnection>,
+}
+
+#[derive(Debug)]
+struct Writer {
+    conn: AnyConnection,
+    backend: Backend,
+    batch: Option<Batch>,
+    batches: u64,
+}
+
+/// The open write transaction.
+#[derive(Debug)]
+struct Batch {
+    id: u64,
+    members: usize,
+    /// What to undo first: work that started and did not finish.
+    unfinished: Option<Undo>,
+    /// Why the batch can only be rolled back.
+    broken: Option<String>,
+    /// A commit was sent; if this is still set, its sender was dropped.
+    committing: bool,
+    ended: watch::Sender<Option<Result<(), String>>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Undo {
+    /// The batch's first member: nothing else is in the transaction.
+    Batch,
+    Savepoint,
+}
+
+async fn run(conn: &mut AnyConnection, sql: &'static str) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(sql).execute(conn).await.map(|_| ())
+}
+
+impl Db {
+    pub fn new(writer: AnyConnection, reader: AnyConnection, backend: Backend) -> Arc<Db> {
+        Arc::new(Db {
+            writer: Mutex::new(Writer {
+                conn: writer,
+                backend,
+                batch: None,
+                batches: 0,
+            }),
+            reader: Mutex::new(reader),
+        })
+    }
+
+    /// The reader connection: committed rows only.
+    pub async fn read(&self) -> MutexGuard<'_, AnyConnection> {
+        self.reader.lock().await
+    }
+
+    /// `work` in a shared write transaction, serialised with every other
+    /// writer of every process on the database; its value once that
+    /// transaction committed, or its error once it ended.
+    pub async fn write<T>(
+        self: &Arc<Self>,
+        work: impl AsyncFnOnce(&mut AnyConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut writer = self.writer.lock().await;
+        writer.settle().await;
+        if writer.batch.is_none() {
+            writer.open().await?;
+        }
+        let (id, ended) = writer.join()?;
+        let mut member = Member {
+            db: self.clone(),
+            id,
+            ended: false,
+        };
+        let result = match writer.start_work().await {
+            Ok(undo) => {
+                let result = work(&mut writer.conn).await;
+                writer.close_work(undo, result).await
+            }
+            Err(e) => Err(e),
+        };
+        drop(writer);
+        let mut writer = self.writer.lock().await;
+        writer.finish(id).await;
+        drop(writer);
+        let outcome = member.outcome(ended).await;
+        let value = result?;
+        outcome.map(|()| value).map_err(StoreError::Commit)
+    }
+}
+
+/// A member of a batch until it saw the batch end; dropped before, it
+/// leaves a task that ends the batch for the others.
+struct Member {
+    db: Arc<Db>,
+    id: u64,
+    ended: bool,
+}
+
+impl Member {
+    async fn outcome(
+        &mut self,
+        mut ended: watch::Receiver<Option<Result<(), String>>>,
+    ) -> Result<(), String> {
+        let outcome = match ended.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone().unwrap_or(Ok(())),
+            Err(_) => Err("the transaction ended without a word on its outcome".into()),
+        };
+        self.ended = true;
+        outcome
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (db, id) = (self.db.clone(), self.id);
+            runtime.spawn(async move { db.writer.lock().await.finish(id).await });
+        }
+    }
+}
+
+impl Writer {
+    /// Opens a batch. SQLite: `BEGIN IMMEDIATE`, its one writer.
+    /// PostgreSQL: a transaction-scoped advisory lock, so that writers of
+    /// every daemon sharing the database serialise the same way (the audit
+    /// chain is appended to in every write).
+    async fn open(&mut self) -> Result<(), StoreError> {
+        self.batches += 1;
+        // Marked before it is sent: a begin interrupted half-way is rolled back.
+        self.batch = Some(Batch {
+            id: self.batches,
+            members: 0,
+            unfinished: Some(Undo::Batch),
+            broken: None,
+            committing: false,
+            ended: watch::Sender::new(None),
+        });
+        let begun = match self.backend {
+            Backend::Sqlite => run(&mut self.conn, "BEGIN IMMEDIATE").await,
+            Backend::Postgres => match run(&mut self.conn, "BEGIN").await {
+                Ok(()) => sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(WRITER_LOCK)
+                    .execute(&mut self.conn)
+                    .await
+                    .map(|_| ()),
+                Err(e) => Err(e),
+            },
+        };
+        if let Err(e) = begun {
+            self.settle().await;
+            return Err(e.into());
+        }
+        if let Some(batch) = &mut self.batch {
+            batch.unfinished = None;
+        }
+        Ok(())
+    }
+
+    /// Joins the open batch: its id and its end.
+    fn join(&mut self) -> Result<(u64, watch::Receiver<Option<Result<(), String>>>), StoreError> {
+        let Some(batch) = self.batch.as_mut() else {
+            return Err(StoreError::Commit("no transaction is open".into()));
+        };
+        batch.members += 1;
+        Ok((batch.id, batch.ended.subscribe()))
+    }
+
+    /// Marks where a member's work starts: how to undo it.
+    async fn start_work(&mut self) -> Result<Undo, StoreError> {
+        let Writer { conn, batch, .. } = self;
+        let Some(batch) = batch.as_mut() else {
+            return Err(StoreError::Commit("no transaction is open".into()));
+        };
+        let undo = if batch.members == 1 {
+            Undo::Batch
+        } else {
+            Undo::Savepoint
+        };
+        batch.unfinished = Some(undo);
+        if undo == Undo::Savepoint
+            && let Err(e) = run(conn, "SAVEPOINT drover_write").await
+        {
+            batch.unfinished = None;
+            batch.broken = Some(format!("a savepoint failed: {e}"));
+            return Err(e.into());
+        }
+        Ok(undo)
+    }
+
+    /// Ends a member's work: kept (its savepoint released) or undone.
+    async fn close_work<T>(
+        &mut self,
+        undo: Undo,
+        result: Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let Writer { conn, batch, .. } = self;
+        let Some(open) = batch.as_mut() else {
+            return result;
+        };
+        open.unfinished = None;
+        match (&result, undo) {
+            (Ok(_), Undo::Batch) => {}
+            (Ok(_), Undo::Savepoint) => {
+                // Also a check: on PostgreSQL it fails if an error the work
+                // swallowed aborted the transaction.
+                if let Err(e) = run(conn, "RELEASE SAVEPOINT drover_write").await {
+                    open.broken = Some(format!("a write could not be kept: {e}"));
+                }
+            }
+            (Err(_), Undo::Batch) => {
+                let _ = run(conn, "ROLLBACK").await;
+                if let Some(ended) = batch.take() {
+                    ended.ended.send_replace(Some(Err("rolled back".into())));
+                }
+            }
+            (Err(_), Undo::Savepoint) => {
+                if let Err(e) = undo_savepoint(conn).await {
+                    open.broken = Some(format!("a failed write could not be undone: {e}"));
+                }
+            }
+        }
+        result
+    }
+
+    /// Undoes what an interrupted holder of the mutex left behind.
+    async fn settle(&mut self) {
+        let Writer { conn, batch, .. } = self;
+        let Some(open) = batch.as_mut() else {
+            return;
+        };
+        if open.committing {
+            let _ = run(conn, "ROLLBACK").await;
+            end(
+                batch,
+                Err("the commit was interrupted; whether it took effect is unknown".into()),
+            );
+            return;
+        }
+        match open.unfinished.take() {
+            None => {}
+            Some(Undo::Batch) => {
+                let _ = run(conn, "ROLLBACK").await;
+                end(batch, Err("its first write was interrupted".into()));
+            }
+            Some(Undo::Savepoint) => {
+                if let Err(e) = undo_savepoint(conn).await {
+                    open.broken = Some(format!("an interrupted write could not be undone: {e}"));
+                }
+            }
+        }
+    }
+
+    /// Commits batch `id` if it is still open (rolls it back if broken).
+    async fn finish(&mut self, id: u64) {
+        self.settle().await;
+        let Writer {
+            conn,
+            batch,
+            backend,
+            ..
+        } = self;
+        let Some(open) = batch.as_mut().filter(|b| b.id == id) else {
+            return;
+        };
+        // PostgreSQL answers COMMIT of a transaction an error aborted (one
+        // a member swallowed) with a silent rollback: asked first.
+        if *backend == Backend::Postgres
+            && open.broken.is_none()
+            && let Err(e) = run(conn, "SELECT 1").await
+        {
+            open.broken = Some(format!("the transaction failed: {e}"));
+        }
+        let outcome = match open.broken.clone() {
+            Some(why) => {
+                let _ = run(conn, "ROLLBACK").await;
+                Err(why)
+            }
+            None => {
+                open.committing = true;
+                match run(conn, "COMMIT").await {
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        let _ = run(conn, "ROLLBACK").await;
+                        Err(e.to_string())
+                    }
+                }
+            }
+        };
+        end(batch, outcome);
+    }
+}
+
+fn end(batch: &mut Option<Batch>, outcome: Result<(), String>) {
+    if let Some(ended) = batch.take() {
+        ended.ended.send_replace(Some(outcome));
+    }
+}
+
+async fn undo_savepoint(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    run(conn, "ROLLBACK TO SAVEPOINT drover_write").await?;
+    run(conn, "RELEASE SAVEPOINT drover_write").await
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use tokio::sync::mpsc;
+    use tokio::task::JoinHandle;
+
+    use super::super::{Store, scratch_postgres};
+    use super::*;
+
+    async fn stores() -> (Vec<Store>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
+        let mut out = vec![Store::open(&url).await.unwrap()];
+        if let Some(url) = scratch_postgres().await {
+            out.push(Store::open(&url).await.unwrap());
+        }
+        (out, dir)
+    }
+
+    async fn batches(store: &Store) -> u64 {
+        store.db.writer.lock().await.batches
+    }
+
+    /// Events of `kind` a reader sees.
+    async fn seen(store: &Store, kind: &str) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE kind = $1")
+            .bind(kind)
+            .fetch_one(&mut *store.db.read().await)
+            .await
+            .unwrap()
+    }
+
+    #[derive(Clone, Copy)]
+    enum Then {
+        Keep,
+        Fail,
+        /// Says so on the channel, then never finishes.
+        Hang,
+        /// A statement fails and the work carries on as if it had not.
+        Swallow,
+    }
+
+    /// One write appending an event of `kind`, then doing `then`.
+    fn writer(
+        store: &Store,
+        kind: &str,
+        then: Then,
+        started: mpsc::UnboundedSender<()>,
+    ) -> JoinHandle<Result<(), StoreError>> {
+        let (store, kind) = (store.clone(), kind.to_string());
+        tokio::spawn(async move {
+            store
+                .write(async |tx| {
+                    store
+                        .append(tx, "test", &kind, None, None, json!({}))
+                        .await?;
+                    let _ = started.send(());
+                    match then {
+                        Then::Keep => Ok(()),
+                        Then::Fail => Err(StoreError::Corrupt("failed on purpose".into())),
+                        Then::Hang => std::future::pending().await,
+                        Then::Swallow => {
+                            let _ = sqlx::query("SELECT * FROM no_such_table").execute(tx).await;
+                            Ok(())
+                        }
+                    }
+                })
+                .await
+        })
+    }
+
+    /// Starts `writers` while the writer connection is held, so that they
+    /// queue in this order and share one batch once it is let go.
+    async fn queued(
+        store: &Store,
+        writers: &[(&str, Then)],
+    ) -> (
+        Vec<JoinHandle<Result<(), StoreError>>>,
+        mpsc::UnboundedReceiver<()>,
+    ) {
+        let (started, signals) = mpsc::unbounded_channel();
+        let held = store.db.writer.lock().await;
+        let mut handles = Vec::new();
+        for (kind, then) in writers {
+            handles.push(writer(store, kind, *then, started.clone()));
+            // Each is first polled, and queues for the mutex, before the next.
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+        }
+        drop(held);
+        (handles, signals)
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_share_commits_and_each_is_durable_once_it_returns() {
+        let (stores, _dir) = stores().await;
+        for store in stores {
+            let before = batches(&store).await;
+            let (started, _signals) = mpsc::unbounded_channel();
+            let handles: Vec<_> = (0..200)
+                .map(|i| {
+                    let (store, kind) = (store.clone(), format!("e{i}"));
+                    let write = writer(&store, &kind, Then::Keep, started.clone());
+                    tokio::spawn(async move {
+                        write.await.unwrap().unwrap();
+                        // Acknowledged: committed, so another connection sees it.
+                        assert_eq!(seen(&store, &kind).await, 1, "{kind}");
+                    })
+                })
+                .collect();
+            for handle in handles {
+                handle.await.unwrap();
+            }
+            let used = batches(&store).await - before;
+            assert!(used < 50, "200 concurrent writes took {used} transactions");
+            assert_eq!(store.verify().await.unwrap(), Ok(200));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_undoes_its_own_rows_only_and_the_others_commit() {
+        let (stores, _dir) = stores().await;
+        for store in stores {
+            let before = batches(&store).await;
+            let (handles, _signals) = queued(
+                &store,
+                &[("a", Then::Keep), ("b", Then::Fail), ("c", Then::Keep)],
+            )
+            .await;
+            let results: Vec<_> = futures_util::future::join_all(handles).await;
+            assert!(results[0].as_ref().unwrap().is_ok());
+            let failed = results[1].as_ref().unwrap().as_ref().unwrap_err();
+            assert!(failed.to_string().contains("failed on purpose"), "{failed}");
+            assert!(results[2].as_ref().unwrap().is_ok());
+            assert_eq!(batches(&store).await - before, 1, "one shared transaction");
+            assert_eq!(
+                (
+                    seen(&store, "a").await,
+                    seen(&store, "b").await,
+                    seen(&store, "c").await
+                ),
+                (1, 0, 1)
+            );
+            assert_eq!(store.verify().await.unwrap(), Ok(2));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_write_is_undone_and_the_others_in_its_batch_commit() {
+        let (stores, _dir) = stores().await;
+        for store in stores {
+            // In the middle of a batch, and as its first member.
+            for (writers, hung, kept) in [
+                (
+                    [("a", Then::Keep), ("b", Then::Hang), ("c", Then::Keep)],
+                    1,
+                    [0, 2],
+                ),
+                (
+                    [("d", Then::Hang), ("e", Then::Keep), ("f", Then::Keep)],
+                    0,
+                    [1, 2],
+                ),
+            ] {
+                let (mut handles, mut signals) = queued(&store, &writers).await;
+                for _ in 0..=hung {
+                    signals.recv().await.unwrap();
+                }
+                handles[hung].abort();
+                let hung_handle = handles.remove(hung);
+                assert!(hung_handle.await.unwrap_err().is_cancelled());
+                for handle in handles {
+                    handle.await.unwrap().unwrap();
+                }
+                assert_eq!(seen(&store, writers[hung].0).await, 0);
+                for i in kept {
+                    assert_eq!(seen(&store, writers[i].0).await, 1, "{}", writers[i].0);
+                }
+            }
+            assert_eq!(store.verify().await.unwrap(), Ok(4));
+            store
+                .record_event("test", "after", None, json!({}))
+                .await
+                .unwrap();
+            assert_eq!(seen(&store, "after").await, 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_transaction_that_cannot_commit_is_reported_to_every_member() {
+        let (stores, _dir) = stores().await;
+        for store in stores {
+            match store.backend {
+                // A work that swallowed an error aborted the transaction:
+                // PostgreSQL would answer the commit with a silent rollback.
+                Backend::Postgres => {
+                    for writers in [
+                        &[("a", Then::Keep), ("b", Then::Swallow), ("c", Then::Keep)][..],
+                        &[("d", Then::Swallow), ("e", Then::Keep), ("f", Then::Keep)],
+                        &[("g", Then::Keep), ("h", Then::Keep), ("i", Then::Swallow)],
+                        &[("j", Then::Swallow)],
+                    ] {
+                        let (handles, _signals) = queued(&store, writers).await;
+                        for (handle, (kind, _)) in handles.into_iter().zip(writers.iter().copied())
+                        {
+                            assert!(handle.await.unwrap().is_err(), "{kind} acknowledged");
+                            assert_eq!(seen(&store, kind).await, 0, "{kind}");
+                        }
+                    }
+                }
+                // A deferred foreign key that fails at commit.
+                Backend::Sqlite => {
+                    let (handles, _signals) =
+                        queued(&store, &[("a", Then::Keep), ("b", Then::Keep)]).await;
+                    let dangling = store.write(async |tx| {
+                        sqlx::raw_sql("PRAGMA defer_foreign_keys = ON").execute(&mut *tx).await?;
+                        sqlx::query("INSERT INTO steps (run_id, step_id, position, phase, status) VALUES ('nowhere', 's', 0, 'main', 'pending')")
+                            .execute(&mut *tx)
+                            .await?;
+                        Ok(())
+                    });
+                    let err = dangling.await.unwrap_err();
+                    assert!(matches!(err, StoreError::Commit(_)), "{err}");
+                    for (handle, kind) in handles.into_iter().zip(["a", "b"]) {
+                        let err = handle.await.unwrap().unwrap_err();
+                        assert!(err.to_string().contains("not committed"), "{kind}: {err}");
+                        assert_eq!(seen(&store, kind).await, 0, "{kind}");
+                    }
+                }
+            }
+            assert_eq!(store.verify().await.unwrap(), Ok(0));
+            store
+                .record_event("test", "after", None, json!({}))
+                .await
+                .unwrap();
+            assert_eq!(store.verify().await.unwrap(), Ok(1));
+        }
+    }
+}
