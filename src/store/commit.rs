@@ -55,8 +55,11 @@ struct Batch {
     broken: Option<String>,
     /// A commit was sent; if this is still set, its sender was dropped.
     committing: bool,
-    ended: watch::Sender<Option<Result<(), String>>>,
+    ended: watch::Sender<Ended>,
 }
+
+/// How a batch ended (`None` while it is open).
+type Ended = Option<Result<(), String>>;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Undo {
@@ -131,10 +134,7 @@ struct Member {
 }
 
 impl Member {
-    async fn outcome(
-        &mut self,
-        mut ended: watch::Receiver<Option<Result<(), String>>>,
-    ) -> Result<(), String> {
+    async fn outcome(&mut self, mut ended: watch::Receiver<Ended>) -> Result<(), String> {
         let outcome = match ended.wait_for(Option::is_some).await {
             Ok(outcome) => outcome.clone().unwrap_or(Ok(())),
             Err(_) => Err("the transaction ended without a word on its outcome".into()),
@@ -194,7 +194,7 @@ impl Writer {
     }
 
     /// Joins the open batch: its id and its end.
-    fn join(&mut self) -> Result<(u64, watch::Receiver<Option<Result<(), String>>>), StoreError> {
+    fn join(&mut self) -> Result<(u64, watch::Receiver<Ended>), StoreError> {
         let Some(batch) = self.batch.as_mut() else {
             return Err(StoreError::Commit("no transaction is open".into()));
         };
