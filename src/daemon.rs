@@ -373,7 +373,11 @@ impl Daemon {
         let stop = self.stop.clone();
         self.tracker.spawn(async move {
             let observer = tokio::spawn(observe(daemon.clone(), metrics_rx, runbook.clone(), kind));
-            match engine.execute(&run_id, &stop).await {
+            let ended = engine.execute(&run_id, &stop).await;
+            // The engine holds the run's event sender: the observer ends
+            // once it is gone, also when the run stopped without finishing.
+            drop(engine);
+            match ended {
                 Ok(summary) => {
                     tracing::info!(run.id = %run_id, status = %summary.status, "Run ended.")
                 }

@@ -1167,3 +1167,52 @@ async fn schedules_fire_runs_in_the_daemon() {
             .any(|(_, outcome, id)| outcome == "started" && id.as_deref() == Some(run.id.as_str()))
     );
 }
+
+/// SIGTERM while a run is in a step: the step ends, the run stops at the
+/// boundary (still running, resumable), the daemon exits as soon as it did
+/// rather than after its grace period, and the next start finishes the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_run_at_its_step_boundary_and_exits_promptly() {
+    let sim = start_sim(SimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let runbooks = dir.path().join("runbooks");
+    std::fs::create_dir(&runbooks).unwrap();
+    std::fs::write(
+        runbooks.join("two.yaml"),
+        "name: two\nkind: maintenance\nsteps:\n  - { id: first, action: sleep, with: { duration: 1s } }\n  - { id: second, action: sleep, with: { duration: 1s } }\n",
+    )
+    .unwrap();
+    let config = dir.path().join("drover.yaml");
+    std::fs::write(
+        &config,
+        config_text(&sim, &dir.path().join("audit.db"), &runbooks),
+    )
+    .unwrap();
+    let password = sim.sim.credentials().password;
+    let mut daemon = spawn_daemon(&config, &password);
+    let (status, created) = JsonHttp::new(&daemon.url)
+        .call(
+            Method::POST,
+            "/v1/runs",
+            &[("authorization", format!("Bearer {}", token("admin")))],
+            Some(json!({"runbook": "two"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let run = created["id"].as_str().unwrap().to_string();
+    until(async || step_status(&daemon.url, &run, "first").await.0 == "running").await;
+    let asked = std::time::Instant::now();
+    signal(&daemon, "TERM");
+    let exit = tokio::task::spawn_blocking(move || daemon.child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "graceful stop exits 0");
+    let took = asked.elapsed();
+    assert!(
+        took < drover::daemon::SHUTDOWN_GRACE / 4,
+        "the daemon took {took:?} to stop"
+    );
+    let daemon = spawn_daemon(&config, &password);
+    until(async || step_status(&daemon.url, &run, "second").await.0 == "succeeded").await;
+    assert_eq!(step_status(&daemon.url, &run, "first").await.0, "succeeded");
+}
