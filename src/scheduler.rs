@@ -117,6 +117,12 @@ pub trait FireLog: Send + Sync + 'static {
         job: &Job,
         fire_at: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, String>> + Send;
+    /// The run the job's latest started fire started, whichever daemon
+    /// started it.
+    fn last_started(
+        &self,
+        job: &Job,
+    ) -> impl Future<Output = Result<Option<String>, String>> + Send;
 }
 
 impl FireLog for Store {
@@ -149,6 +155,11 @@ impl FireLog for Store {
             .await
             .map_err(|e| e.to_string())
     }
+    async fn last_started(&self, job: &Job) -> Result<Option<String>, String> {
+        self.last_started_run(&job.runbook, &job.schedule.name)
+            .await
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// What starts runs for the scheduler.
@@ -178,7 +189,6 @@ pub async fn run<L: Launcher, F: FireLog>(
         launcher,
         clock,
         grace,
-        last_run: HashMap::new(),
         considered: HashMap::new(),
     };
     let current = jobs.borrow_and_update().clone();
@@ -229,7 +239,6 @@ struct Scheduler<L: Launcher, F: FireLog> {
     launcher: Arc<L>,
     clock: Arc<dyn Clock>,
     grace: Duration,
-    last_run: HashMap<(String, String), String>,
     considered: HashMap<(String, String), DateTime<Utc>>,
 }
 
@@ -293,10 +302,17 @@ impl<L: Launcher, F: FireLog> Scheduler<L, F> {
         }
     }
 
-    /// Starts the run of a fire this scheduler took (unless the schedule's
-    /// previous run is still going).
+    /// Starts the run of a fire this scheduler took, unless the schedule's
+    /// previous run is still going (started by any daemon on the database).
     async fn launch(&mut self, job: &Job, at: DateTime<Utc>) {
-        if let Some(previous) = self.last_run.get(&job.key())
+        let previous = match self.log.last_started(job).await {
+            Ok(previous) => previous,
+            Err(e) => {
+                tracing::error!(runbook = %job.runbook, schedule = %job.schedule.name, error = %e, "Cannot read the schedule's previous run; starting this one.");
+                None
+            }
+        };
+        if let Some(previous) = &previous
             && self.launcher.is_active(previous).await
         {
             let detail = format!("run {previous} of this schedule is still going");
@@ -315,7 +331,6 @@ impl<L: Launcher, F: FireLog> Scheduler<L, F> {
             Ok(run_id) => {
                 tracing::info!(runbook = %job.runbook, schedule = %job.schedule.name, %at, run.id = %run_id, "Scheduled run started.");
                 self.record(job, at, "started", Some(&run_id), None).await;
-                self.last_run.insert(job.key(), run_id);
             }
             Err(why) => {
                 tracing::error!(runbook = %job.runbook, schedule = %job.schedule.name, %at, error = %why, "Scheduled run did not start.");
@@ -404,7 +419,7 @@ mod tests {
     /// An in-memory fire log: no I/O thread, so paused time stays exact.
     #[derive(Default)]
     struct MemoryLog(
-        Mutex<Vec<(DateTime<Utc>, String)>>,
+        Mutex<Vec<(DateTime<Utc>, String, Option<String>)>>,
         Mutex<std::collections::HashSet<DateTime<Utc>>>,
     );
 
@@ -414,14 +429,25 @@ mod tests {
             _job: &Job,
             fire_at: DateTime<Utc>,
             outcome: &str,
-            _run: Option<&str>,
+            run: Option<&str>,
             _detail: Option<&str>,
         ) -> Result<(), String> {
-            self.0.lock().unwrap().push((fire_at, outcome.to_string()));
+            let run = run.map(str::to_string);
+            self.0
+                .lock()
+                .unwrap()
+                .push((fire_at, outcome.to_string(), run));
             Ok(())
         }
         async fn last(&self, _job: &Job) -> Result<Option<DateTime<Utc>>, String> {
-            Ok(self.0.lock().unwrap().iter().map(|(t, _)| *t).max())
+            Ok(self.0.lock().unwrap().iter().map(|(t, _, _)| *t).max())
+        }
+        async fn last_started(&self, _job: &Job) -> Result<Option<String>, String> {
+            let log = self.0.lock().unwrap();
+            let started = log.iter().filter(|(_, o, _)| o == "started");
+            Ok(started
+                .max_by_key(|(t, _, _)| *t)
+                .and_then(|(_, _, r)| r.clone()))
         }
         async fn take(&self, _job: &Job, fire_at: DateTime<Utc>) -> Result<bool, String> {
             Ok(self.1.lock().unwrap().insert(fire_at))
@@ -437,7 +463,7 @@ mod tests {
             .lock()
             .unwrap()
             .iter()
-            .map(|(_, o)| o.clone())
+            .map(|(_, o, _)| o.clone())
             .collect()
     }
 
@@ -555,6 +581,38 @@ mod tests {
         assert_eq!(launcher.launched.lock().unwrap().len(), 2);
     }
 
+    /// The previous run was started by another daemon (gone since): a
+    /// scheduler that took the next fire still sees it going.
+    #[tokio::test(start_paused = true)]
+    async fn a_schedule_does_not_overlap_a_run_another_daemon_started() {
+        let store = store();
+        let launcher = Arc::new(FakeLauncher::default());
+        let (_tx, rx) = watch::channel(vec![job("* * * * *", "UTC")]);
+        let start = |at_time: &str| {
+            let shutdown = CancellationToken::new();
+            let task = tokio::spawn(run(
+                rx.clone(),
+                store.clone(),
+                launcher.clone(),
+                Arc::new(TokioClock::starting_at(at(at_time))),
+                Duration::from_secs(60),
+                shutdown.clone(),
+            ));
+            (task, shutdown)
+        };
+        let (a, stop_a) = start("2026-05-01T00:00:30Z");
+        tokio::time::sleep(Duration::from_secs(60)).await; // a starts the 00:01 fire
+        stop_a.cancel();
+        a.await.unwrap();
+        *launcher.active.lock().unwrap() = true;
+        let (b, stop_b) = start("2026-05-01T00:01:30Z");
+        tokio::time::sleep(Duration::from_secs(60)).await; // b takes 00:02
+        stop_b.cancel();
+        b.await.unwrap();
+        assert_eq!(outcomes(&store), ["started", "skipped_overlap"]);
+        assert_eq!(launcher.launched.lock().unwrap().len(), 1);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_missed_fire_runs_once_within_the_grace_window_or_is_recorded_as_missed() {
         // The daemon last handled the 02:00 fire of an hourly schedule, then stopped.
@@ -578,7 +636,7 @@ mod tests {
                 .0
                 .lock()
                 .unwrap()
-                .push((at("2026-05-01T02:00:00Z"), "started".into()));
+                .push((at("2026-05-01T02:00:00Z"), "started".into(), None));
             let launcher = Arc::new(FakeLauncher::default());
             let clock = Arc::new(TokioClock::starting_at(at(down_until)));
             let (_tx, rx) = watch::channel(vec![job("0 * * * *", "UTC")]);

@@ -77,6 +77,20 @@ impl Store {
             .map(|t| t.with_timezone(&Utc)))
     }
 
+    /// The run the latest fire of a schedule that started one started.
+    pub async fn last_started_run(
+        &self,
+        runbook: &str,
+        schedule: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT run_id FROM schedule_fires WHERE runbook = $1 AND schedule = $2 AND outcome = 'started' ORDER BY fire_at DESC LIMIT 1")
+            .bind(runbook)
+            .bind(schedule)
+            .fetch_optional(&mut *self.db.read().await)
+            .await?;
+        Ok(row.and_then(|r| r.get(0)))
+    }
+
     /// Fire records of a schedule, oldest first: (fire time, outcome, run id).
     pub async fn fires(
         &self,
