@@ -200,8 +200,11 @@ impl<C: Cloud> Engine<C> {
             return Err(EngineError::Finished(run.id, run.status.to_string()));
         }
         // Only the process holding the run's claim executes it; the claim is
-        // renewed while it does, and every write is fenced by its epoch.
-        self.store.claim(run_id).await?;
+        // renewed while it does, and every write is fenced by its epoch. A
+        // run this process just created is claimed already.
+        if self.store.may_send(run_id).is_err() {
+            self.store.claim(run_id).await?;
+        }
         crash::point("run.after_claim");
         let _renewing = self.store.keep_claimed(run_id);
         let summary = self.execute_claimed(run, cancel).await;

@@ -35,6 +35,7 @@ macro_rules! with_now_ms {
         }
     };
 }
+pub(super) use with_now_ms;
 
 /// Keeps a claim renewed while it lives (see [`Store::keep_claimed`]).
 pub struct Renewal {
@@ -477,31 +478,8 @@ impl Store {
         })
     }
 
-    /// In the transaction that creates run `run_id`: its creator claims it
-    /// (epoch 1). Call [`Store::hold_new`] once that transaction committed.
-    pub(crate) async fn claim_new(
-        &self,
-        tx: &mut AnyConnection,
-        run_id: &str,
-    ) -> Result<(), StoreError> {
-        let sql = with_now_ms!(
-            self.backend,
-            "UPDATE runs SET owner = $1, owner_host = $2, owner_pid = $3, epoch = 1, claim_expires_ms = ",
-            " + $4 WHERE id = $5"
-        );
-        let node = &self.claims.node;
-        sqlx::query(sql)
-            .bind(&node.name)
-            .bind(&node.host)
-            .bind(i64::from(node.pid))
-            .bind(self.claims.ttl.as_millis() as i64)
-            .bind(run_id)
-            .execute(&mut *tx)
-            .await?;
-        Ok(())
-    }
-
-    /// Registers the claim a new run starts with (its creator holds epoch 1).
+    /// Registers the claim a new run starts with (its creator holds epoch 1,
+    /// taken in the transaction that created it).
     pub(crate) fn hold_new(&self, run_id: &str, started: Instant) {
         self.claims.set(
             run_id,

@@ -51,6 +51,9 @@ struct Batch {
     members: usize,
     /// What to undo first: work that started and did not finish.
     unfinished: Option<Undo>,
+    /// The last member's savepoint is still set (released by the next
+    /// member's, in the same round trip, or by the commit).
+    kept_savepoint: bool,
     /// Why the batch can only be rolled back.
     broken: Option<String>,
     /// A commit was sent; if this is still set, its sender was dropped.
@@ -66,6 +69,9 @@ enum Undo {
     /// The batch's first member: nothing else is in the transaction.
     Batch,
     Savepoint,
+    /// Interrupted while its savepoint was being set: which savepoint
+    /// exists is unknown, so the batch can only be rolled back.
+    Unknown,
 }
 
 async fn run(conn: &mut AnyConnection, sql: &'static str) -> Result<(), sqlx::Error> {
@@ -168,6 +174,7 @@ impl Writer {
             id: self.batches,
             members: 0,
             unfinished: Some(Undo::Batch),
+            kept_savepoint: false,
             broken: None,
             committing: false,
             ended: watch::Sender::new(None),
@@ -213,14 +220,23 @@ impl Writer {
         } else {
             Undo::Savepoint
         };
-        batch.unfinished = Some(undo);
-        if undo == Undo::Savepoint
-            && let Err(e) = run(conn, "SAVEPOINT drover_write").await
-        {
-            batch.unfinished = None;
-            batch.broken = Some(format!("a savepoint failed: {e}"));
-            return Err(e.into());
+        if undo == Undo::Savepoint {
+            batch.unfinished = Some(Undo::Unknown);
+            // Also a check: on PostgreSQL the release fails if an error the
+            // previous member swallowed aborted the transaction.
+            let sql = if batch.kept_savepoint {
+                "RELEASE SAVEPOINT drover_write; SAVEPOINT drover_write"
+            } else {
+                "SAVEPOINT drover_write"
+            };
+            if let Err(e) = run(conn, sql).await {
+                batch.unfinished = None;
+                batch.broken = Some(format!("a savepoint failed: {e}"));
+                return Err(e.into());
+            }
+            batch.kept_savepoint = false;
         }
+        batch.unfinished = Some(undo);
         Ok(undo)
     }
 
@@ -237,20 +253,14 @@ impl Writer {
         open.unfinished = None;
         match (&result, undo) {
             (Ok(_), Undo::Batch) => {}
-            (Ok(_), Undo::Savepoint) => {
-                // Also a check: on PostgreSQL it fails if an error the work
-                // swallowed aborted the transaction.
-                if let Err(e) = run(conn, "RELEASE SAVEPOINT drover_write").await {
-                    open.broken = Some(format!("a write could not be kept: {e}"));
-                }
-            }
+            (Ok(_), _) => open.kept_savepoint = true,
             (Err(_), Undo::Batch) => {
                 let _ = run(conn, "ROLLBACK").await;
                 if let Some(ended) = batch.take() {
                     ended.ended.send_replace(Some(Err("rolled back".into())));
                 }
             }
-            (Err(_), Undo::Savepoint) => {
+            (Err(_), _) => {
                 if let Err(e) = undo_savepoint(conn).await {
                     open.broken = Some(format!("a failed write could not be undone: {e}"));
                 }
@@ -283,6 +293,9 @@ impl Writer {
                 if let Err(e) = undo_savepoint(conn).await {
                     open.broken = Some(format!("an interrupted write could not be undone: {e}"));
                 }
+            }
+            Some(Undo::Unknown) => {
+                open.broken = Some("a write was interrupted while its savepoint was set".into());
             }
         }
     }
@@ -570,6 +583,50 @@ mod tests {
                 }
             }
             assert_eq!(store.verify().await.unwrap(), Ok(0));
+            store
+                .record_event("test", "after", None, json!({}))
+                .await
+                .unwrap();
+            assert_eq!(store.verify().await.unwrap(), Ok(1));
+        }
+    }
+
+    /// Interrupted between its savepoint's release of the previous member's
+    /// and its own: which savepoint exists is unknown, so undoing "its"
+    /// savepoint could silently undo the previous member's acknowledged
+    /// rows; the whole batch is rolled back and every member told instead.
+    #[tokio::test]
+    async fn a_write_interrupted_while_its_savepoint_is_set_fails_its_batch() {
+        use futures_util::FutureExt;
+        let (stores, _dir) = stores().await;
+        for store in stores {
+            let mut writer = store.db.writer.lock().await;
+            writer.open().await.unwrap();
+            let mut ended = None;
+            for kind in ["a", "b"] {
+                let (_, end) = writer.join().unwrap();
+                ended = Some(end);
+                let undo = writer.start_work().await.unwrap();
+                let work = store
+                    .append(&mut writer.conn, "test", kind, None, None, json!({}))
+                    .await;
+                writer.close_work(undo, work).await.unwrap();
+            }
+            let (id, _) = writer.join().unwrap();
+            if writer.start_work().now_or_never().is_some() {
+                // Done in one poll (SQLite's worker can be that quick): left
+                // as an interruption while the statement was under way
+                // leaves it (as on PostgreSQL, which has to wait for the
+                // server).
+                if let Some(batch) = writer.batch.as_mut() {
+                    batch.unfinished = Some(Undo::Unknown);
+                }
+            }
+            writer.finish(id).await;
+            drop(writer);
+            let outcome = ended.unwrap().borrow().clone();
+            assert!(matches!(outcome, Some(Err(_))), "{outcome:?}");
+            assert_eq!((seen(&store, "a").await, seen(&store, "b").await), (0, 0));
             store
                 .record_event("test", "after", None, json!({}))
                 .await

@@ -9,7 +9,8 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use utoipa::ToSchema;
 
-use super::{RunStatus, StepStatus, Store, StoreError, json_column, now, word};
+use super::claim::with_now_ms;
+use super::{Backend, RunStatus, StepStatus, Store, StoreError, json_column, now, word};
 use crate::runbook::Kind;
 use crate::spelling::string_enum;
 
@@ -122,29 +123,29 @@ impl Store {
     /// Creates a run with its steps, leasing its targets, in one transaction.
     pub async fn create_run(&self, run: &NewRun) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
+        // As few statements as it takes: one writer connection serves every
+        // start of the process in turn (see `commit`).
+        let insert_run = with_now_ms!(
+            self.backend,
+            "INSERT INTO runs (id, runbook, runbook_digest, runbook_source, runbook_path, kind, trigger, requested_by, params, dry_run, status, created_at, owner, owner_host, owner_pid, epoch, claim_expires_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'running', $11, $12, $13, $14, 1, ",
+            " + $15)"
+        );
+        let mut insert_steps =
+            "INSERT INTO steps (run_id, step_id, position, phase, status) VALUES ".to_string();
+        for i in 0..run.steps.len() {
+            let n = 2 + 3 * i;
+            let sep = if i == 0 { "" } else { ", " };
+            insert_steps.push_str(&format!(
+                "{sep}($1, ${n}, ${}, ${}, 'pending')",
+                n + 1,
+                n + 2
+            ));
+        }
         self.write(async |tx| {
-            for target in &run.targets {
-                let holder = sqlx::query("SELECT l.run_id, r.runbook, r.created_at FROM target_leases l JOIN runs r ON r.id = l.run_id WHERE l.target = $1")
-                    .bind(target)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if let Some(row) = holder {
-                    let run_id: String = row.get(0);
-                    if run_id != run.id {
-                        return Err(StoreError::LeaseHeld {
-                            target: target.clone(),
-                            run_id,
-                            runbook: row.get(1),
-                            since: row.get(2),
-                        });
-                    }
-                }
-            }
             let at = now();
-            sqlx::query(
-                "INSERT INTO runs (id, runbook, runbook_digest, runbook_source, runbook_path, kind, trigger, requested_by, params, dry_run, status, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'running', $11)",
-            )
+            let node = self.node();
+            sqlx::query(insert_run)
             .bind(&run.id)
             .bind(&run.runbook)
             .bind(&run.digest)
@@ -161,17 +162,18 @@ impl Store {
             .to_string())
             .bind(i64::from(run.dry_run))
             .bind(&at)
+            .bind(&node.name)
+            .bind(&node.host)
+            .bind(i64::from(node.pid))
+            .bind(self.claim_ttl().as_millis() as i64)
             .execute(&mut *tx)
             .await?;
-            self.claim_new(tx, &run.id).await?;
-            for (position, (step, phase)) in run.steps.iter().enumerate() {
-                sqlx::query("INSERT INTO steps (run_id, step_id, position, phase, status) VALUES ($1, $2, $3, $4, 'pending')")
-                    .bind(&run.id)
-                    .bind(step)
-                    .bind(position as i64)
-                    .bind(phase.as_str())
-                    .execute(&mut *tx)
-                    .await?;
+            if !run.steps.is_empty() {
+                let mut insert = sqlx::query(sqlx::AssertSqlSafe(insert_steps.as_str())).bind(&run.id);
+                for (position, (step, phase)) in run.steps.iter().enumerate() {
+                    insert = insert.bind(step).bind(position as i64).bind(phase.as_str());
+                }
+                insert.execute(&mut *tx).await?;
             }
             if let Some((actor, key, request)) = &run.idempotency {
                 sqlx::query("INSERT INTO idempotency_keys (actor, key, request, run_id, created_at) VALUES ($1, $2, $3, $4, $5)")
@@ -184,12 +186,28 @@ impl Store {
                     .await?;
             }
             for target in &run.targets {
-                sqlx::query("INSERT INTO target_leases (target, run_id, acquired_at) VALUES ($1, $2, $3) ON CONFLICT (target) DO NOTHING")
+                let leased = sqlx::query("INSERT INTO target_leases (target, run_id, acquired_at) VALUES ($1, $2, $3) ON CONFLICT (target) DO NOTHING")
                     .bind(target)
                     .bind(&run.id)
                     .bind(&at)
                     .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if leased == 1 {
+                    continue;
+                }
+                let holder = sqlx::query("SELECT l.run_id, r.runbook, r.created_at FROM target_leases l JOIN runs r ON r.id = l.run_id WHERE l.target = $1")
+                    .bind(target)
+                    .fetch_optional(&mut *tx)
                     .await?;
+                if let Some(row) = holder {
+                    return Err(StoreError::LeaseHeld {
+                        target: target.clone(),
+                        run_id: row.get(0),
+                        runbook: row.get(1),
+                        since: row.get(2),
+                    });
+                }
             }
             let data = serde_json::json!({
                 "runbook": run.runbook, "digest": run.digest, "kind": run.kind, "trigger": run.trigger,
