@@ -416,10 +416,13 @@ mod tests {
         }
     }
 
+    /// A fire's time, outcome and run.
+    type Fire = (DateTime<Utc>, String, Option<String>);
+
     /// An in-memory fire log: no I/O thread, so paused time stays exact.
     #[derive(Default)]
     struct MemoryLog(
-        Mutex<Vec<(DateTime<Utc>, String, Option<String>)>>,
+        Mutex<Vec<Fire>>,
         Mutex<std::collections::HashSet<DateTime<Utc>>>,
     );
 
