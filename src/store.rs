@@ -550,7 +550,7 @@ mod tests {
     /// A fresh store on each backend this machine has: a SQLite file in a
     /// directory that lives as long as the returned guard, and PostgreSQL
     /// when its test server answers.
-    async fn stores() -> (Vec<Store>, tempfile::TempDir) {
+    pub(crate) async fn stores() -> (Vec<Store>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("audit.db").display());
         let mut out = vec![Store::open(&url).await.unwrap()];

@@ -357,18 +357,9 @@ mod tests {
     use tokio::sync::mpsc;
     use tokio::task::JoinHandle;
 
-    use super::super::{Store, scratch_postgres};
+    use super::super::Store;
+    use super::super::tests::stores;
     use super::*;
-
-    async fn stores() -> (Vec<Store>, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
-        let mut out = vec![Store::open(&url).await.unwrap()];
-        if let Some(url) = scratch_postgres().await {
-            out.push(Store::open(&url).await.unwrap());
-        }
-        (out, dir)
-    }
 
     async fn batches(store: &Store) -> u64 {
         store.db.writer.lock().await.batches
