@@ -20,6 +20,7 @@ pub mod id;
 pub mod interface;
 pub mod resource;
 pub mod sdrs;
+pub mod throttle;
 pub mod vocabulary;
 
 pub use error::{CloudError, Reach};

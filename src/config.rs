@@ -8,6 +8,9 @@
 //! environment variable), what was found and what was expected.
 
 mod node;
+mod rate;
+
+pub use rate::{DEFAULT_THROTTLE_RETRIES, RateConfig};
 
 pub use node::NodeConfig;
 
@@ -125,6 +128,8 @@ pub struct CloudConfig {
     pub connect_timeout: Duration,
     /// Extra CA certificate (PEM) to trust.
     pub tls_ca_file: Option<PathBuf>,
+    /// Request budgets and the answer to throttling (`cloud.rate`).
+    pub rate: RateConfig,
 }
 
 /// Cloud credentials. Secrets come from the environment only.
@@ -275,6 +280,8 @@ struct RawCloud {
     connect_timeout: Checked<Located<FixedDuration>>,
     #[serde(default)]
     tls_ca_file: Option<Located<String>>,
+    #[serde(default)]
+    rate: Checked<rate::RawRate>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -612,6 +619,7 @@ fn build_cloud(raw: RawCloud, sink: &Sink) -> CloudConfig {
             .0
             .map_or(Duration::from_secs(10), |d| d.value.0),
         tls_ca_file: raw.tls_ca_file.map(|f| PathBuf::from(f.value)),
+        rate: rate::build(raw.rate.0.unwrap_or_default(), sink),
     }
 }
 

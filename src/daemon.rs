@@ -172,7 +172,10 @@ impl Daemon {
         let store = Store::open(&config.database_url)
             .await?
             .with_node(node, config.node.claim_ttl);
-        let cloud = CloudClient::new(&config.cloud).context("cloud client")?;
+        let metrics = Metrics::new();
+        let cloud = CloudClient::new(&config.cloud)
+            .context("cloud client")?
+            .on_throttle(metrics.throttle_hook());
         let registry = Registry::load(&config.runbooks_dir, None);
         let (jobs, _) = watch::channel(registry.jobs());
         Ok(Arc::new(Daemon {
@@ -181,7 +184,7 @@ impl Daemon {
             store,
             registry: RwLock::new(registry),
             cloud: RwLock::new(Arc::new(cloud)),
-            metrics: Metrics::new(),
+            metrics,
             live: Mutex::new(HashMap::new()),
             stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -490,7 +493,10 @@ impl Daemon {
         match Config::load(self.config_path.as_deref()) {
             Ok(config) => {
                 match CloudClient::new(&config.cloud) {
-                    Ok(c) => *self.cloud.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(c),
+                    Ok(c) => {
+                        let c = c.on_throttle(self.metrics.throttle_hook());
+                        *self.cloud.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(c);
+                    }
                     Err(e) => tracing::error!(error = %e, "Keeping the previous cloud client."),
                 }
                 *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;

@@ -40,6 +40,11 @@ struct StatusLabels {
     status: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabels {
+    service: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// The daemon's metrics.
@@ -49,6 +54,7 @@ pub struct Metrics {
     runs_finished: Family<OutcomeLabels, Counter>,
     step_duration: HistogramFamily<StepLabels>,
     retries: Family<StatusLabels, Counter>,
+    throttled: Family<ServiceLabels, Counter>,
     recovery: HistogramFamily<RunbookLabels>,
     last_drill_success: Family<RunbookLabels, Gauge<f64, AtomicU64>>,
 }
@@ -68,6 +74,7 @@ impl Metrics {
         let step_duration: HistogramFamily<StepLabels> =
             Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.05, 2.0, 16)));
         let retries = Family::<StatusLabels, Counter>::default();
+        let throttled = Family::<ServiceLabels, Counter>::default();
         let recovery: HistogramFamily<RunbookLabels> =
             Family::new_with_constructor(|| Histogram::new(exponential_buckets(1.0, 2.0, 14)));
         let last_drill_success = Family::<RunbookLabels, Gauge<f64, AtomicU64>>::default();
@@ -92,6 +99,11 @@ impl Metrics {
             retries.clone(),
         );
         registry.register(
+            "cloud_throttled",
+            "Cloud requests the API gateway throttled (429) and the client sent again, by service; not counted in retries",
+            throttled.clone(),
+        );
+        registry.register(
             "recovery_seconds",
             "Trigger to the end of the last main step of successful runs",
             recovery.clone(),
@@ -107,9 +119,22 @@ impl Metrics {
             runs_finished,
             step_duration,
             retries,
+            throttled,
             recovery,
             last_drill_success,
         }
+    }
+
+    /// What the cloud client calls for each throttled request it sends again.
+    pub fn throttle_hook(&self) -> crate::cloud::http::ThrottleHook {
+        let throttled = self.throttled.clone();
+        std::sync::Arc::new(move |service: crate::cloud::http::Service| {
+            throttled
+                .get_or_create(&ServiceLabels {
+                    service: service.name().into(),
+                })
+                .inc();
+        })
     }
 
     /// Counts a started run.
@@ -188,6 +213,9 @@ mod tests {
     fn events_become_metrics() {
         let m = Metrics::new();
         m.run_started("weekly-drill");
+        let throttled = m.throttle_hook();
+        throttled(crate::cloud::http::Service::Sdrs);
+        throttled(crate::cloud::http::Service::Sdrs);
         m.observe(
             "weekly-drill",
             Kind::Drill,
@@ -225,6 +253,7 @@ mod tests {
             "drover_runs_started_total{runbook=\"weekly-drill\"} 1",
             "drover_runs_finished_total{runbook=\"weekly-drill\",outcome=\"succeeded\"} 1",
             "drover_retries_total{status=\"503\"} 1",
+            "drover_cloud_throttled_total{service=\"sdrs\"} 2",
             "drover_step_duration_seconds_count{runbook=\"weekly-drill\",step=\"a\",status=\"succeeded\"} 1",
             "drover_recovery_seconds_sum{runbook=\"weekly-drill\"} 60.0",
             "drover_last_successful_drill_timestamp_seconds{runbook=\"weekly-drill\"}",

@@ -18,6 +18,7 @@ use tokio::sync::Mutex;
 
 use super::auth::{self, CachedToken, SignInput};
 use super::error::{self, CloudError, Reach};
+use super::throttle::{Bucket, throttle_wait};
 use crate::config::{CloudAuth, CloudConfig};
 
 /// The user agent sent with every request.
@@ -27,9 +28,19 @@ pub const USER_AGENT: &str = concat!("drover/", env!("CARGO_PKG_VERSION"));
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
     /// EVS, paths under `/v2/{project_id}`.
-    Evs,
+    Evs = 0,
     /// SDRS, paths under `/v1/{project_id}`.
-    Sdrs,
+    Sdrs = 1,
+}
+
+impl Service {
+    /// Its name in metrics and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Evs => "evs",
+            Service::Sdrs => "sdrs",
+        }
+    }
 }
 
 /// One request to EVS or SDRS.
@@ -170,7 +181,14 @@ pub struct CloudClient {
     auth: Auth,
     /// Project from the token when the config names none.
     project: Mutex<Option<String>>,
+    /// Request budgets of EVS and SDRS (`cloud.rate`).
+    budgets: [Option<Bucket>; 2],
+    /// Hears of every throttled (429) attempt that is sent again.
+    on_throttle: Option<ThrottleHook>,
 }
+
+/// What the client calls for each throttled attempt it sends again.
+pub type ThrottleHook = Arc<dyn Fn(Service) + Send + Sync>;
 
 impl std::fmt::Debug for CloudClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -254,7 +272,16 @@ impl CloudClient {
             config: config.clone(),
             auth,
             project: Mutex::new(config.project_id.clone()),
+            budgets: [config.rate.evs, config.rate.sdrs]
+                .map(|rate| rate.map(|r| Bucket::new(r, config.rate.burst))),
+            on_throttle: None,
         })
+    }
+
+    /// Calls `hook` for each throttled (429) attempt sent again (metrics).
+    pub fn on_throttle(mut self, hook: ThrottleHook) -> Self {
+        self.on_throttle = Some(hook);
+        self
     }
 
     /// Sends a generic HTTP request (no cloud authentication is added).
@@ -309,8 +336,35 @@ impl CloudClient {
         Ok(format!("{} {}", req.method, self.full_path(req).await?))
     }
 
-    /// Sends one request (one attempt; once more after a token refresh on 401).
+    /// Sends one request: one attempt within the service's request budget;
+    /// once more after a token refresh on 401; and again, up to
+    /// `cloud.rate.throttle_retries` times, while the API gateway answers 429
+    /// (it refused the request before the service saw it), waiting what
+    /// `Retry-After` asks. The step's retries count none of these.
     pub async fn send(&self, req: &Request) -> Result<Answer, CloudError> {
+        let mut throttled = 0;
+        loop {
+            if let Some(budget) = &self.budgets[req.service as usize] {
+                budget.take().await;
+            }
+            match self.send_once(req).await {
+                Err(e)
+                    if e.status == Some(429) && throttled < self.config.rate.throttle_retries =>
+                {
+                    throttled += 1;
+                    let wait = throttle_wait(throttled, e.retry_after);
+                    tracing::warn!(request = %e.request, throttled, wait_ms = wait.as_millis() as u64, "Throttled by the cloud (429); sending the request again after the wait.");
+                    if let Some(hook) = &self.on_throttle {
+                        hook(req.service);
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn send_once(&self, req: &Request) -> Result<Answer, CloudError> {
         let path = self.full_path(req).await?;
         let base = match req.service {
             Service::Evs => &self.config.evs_endpoint,

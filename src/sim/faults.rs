@@ -42,6 +42,9 @@ pub enum Fault {
     /// Answer 409 without acting (forced faults only).
     #[serde(rename = "409")]
     Status409,
+    /// API gateway throttling: answer 429 (`APIG.0308`) without acting.
+    #[serde(rename = "429")]
+    Status429,
     /// Answer 408 without acting.
     #[serde(rename = "408")]
     Status408,
@@ -68,6 +71,7 @@ impl Fault {
             Fault::Status403 => Some(403),
             Fault::Status404 => Some(404),
             Fault::Status409 => Some(409),
+            Fault::Status429 => Some(429),
             Fault::Status408 => Some(408),
             Fault::Status502 => Some(502),
             Fault::Status503 => Some(503),
@@ -95,8 +99,11 @@ pub struct FaultRule {
     pub ambiguous: f64,
     /// Latency added to every request, milliseconds.
     pub latency_ms: u64,
-    /// `Retry-After` seconds sent with injected 503s.
+    /// `Retry-After` seconds sent with injected 503s and 429s.
     pub retry_after: Option<u64>,
+    /// Requests the API gateway lets through per second (counted per
+    /// endpoint named, or over all endpoints for `*`); beyond it, 429.
+    pub per_second: Option<u32>,
 }
 
 /// Faults that hit the next matching requests, in order.
@@ -123,6 +130,9 @@ pub struct Faults {
     pub rules: BTreeMap<String, FaultRule>,
     /// Forced faults, used before any random draw.
     pub forced: Vec<Forced>,
+    /// Requests counted against `per_second`: rule name to (second, count).
+    #[serde(skip)]
+    pub(super) windows: BTreeMap<String, (u64, u32)>,
 }
 
 impl Faults {
@@ -163,8 +173,9 @@ impl Faults {
         self.rules.get(endpoint).or_else(|| self.rules.get("*"))
     }
 
-    /// Decides the fault for one request (forced first, then a random draw).
-    pub fn draw(&mut self, endpoint: &str, rng: &mut StdRng) -> Option<Fault> {
+    /// Decides the fault for one request at `second` of the simulator's
+    /// life: forced first, then the throttling budget, then a random draw.
+    pub fn draw(&mut self, endpoint: &str, second: u64, rng: &mut StdRng) -> Option<Fault> {
         if let Some(i) = self
             .forced
             .iter()
@@ -177,7 +188,22 @@ impl Faults {
             }
             return Some(fault);
         }
-        let rule = self.rule(endpoint)?;
+        let name = if self.rules.contains_key(endpoint) {
+            endpoint
+        } else {
+            "*"
+        };
+        let rule = self.rules.get(name)?;
+        if let Some(limit) = rule.per_second {
+            let window = self.windows.entry(name.to_string()).or_insert((second, 0));
+            if window.0 != second {
+                *window = (second, 0);
+            }
+            if window.1 >= limit {
+                return Some(Fault::Status429);
+            }
+            window.1 += 1;
+        }
         let r: f64 = rng.random();
         let mut edge = 0.0;
         for (p, fault) in [
@@ -218,13 +244,13 @@ mod tests {
         };
         let mut r = rng(1);
         assert_eq!(
-            f.draw("evs.get", &mut r),
+            f.draw("evs.get", 0, &mut r),
             None,
             "other endpoints are untouched"
         );
-        assert_eq!(f.draw("evs.action", &mut r), Some(Fault::Ambiguous));
-        assert_eq!(f.draw("evs.action", &mut r), Some(Fault::Ambiguous));
-        assert_eq!(f.draw("evs.action", &mut r), None);
+        assert_eq!(f.draw("evs.action", 0, &mut r), Some(Fault::Ambiguous));
+        assert_eq!(f.draw("evs.action", 0, &mut r), Some(Fault::Ambiguous));
+        assert_eq!(f.draw("evs.action", 0, &mut r), None);
     }
 
     #[test]
@@ -241,7 +267,7 @@ mod tests {
             let mut f = f.clone();
             let mut r = rng(seed);
             (0..10_000)
-                .map(|_| f.draw("evs.get", &mut r))
+                .map(|_| f.draw("evs.get", 0, &mut r))
                 .collect::<Vec<_>>()
         };
         let a = draws(7);

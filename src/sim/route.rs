@@ -142,11 +142,12 @@ pub(super) async fn process(
     let endpoint = route.endpoint();
     let (fault, latency, retry_after) = {
         let mut s = sim.lock();
+        let second = s.now().as_secs();
         let SimState { faults, rng, .. } = &mut *s;
         let fault = if route == Route::Unknown {
             None
         } else {
-            faults.draw(endpoint, rng)
+            faults.draw(endpoint, second, rng)
         };
         let rule = faults.rule(endpoint);
         (
@@ -174,12 +175,21 @@ pub(super) async fn process(
         },
         Some(f) if f != Fault::Ambiguous && f != Fault::Reset => {
             let status = f.status().unwrap_or(503);
-            let mut a = Answer::json(
-                status,
-                gateway_error(&format!("SIM.{status}"), "simulated fault", &request_id),
-            );
-            if let (503, Some(secs)) = (status, retry_after) {
-                a.headers.push(("retry-after", secs.to_string()));
+            let body = if f == Fault::Status429 {
+                gateway_error(
+                    "APIG.0308",
+                    "The throttling threshold has been reached",
+                    &request_id,
+                )
+            } else {
+                gateway_error(&format!("SIM.{status}"), "simulated fault", &request_id)
+            };
+            let mut a = Answer::json(status, body);
+            match (status, retry_after) {
+                (503 | 429, Some(secs)) => a.headers.push(("retry-after", secs.to_string())),
+                // A throttling budget is per second: come back in one.
+                (429, None) => a.headers.push(("retry-after", "1".to_string())),
+                _ => {}
             }
             a
         }

@@ -542,3 +542,122 @@ async fn the_project_in_the_path_must_be_the_token_project() {
         .unwrap_err();
     assert_eq!(e.status, Some(401));
 }
+
+/// The API gateway throttles a switchover twice: the client waits what
+/// `Retry-After` says and sends it again (the gateway never passed it on),
+/// outside the step's retries; the group reverses exactly once.
+#[tokio::test]
+async fn a_throttled_change_is_sent_again_after_the_wait_the_gateway_asks() {
+    let sim = start_sim(config()).await;
+    sim.sim.force(Forced {
+        endpoint: "evs.action".into(),
+        fault: Fault::Status429,
+        count: 2,
+    });
+    let heard = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = heard.clone();
+    let client = client(&sim).on_throttle(std::sync::Arc::new(move |service| {
+        assert_eq!(service.name(), "evs");
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }));
+    let started = std::time::Instant::now();
+    client
+        .evs_action("g1", EvsAction::Switchover)
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "waited the gateway's Retry-After (1 s) twice"
+    );
+    assert_eq!(heard.load(std::sync::atomic::Ordering::Relaxed), 2);
+    let actions: Vec<_> = sim
+        .sim
+        .journal()
+        .into_iter()
+        .filter(|e| e.endpoint == "evs.action")
+        .map(|e| (e.status, e.changed))
+        .collect();
+    assert_eq!(
+        actions,
+        [(Some(429), false), (Some(429), false), (Some(200), true)]
+    );
+}
+
+/// Past `cloud.rate.throttle_retries` the 429 is the answer: the error names
+/// the gateway's code and is not retried by the step's policy.
+#[tokio::test]
+async fn throttling_that_does_not_end_fails_the_call_with_the_gateway_code() {
+    let sim = start_sim(config()).await;
+    sim.sim.force(Forced {
+        endpoint: "evs.get".into(),
+        fault: Fault::Status429,
+        count: 5,
+    });
+    let mut cfg = cloud_config(&sim, crate::helpers::password_auth(&sim));
+    cfg.rate.throttle_retries = 1;
+    let e = CloudClient::new(&cfg)
+        .unwrap()
+        .evs_get_group("g1")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.status, e.code.as_deref()),
+        (Some(429), Some("APIG.0308"))
+    );
+    assert!(!retryable(&e), "{e}");
+    let gets = calls(&sim)
+        .into_iter()
+        .filter(|(endpoint, _)| endpoint == "evs.get")
+        .count();
+    assert_eq!(gets, 2, "sent once, and once more after the first 429");
+}
+
+/// A gateway that lets 5 requests a second through: a client without a
+/// budget is throttled (and still gets every answer); a client whose budget
+/// stays under the gateway's is never throttled.
+#[tokio::test]
+async fn a_request_budget_keeps_the_client_under_the_gateway_s_limit() {
+    let sim = start_sim(config()).await;
+    let mut faults = drover::sim::faults::Faults::default();
+    faults.rules.insert(
+        "*".into(),
+        drover::sim::faults::FaultRule {
+            per_second: Some(5),
+            ..Default::default()
+        },
+    );
+    sim.sim.set_faults(faults).unwrap();
+    let throttled = |sim: &crate::helpers::Sim| {
+        sim.sim
+            .journal()
+            .iter()
+            .filter(|e| e.status == Some(429))
+            .count()
+    };
+    let burst = async |client: &CloudClient| {
+        let gets = (0..12).map(|_| client.evs_get_group("g1"));
+        for got in futures_util::future::join_all(gets).await {
+            got.unwrap();
+        }
+    };
+    let unbudgeted = client(&sim);
+    burst(&unbudgeted).await;
+    let before = throttled(&sim);
+    assert!(
+        before > 0,
+        "the gateway throttled a client without a budget"
+    );
+    let mut cfg = cloud_config(&sim, crate::helpers::password_auth(&sim));
+    cfg.rate.evs = Some(4.0);
+    cfg.rate.burst = Some(1);
+    let budgeted = CloudClient::new(&cfg).unwrap();
+    // A second for the gateway's window to pass (the first client's last
+    // requests are in it), then 12 requests at 4 a second.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    burst(&budgeted).await;
+    assert_eq!(
+        throttled(&sim),
+        before,
+        "the budgeted client was never throttled"
+    );
+}

@@ -107,6 +107,7 @@ pub fn cloud_config(sim: &Sim, auth: drover::config::CloudAuth) -> drover::confi
         timeout: std::time::Duration::from_secs(5),
         connect_timeout: std::time::Duration::from_secs(2),
         tls_ca_file: None,
+        rate: Default::default(),
     }
 }
 
