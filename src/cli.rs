@@ -165,9 +165,21 @@ pub struct SimArgs {
     /// Create a protected SDRS protection group with this id (repeatable).
     #[arg(long = "sdrs-group")]
     pub sdrs_groups: Vec<String>,
+    /// Also create this many healthy EVS groups, `g0001`, `g0002`, ...
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub evs_group_count: u32,
+    /// Also create this many protected SDRS groups, `pg0001`, `pg0002`, ...
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub sdrs_group_count: u32,
     /// Fault configuration as JSON, or `@FILE` (see the README).
     #[arg(long)]
     pub faults: Option<String>,
+}
+
+/// `named`, then `count` more ids `{prefix}0001` and up.
+fn numbered(mut named: Vec<String>, prefix: &str, count: u32) -> Vec<String> {
+    named.extend((1..=count).map(|i| format!("{prefix}{i:04}")));
+    named
 }
 
 fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
@@ -505,8 +517,8 @@ async fn sim(args: SimArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         seed: args.seed,
         transition: args.transition,
         token_lifetime: args.token_lifetime,
-        evs_groups: args.evs_groups,
-        sdrs_groups: args.sdrs_groups,
+        evs_groups: numbered(args.evs_groups, "g", args.evs_group_count),
+        sdrs_groups: numbered(args.sdrs_groups, "pg", args.sdrs_group_count),
         faults,
         ..SimConfig::default()
     };

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::error::CloudError;
 use super::http::{CloudClient, Request, Service};
-use super::resource::{EvsGroup, changed, entered};
+use super::resource::{EvsGroup, GroupFilter, LIST_PAGE, changed, entered};
 use super::vocabulary::{EvsStatus, FaultLevel, ReplicationStatus};
 
 const GROUPS: &str = "/os-vendor-replication-consistency-groups";
@@ -139,16 +139,40 @@ impl EvsAction {
 }
 
 impl CloudClient {
-    /// Lists the project's groups.
-    pub async fn evs_list_groups(&self) -> Result<Vec<EvsGroup>, CloudError> {
+    /// Lists the project's groups that match `filter`, every page of them
+    /// (pages of [`LIST_PAGE`], each after the last id of the one before).
+    pub async fn evs_list_groups(&self, filter: &GroupFilter) -> Result<Vec<EvsGroup>, CloudError> {
         #[derive(Deserialize)]
         struct List {
             replication_consistency_groups: Vec<EvsGroup>,
         }
-        let answer = self.send(&Request::get(Service::Evs, GROUPS)).await?;
-        Ok(answer
-            .json::<List>("GET consistency groups")?
-            .replication_consistency_groups)
+        let mut groups: Vec<EvsGroup> = Vec::new();
+        loop {
+            let mut request =
+                Request::get(Service::Evs, GROUPS).query("limit", &LIST_PAGE.to_string());
+            for (key, value) in [
+                ("status", &filter.status),
+                ("priority_station", &filter.production_az),
+                ("name", &filter.name),
+            ] {
+                if let Some(value) = value {
+                    request = request.query(key, value);
+                }
+            }
+            if let Some(last) = groups.last() {
+                request = request.query("marker", &last.id);
+            }
+            let page = self
+                .send(&request)
+                .await?
+                .json::<List>("GET consistency groups")?
+                .replication_consistency_groups;
+            let full = page.len() >= LIST_PAGE;
+            groups.extend(page);
+            if !full {
+                return Ok(groups);
+            }
+        }
     }
 
     /// Reads one group.

@@ -77,6 +77,21 @@ pub(crate) fn entered<S: PartialEq>(
         .flatten()
 }
 
+/// What a group listing keeps: every field that is set must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupFilter {
+    /// Status, as the service spells it.
+    pub status: Option<String>,
+    /// The AZ production runs in now (EVS `priority_station`, SDRS
+    /// `availability_zone`).
+    pub production_az: Option<String>,
+    /// EVS: the exact name; SDRS: a part of the name.
+    pub name: Option<String>,
+}
+
+/// The most groups one list request asks for (the services' maximum).
+pub const LIST_PAGE: usize = 1000;
+
 /// An SDRS protection group (`server_group`).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct ProtectionGroup {

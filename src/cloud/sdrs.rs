@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::error::CloudError;
 use super::http::{CloudClient, Request, Service};
-use super::resource::{Drill, Job, ProtectionGroup, changed, entered};
+use super::resource::{Drill, GroupFilter, Job, LIST_PAGE, ProtectionGroup, changed, entered};
 use super::vocabulary::{PriorityStation, SdrsStatus};
 
 /// A protection-group action.
@@ -160,16 +160,45 @@ struct JobId {
 }
 
 impl CloudClient {
-    /// Lists protection groups.
-    pub async fn sdrs_list_groups(&self) -> Result<Vec<ProtectionGroup>, CloudError> {
+    /// Lists the protection groups that match `filter`, every page of them
+    /// (pages of [`LIST_PAGE`] by offset, until `count` are read).
+    pub async fn sdrs_list_groups(
+        &self,
+        filter: &GroupFilter,
+    ) -> Result<Vec<ProtectionGroup>, CloudError> {
         #[derive(Deserialize)]
         struct List {
+            count: Option<usize>,
             server_groups: Vec<ProtectionGroup>,
         }
-        let answer = self
-            .send(&Request::get(Service::Sdrs, "/server-groups"))
-            .await?;
-        Ok(answer.json::<List>("GET server-groups")?.server_groups)
+        let mut groups = Vec::new();
+        loop {
+            let mut request = Request::get(Service::Sdrs, "/server-groups")
+                .query("limit", &LIST_PAGE.to_string())
+                .query("offset", &groups.len().to_string());
+            for (key, value) in [
+                ("status", &filter.status),
+                ("availability_zone", &filter.production_az),
+                ("name", &filter.name),
+            ] {
+                if let Some(value) = value {
+                    request = request.query(key, value);
+                }
+            }
+            let page = self
+                .send(&request)
+                .await?
+                .json::<List>("GET server-groups")?;
+            let read = page.server_groups.len();
+            groups.extend(page.server_groups);
+            let done = match page.count {
+                Some(count) => groups.len() >= count,
+                None => read < LIST_PAGE,
+            };
+            if read == 0 || done {
+                return Ok(groups);
+            }
+        }
     }
 
     /// Reads one protection group.

@@ -357,6 +357,20 @@ pub(super) fn authenticate(
     Ok(kind)
 }
 
+/// `limit` (at least `min`, at most and by default `max`) and `offset` of a
+/// list request; `None` when either is out of range.
+fn page(uri: &Uri, min: usize, max: usize) -> Option<(usize, usize)> {
+    let limit = match query_param(uri, "limit") {
+        Some(l) => l.parse().ok().filter(|l| (min..=max).contains(l))?,
+        None => max,
+    };
+    let offset = match query_param(uri, "offset") {
+        Some(o) => o.parse().ok()?,
+        None => 0,
+    };
+    Some((limit, offset))
+}
+
 pub(super) fn query_param(uri: &Uri, name: &str) -> Option<String> {
     uri.query()?.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
@@ -398,11 +412,28 @@ pub(super) fn handle(s: &mut SimState, route: &Route, uri: &Uri, body: &[u8]) ->
     match route {
         Route::Token => issue_token(s, body),
         Route::EvsList(_) => {
-            let status = query_param(uri, "status");
+            // Filters and pages as the reference lists them: `limit` 1 to
+            // 1000 (default 1000), `offset`, and `marker` (the last id of the
+            // previous page; groups come in id order here).
+            let Some((limit, offset)) = page(uri, 1, 1000) else {
+                return Answer::json(
+                    400,
+                    json!({ "badRequest": { "message": "Invalid input received: limit must be 1 to 1000 and offset not negative", "code": 400 } }),
+                );
+            };
+            let param = |name| query_param(uri, name);
+            let (status, station, name) =
+                (param("status"), param("priority_station"), param("name"));
+            let marker = param("marker");
             let groups: Vec<Value> = s
                 .evs
                 .values()
+                .filter(|g| marker.as_deref().is_none_or(|m| g.id.as_str() > m))
                 .filter(|g| status.as_deref().is_none_or(|st| g.status.as_str() == st))
+                .filter(|g| station.as_deref().is_none_or(|st| g.priority_station == st))
+                .filter(|g| name.as_deref().is_none_or(|n| g.name == n))
+                .skip(offset)
+                .take(limit)
                 .map(EvsGroup::to_json)
                 .collect();
             Answer::json(200, json!({ "replication_consistency_groups": groups }))
@@ -431,16 +462,29 @@ pub(super) fn handle(s: &mut SimState, route: &Route, uri: &Uri, body: &[u8]) ->
             }
         }
         Route::SdrsList(_) => {
-            let groups: Vec<Value> = s
+            // `limit` 0 to 1000 (default 1000), `offset`, `status`, `name`
+            // (contained), `availability_zone` (the current production AZ);
+            // `count` is every match, not the page.
+            let Some((limit, offset)) = page(uri, 0, 1000) else {
+                return Answer::json(
+                    400,
+                    json!({ "error": { "message": "limit must be 0 to 1000 and offset not negative", "code": "SDRS.0221" } }),
+                );
+            };
+            let param = |name| query_param(uri, name);
+            let (status, name, zone) = (param("status"), param("name"), param("availability_zone"));
+            let matching: Vec<Value> = s
                 .sdrs
                 .groups
                 .values()
+                .filter(|g| status.as_deref().is_none_or(|st| g.status.as_str() == st))
+                .filter(|g| name.as_deref().is_none_or(|n| g.name.contains(n)))
+                .filter(|g| zone.as_deref().is_none_or(|z| g.production_az() == z))
                 .map(|g| s.sdrs.group_json(g))
                 .collect();
-            Answer::json(
-                200,
-                json!({ "count": groups.len(), "server_groups": groups }),
-            )
+            let count = matching.len();
+            let groups: Vec<Value> = matching.into_iter().skip(offset).take(limit).collect();
+            Answer::json(200, json!({ "count": count, "server_groups": groups }))
         }
         Route::SdrsGet(_, id) => match s.sdrs.groups.get(id) {
             Some(g) => Answer::json(200, json!({ "server_group": s.sdrs.group_json(g) })),

@@ -88,6 +88,16 @@ pub struct Group {
     pub updated: Duration,
 }
 
+impl Group {
+    /// The AZ production runs in now.
+    pub fn production_az(&self) -> &str {
+        match self.priority_station {
+            PriorityStation::Source => &self.source_az,
+            PriorityStation::Target => &self.target_az,
+        }
+    }
+}
+
 /// One DR drill.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Drill {

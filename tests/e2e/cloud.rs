@@ -42,7 +42,7 @@ fn force(sim: &crate::helpers::Sim, endpoint: &str, fault: Fault) {
 async fn evs_operations_with_a_cached_password_token() {
     let sim = start_sim(config()).await;
     let c = client(&sim);
-    let groups = c.evs_list_groups().await.unwrap();
+    let groups = c.evs_list_groups(&Default::default()).await.unwrap();
     assert_eq!(groups.len(), 1);
     let g = c.evs_get_group("g1").await.unwrap();
     assert_eq!(
@@ -421,7 +421,10 @@ async fn a_timeout_after_sending_a_mutation_is_ambiguous() {
 async fn sdrs_actions_run_as_jobs() {
     let sim = start_sim(config()).await;
     let c = client(&sim);
-    assert_eq!(c.sdrs_list_groups().await.unwrap().len(), 1);
+    assert_eq!(
+        c.sdrs_list_groups(&Default::default()).await.unwrap().len(),
+        1
+    );
     let job = c
         .sdrs_action("pg1", SdrsAction::Switchover(PriorityStation::Target))
         .await
@@ -659,5 +662,69 @@ async fn a_request_budget_keeps_the_client_under_the_gateway_s_limit() {
         throttled(&sim),
         before,
         "the budgeted client was never throttled"
+    );
+}
+
+/// Listing follows every page (the services answer at most 1,000 groups a
+/// request) and passes the filters: status, production AZ, name.
+#[tokio::test]
+async fn group_lists_follow_every_page_and_filter() {
+    let evs: Vec<String> = (1..=2_100).map(|i| format!("g{i:04}")).collect();
+    let sdrs: Vec<String> = (1..=1_500).map(|i| format!("pg{i:04}")).collect();
+    let sim = start_sim(SimConfig {
+        evs_groups: evs.clone(),
+        sdrs_groups: sdrs.clone(),
+        ..config()
+    })
+    .await;
+    sim.sim.add_evs_group("other-az", "eu-de-02", "eu-de-01");
+    let c = client(&sim);
+    let all = c.evs_list_groups(&Default::default()).await.unwrap();
+    assert_eq!(all.len(), 2_101);
+    let in_az1 = drover::cloud::resource::GroupFilter {
+        production_az: Some("eu-de-01".into()),
+        ..Default::default()
+    };
+    let ids: Vec<String> = c
+        .evs_list_groups(&in_az1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.id)
+        .collect();
+    assert!(!ids.contains(&"other-az".to_string()));
+    assert!(evs.iter().all(|g| ids.contains(g)), "every page was read");
+    let pages = calls(&sim)
+        .iter()
+        .filter(|(endpoint, _)| endpoint == "evs.list")
+        .count();
+    assert_eq!(pages, 3 + 3, "three pages for each listing");
+    let queries: Vec<String> = sim
+        .sim
+        .journal()
+        .into_iter()
+        .filter(|e| e.endpoint == "evs.list")
+        .filter_map(|e| e.query)
+        .collect();
+    assert!(
+        queries
+            .iter()
+            .any(|q| q.contains("priority_station=eu-de-01") && q.contains("marker=")),
+        "{queries:?}"
+    );
+
+    let protected = c.sdrs_list_groups(&Default::default()).await.unwrap();
+    assert_eq!(protected.len(), 1_500);
+    let named = drover::cloud::resource::GroupFilter {
+        name: Some("pg14".into()),
+        status: Some("protected".into()),
+        ..Default::default()
+    };
+    let found = c.sdrs_list_groups(&named).await.unwrap();
+    assert!(
+        !found.is_empty()
+            && found
+                .iter()
+                .all(|g| g.name.as_deref().is_some_and(|n| n.contains("pg14")))
     );
 }
