@@ -10,7 +10,7 @@ use super::CloudError;
 use super::evs::{self, EvsAction};
 use super::http::{Answer, HttpCall, Request};
 use super::interface::{Cloud, Delivery, WouldSend};
-use super::resource::{Drill, EvsGroup, Job, ProtectionGroup};
+use super::resource::{Drill, EvsGroup, GroupFilter, Job, ProtectionGroup};
 use super::sdrs::{self, SdrsAction};
 
 /// Reads through `inner`; holds back changes.
@@ -40,6 +40,15 @@ fn held_back<T>(request: String, body: Option<serde_json::Value>) -> Delivery<T>
 }
 
 impl<C: Cloud> Cloud for DryRun<C> {
+    async fn evs_list_groups(&self, filter: &GroupFilter) -> Result<Vec<EvsGroup>, CloudError> {
+        self.inner.evs_list_groups(filter).await
+    }
+    async fn sdrs_list_groups(
+        &self,
+        filter: &GroupFilter,
+    ) -> Result<Vec<ProtectionGroup>, CloudError> {
+        self.inner.sdrs_list_groups(filter).await
+    }
     async fn evs_get_group(&self, id: &str) -> Result<EvsGroup, CloudError> {
         self.inner.evs_get_group(id).await
     }

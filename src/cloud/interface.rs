@@ -7,7 +7,7 @@ use std::future::Future;
 
 use super::evs::EvsAction;
 use super::http::{Answer, HttpCall, Request};
-use super::resource::{Drill, EvsGroup, Job, ProtectionGroup};
+use super::resource::{Drill, EvsGroup, GroupFilter, Job, ProtectionGroup};
 use super::sdrs::SdrsAction;
 use super::{CloudClient, CloudError};
 
@@ -33,6 +33,16 @@ pub struct WouldSend {
 /// answered; changes return a [`Delivery`], so a caller cannot mistake a
 /// held-back request for an accepted one.
 pub trait Cloud: Send + Sync + 'static {
+    /// Lists the EVS groups that match (every page).
+    fn evs_list_groups(
+        &self,
+        filter: &GroupFilter,
+    ) -> impl Future<Output = Result<Vec<EvsGroup>, CloudError>> + Send;
+    /// Lists the SDRS protection groups that match (every page).
+    fn sdrs_list_groups(
+        &self,
+        filter: &GroupFilter,
+    ) -> impl Future<Output = Result<Vec<ProtectionGroup>, CloudError>> + Send;
     /// Reads an EVS group.
     fn evs_get_group(&self, id: &str) -> impl Future<Output = Result<EvsGroup, CloudError>> + Send;
     /// Sends an EVS group action.
@@ -87,6 +97,15 @@ pub trait Cloud: Send + Sync + 'static {
 }
 
 impl Cloud for CloudClient {
+    async fn evs_list_groups(&self, filter: &GroupFilter) -> Result<Vec<EvsGroup>, CloudError> {
+        CloudClient::evs_list_groups(self, filter).await
+    }
+    async fn sdrs_list_groups(
+        &self,
+        filter: &GroupFilter,
+    ) -> Result<Vec<ProtectionGroup>, CloudError> {
+        CloudClient::sdrs_list_groups(self, filter).await
+    }
     async fn evs_get_group(&self, id: &str) -> Result<EvsGroup, CloudError> {
         CloudClient::evs_get_group(self, id).await
     }

@@ -4,6 +4,7 @@
 //! `reconcile`; everything here works on a `StepRun`.
 
 pub(crate) mod approval;
+pub(crate) mod discover;
 pub(crate) mod evs;
 pub(crate) mod http;
 pub(crate) mod sdrs;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::action::{approval, check, evs, http, sdrs, sleep, wait};
+use super::action::{approval, check, discover, evs, http, sdrs, sleep, wait};
 use super::context::{RunContext, StepError, StepRun, deadline_after};
 use super::{Cloud, Engine};
 use crate::cloud::evs::EvsAction;
@@ -44,6 +44,8 @@ pub(crate) async fn execute<C: Cloud>(
         ..probe
     };
     match &step.action {
+        Action::EvsListGroups(i) => discover::evs_groups(&s, i).await,
+        Action::SdrsListGroups(i) => discover::sdrs_groups(&s, i).await,
         Action::EvsCheckGroup(i) => check::<C, EvsGroup>(&s, &i.group, &i.expect).await,
         Action::EvsWaitGroup(i) => {
             wait::<C, EvsGroup>(&s, &i.group, &i.until, i.fail_if.as_ref(), &i.interval).await

@@ -292,6 +292,23 @@ pub struct EvsGroupInput {
     pub group: Located<String>,
 }
 
+/// `with` of `evs.list_groups` and `sdrs.list_groups`: every field given
+/// must match (templates allowed).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListGroupsInput {
+    /// Status, as the service spells it (`available`, `protected`, ...).
+    #[serde(default)]
+    pub status: Option<Located<String>>,
+    /// The AZ production runs in now, e.g. `eu-de-01` (EVS
+    /// `priority_station`, SDRS `availability_zone`).
+    #[serde(default)]
+    pub production_az: Option<Located<String>>,
+    /// EVS: the exact name; SDRS: a part of the name.
+    #[serde(default)]
+    pub name: Option<Located<String>>,
+}
+
 /// `with` of `evs.check_group`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -544,6 +561,8 @@ impl Action {
             ),
             Action::EvsCheckGroup(_)
             | Action::EvsWaitGroup(_)
+            | Action::EvsListGroups(_)
+            | Action::SdrsListGroups(_)
             | Action::SdrsCheckGroup(_)
             | Action::SdrsWaitGroup(_)
             | Action::SdrsCreateDrill(_)
@@ -581,12 +600,20 @@ impl Action {
                 out
             }
             Action::SdrsDeleteDrill(i) => vec![("drill", IdField::Drill, &i.drill)],
-            Action::HttpRequest(_) | Action::Approval(_) | Action::Sleep(_) => Vec::new(),
+            Action::EvsListGroups(_)
+            | Action::SdrsListGroups(_)
+            | Action::HttpRequest(_)
+            | Action::Approval(_)
+            | Action::Sleep(_) => Vec::new(),
         }
     }
 }
 
 actions! {
+    /// Lists the EVS groups that match (every page): the groups a plan acts on.
+    "evs.list_groups" => EvsListGroups(ListGroupsInput), mutating: |_| false;
+    /// Lists the SDRS protection groups that match (every page).
+    "sdrs.list_groups" => SdrsListGroups(ListGroupsInput), mutating: |_| false;
     /// Reads an EVS group and checks fields.
     "evs.check_group" => EvsCheckGroup(EvsCheckInput), mutating: |_| false;
     /// Polls an EVS group until a state is reached.

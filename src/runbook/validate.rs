@@ -12,6 +12,7 @@ use super::model::{
 use super::template::{self, Scope};
 use super::value::{Expect, Templated};
 use super::{Kind, Param, Runbook, Schedule, Step};
+use crate::cloud::vocabulary::{EvsStatus, SdrsStatus};
 use crate::policy::RetryPolicy;
 use crate::yaml::{Loc, Node, Sink, Value, suggestion};
 
@@ -394,7 +395,31 @@ fn check_action(action: &Action, sink: &Sink) {
             sink.error(&value.loc, format!("`{key}`: {why}"));
         }
     }
+    // A misspelt status would list nothing, and a plan would act on nothing.
+    let status = |s: &Option<Located<String>>, known: &[&str]| {
+        if let Some(s) = s
+            && !template::is_template(&s.value)
+            && !known.contains(&s.value.as_str())
+        {
+            sink.error(
+                &s.loc,
+                format!(
+                    "`status`: `{}` is not a status of these groups; one of: {}",
+                    s.value,
+                    known.join(", ")
+                ),
+            );
+        }
+    };
     match action {
+        Action::EvsListGroups(i) => {
+            let known: Vec<&str> = EvsStatus::ALL.iter().map(|s| s.as_str()).collect();
+            status(&i.status, &known);
+        }
+        Action::SdrsListGroups(i) => {
+            let known: Vec<&str> = SdrsStatus::ALL.iter().map(|s| s.as_str()).collect();
+            status(&i.status, &known);
+        }
         Action::EvsCheckGroup(i) => not_empty(&i.group, "group"),
         Action::EvsWaitGroup(i) => {
             not_empty(&i.group, "group");

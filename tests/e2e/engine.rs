@@ -693,3 +693,65 @@ async fn an_approval_needs_enough_distinct_approvers() {
     );
     assert_eq!(h.changes("evs.action"), 0);
 }
+
+/// `evs.list_groups` in a run: the groups whose production is in the AZ the
+/// parameter names, every page, read through throttling and 503s under the
+/// step's retries; `sdrs.list_groups` likewise; the output is stored.
+#[tokio::test]
+async fn discovery_lists_the_groups_of_an_az_through_faults() {
+    let mut config = SimConfig::default();
+    config.faults.forced = vec![
+        drover::sim::faults::Forced {
+            endpoint: "evs.list".into(),
+            fault: drover::sim::faults::Fault::Status503,
+            count: 1,
+        },
+        drover::sim::faults::Forced {
+            endpoint: "evs.list".into(),
+            fault: drover::sim::faults::Fault::Status429,
+            count: 1,
+        },
+    ];
+    let h = harness(config).await;
+    for i in 1..=1_050 {
+        h.sim
+            .sim
+            .add_evs_group(&format!("g{i:04}"), "eu-de-01", "eu-de-02");
+    }
+    h.sim.sim.add_evs_group("elsewhere", "eu-de-02", "eu-de-01");
+    let rb = crate::safety::runbook_from(
+        "discover",
+        "name: discover\nkind: maintenance\nparams:\n  az: { required: true }\nretry: { backoff: { initial: 10ms, jitter: none } }\nsteps:\n  - id: evs\n    action: evs.list_groups\n    with: { production_az: \"{{ params.az }}\", status: available }\n  - id: sdrs\n    action: sdrs.list_groups\n    with: { production_az: \"{{ params.az }}\" }\n",
+    );
+    let summary = h
+        .engine()
+        .run(
+            with_params(rb, &[("az", "eu-de-01")]),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(summary.status, "succeeded", "{:?}", summary.error);
+    let steps = h.store.steps(&summary.run_id).await.unwrap();
+    let evs = steps[0].output.clone().unwrap();
+    assert_eq!(
+        evs["count"], 1_051,
+        "1,050 and the harness's g1 (two pages)"
+    );
+    let ids = evs["ids"].as_array().unwrap();
+    assert!(!ids.iter().any(|id| id == "elsewhere"));
+    assert_eq!(evs["groups"][0]["production_az"], "eu-de-01");
+    let sdrs = steps[1].output.clone().unwrap();
+    assert_eq!(sdrs["ids"], serde_json::json!(["pg1"]));
+    assert_eq!(sdrs["groups"][0]["production_az"], "eu-de-01");
+    // The 503 was a retry of the step; the 429 was sent again by the client.
+    let retried: Vec<_> = h
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            RunEvent::Retrying { status, .. } => Some(status),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(retried, [Some(503)]);
+}
