@@ -206,8 +206,9 @@ impl<C: Cloud> Engine<C> {
             self.store.claim(run_id).await?;
         }
         crash::point("run.after_claim");
-        let _renewing = self.store.keep_claimed(run_id);
+        let renewing = self.store.keep_claimed(run_id);
         let summary = self.execute_claimed(run, cancel).await;
+        drop(renewing);
         if !matches!(&summary, Ok(s) if s.status != RunStatus::Running) {
             // Stopped (shutdown, waiting for approval) or failed to record:
             // let another process take it over at once.

@@ -275,8 +275,16 @@ impl Store {
     /// whose claims were lost (taken over, or the run ended), which are
     /// also forgotten here.
     pub async fn renew_all(&self, runs: &[String]) -> Result<Vec<String>, StoreError> {
-        let held: Vec<(&String, Option<Held>)> =
-            runs.iter().map(|r| (r, self.claims.get(r))).collect();
+        let held: Vec<(&String, Held)> = runs
+            .iter()
+            .filter_map(|r| Some((r, self.claims.get(r)?)))
+            .collect();
+        self.renew_held(held).await
+    }
+
+    /// Renews the claims `held` as they were seen before the renewal; what
+    /// changed here meanwhile (a release, a newer claim) stays as it is.
+    async fn renew_held(&self, held: Vec<(&String, Held)>) -> Result<Vec<String>, StoreError> {
         let started = Instant::now();
         let sql = with_now_ms!(
             self.backend,
@@ -287,10 +295,6 @@ impl Store {
             .write(async |tx| {
                 let mut kept = Vec::new();
                 for (run_id, held) in &held {
-                    let Some(held) = held else {
-                        kept.push(false);
-                        continue;
-                    };
                     let done = sqlx::query(sql)
                         .bind(self.claims.ttl.as_millis() as i64)
                         .bind(*run_id)
@@ -306,18 +310,15 @@ impl Store {
             .await?;
         let mut lost = Vec::new();
         for ((run_id, held), kept) in held.into_iter().zip(kept) {
-            match held {
-                Some(held) if kept => self.claims.set(
-                    run_id,
-                    Some(Held {
-                        deadline: started + self.claims.ttl,
-                        ..held
-                    }),
-                ),
-                _ => {
-                    self.claims.set(run_id, None);
-                    lost.push(run_id.clone());
-                }
+            if self.claims.get(run_id).map(|h| h.epoch) != Some(held.epoch) {
+                continue;
+            }
+            if kept {
+                let deadline = started + self.claims.ttl;
+                self.claims.set(run_id, Some(Held { deadline, ..held }));
+            } else {
+                self.claims.set(run_id, None);
+                lost.push(run_id.clone());
             }
         }
         Ok(lost)
@@ -330,9 +331,11 @@ impl Store {
             return Ok(());
         };
         self.claims.set(run_id, None);
+        // The epoch goes up too: a renewal already under way cannot extend
+        // the claim again.
         self.write(async |tx| {
             sqlx::query(
-                "UPDATE runs SET claim_expires_ms = 0 WHERE id = $1 AND owner = $2 AND epoch = $3",
+                "UPDATE runs SET claim_expires_ms = 0, epoch = epoch + 1 WHERE id = $1 AND owner = $2 AND epoch = $3",
             )
             .bind(run_id)
             .bind(&self.claims.node.name)
@@ -577,6 +580,28 @@ mod tests {
             assert!(b.verify().await.unwrap().is_ok());
             let done = a.claim("r1").await.unwrap_err().to_string();
             assert!(done.contains("succeeded, not running"), "{done}");
+        }
+    }
+
+    /// The renewer read a's claim, then a released the run (it stopped at a
+    /// boundary): the renewal that lands after the release extends nothing,
+    /// so b takes the run over at once and a holds nothing.
+    #[tokio::test]
+    async fn a_renewal_under_way_does_not_revive_a_released_claim() {
+        for (a, b, _dir) in pairs().await {
+            a.create_run(&new_run("r1", &[])).await.unwrap();
+            let seen = a.claims.get("r1").unwrap();
+            a.release("r1").await.unwrap();
+            let run_id = "r1".to_string();
+            let lost = a.renew_held(vec![(&run_id, seen)]).await.unwrap();
+            assert!(lost.is_empty(), "a no longer held it: nothing to report");
+            assert!(a.may_send("r1").is_err(), "a holds nothing");
+            assert_eq!(b.claimable_runs().await.unwrap(), ["r1"]);
+            assert_eq!(
+                b.claim("r1").await.unwrap(),
+                3,
+                "created 1, released 2, taken 3"
+            );
         }
     }
 
