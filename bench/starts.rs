@@ -36,6 +36,7 @@ fn new_run(i: usize) -> NewRun {
             .collect(),
         targets: vec![format!("evs:g{i}")],
         idempotency: None,
+        fire: None,
     }
 }
 

@@ -337,6 +337,7 @@ async fn execute(
                 requested_by: options.requested_by.clone(),
                 idempotency: None,
                 dry_run: options.dry_run,
+                fire: None,
             };
             engine.run(request, &cancel).await?
         }

@@ -28,7 +28,7 @@ use crate::engine::run::EngineError;
 use crate::engine::{Approvals, Engine, RunEvent, RunRequest};
 use crate::metrics::Metrics;
 use crate::runbook::{self, Kind, Runbook};
-use crate::scheduler::{self, Job, Launcher, TokioClock};
+use crate::scheduler::{self, Job, Launched, Launcher, TokioClock};
 use crate::store::{Decision, RunStatus, StepStatus, Store, StoreError, Trigger};
 use crate::yaml::Diagnostic;
 
@@ -258,17 +258,17 @@ impl Daemon {
         {
             return Ok(earlier);
         }
-        match self
-            .start(
-                name,
-                params,
-                trigger,
-                actor,
-                dry_run,
-                key.clone().map(|k| (k, digest.clone())),
-            )
-            .await
-        {
+        let idempotency = key.clone().map(|k| (k, digest.clone()));
+        let request = |runbook| RunRequest {
+            runbook,
+            params,
+            trigger,
+            requested_by: actor.to_string(),
+            idempotency,
+            dry_run,
+            fire: None,
+        };
+        match self.start(name, request).await {
             Ok(run_id) => Ok(Triggered {
                 run_id,
                 repeated: false,
@@ -310,14 +310,11 @@ impl Daemon {
         }
     }
 
+    /// Starts a run of runbook `name` as `request` (given the runbook) asks.
     async fn start(
         self: &Arc<Self>,
         name: &str,
-        params: BTreeMap<String, String>,
-        trigger: Trigger,
-        actor: &str,
-        dry_run: bool,
-        idempotency: Option<(String, String)>,
+        request: impl FnOnce(Runbook) -> RunRequest,
     ) -> Result<String, TriggerError> {
         let runbook = self
             .registry()
@@ -327,16 +324,8 @@ impl Daemon {
             .ok_or_else(|| TriggerError::UnknownRunbook(name.to_string()))?;
         let kind = runbook.kind;
         let cloud = self.client();
-        let request = RunRequest {
-            runbook,
-            params,
-            trigger,
-            requested_by: actor.to_string(),
-            idempotency,
-            dry_run,
-        };
         let engine = self.engine(cloud.clone(), None);
-        let run_id = engine.start(request).await?;
+        let run_id = engine.start(request(runbook)).await?;
         self.metrics.run_started(name);
         self.execute(run_id.clone(), cloud, name.to_string(), kind);
         Ok(run_id)
@@ -590,21 +579,33 @@ async fn observe(
 pub struct DaemonLauncher(pub Arc<Daemon>);
 
 impl Launcher for DaemonLauncher {
-    async fn launch(&self, job: &Job, fire_at: DateTime<Utc>) -> Result<String, String> {
+    async fn launch(&self, job: &Job, fire_at: DateTime<Utc>) -> Result<Launched, String> {
         let actor = format!("schedule:{}", job.schedule.name);
-        tracing::info!(runbook = %job.runbook, %fire_at, "Schedule fires.");
-        self.0
-            .trigger(
-                &job.runbook,
-                job.schedule.params.clone(),
-                Trigger::Schedule,
-                &actor,
-                false,
-                None,
-            )
-            .await
-            .map(|t| t.run_id)
-            .map_err(|e| e.to_string())
+        let fire = crate::store::FireKey {
+            runbook: job.runbook.clone(),
+            schedule: job.schedule.name.clone(),
+            fire_at,
+        };
+        let request = |runbook| RunRequest {
+            runbook,
+            params: job.schedule.params.clone(),
+            trigger: Trigger::Schedule,
+            requested_by: actor,
+            idempotency: None,
+            dry_run: false,
+            fire: Some(fire),
+        };
+        let started = self.0.start(&job.runbook, request).await;
+        match started {
+            Ok(run_id) => {
+                tracing::info!(runbook = %job.runbook, %fire_at, "Schedule fires.");
+                Ok(Launched::Started(run_id))
+            }
+            Err(TriggerError::Engine(EngineError::Store(StoreError::FireTaken { .. }))) => {
+                Ok(Launched::Elsewhere)
+            }
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     async fn is_active(&self, run_id: &str) -> bool {

@@ -162,14 +162,26 @@ impl FireLog for Store {
     }
 }
 
+/// What a launch did with a fire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Launched {
+    /// This process started the fire's run (the fire is recorded as started
+    /// by it in the same transaction).
+    Started(String),
+    /// A process sharing the database had the fire already.
+    Elsewhere,
+}
+
 /// What starts runs for the scheduler.
 pub trait Launcher: Send + Sync + 'static {
-    /// Starts a run of `job` for the fire at `fire_at`; its id, or why not.
+    /// Starts a run of `job` for the fire at `fire_at`, taking the fire in
+    /// the run's creation, so that a process dying in between leaves neither
+    /// behind; or why it could not start one.
     fn launch(
         &self,
         job: &Job,
         fire_at: DateTime<Utc>,
-    ) -> impl Future<Output = Result<String, String>> + Send;
+    ) -> impl Future<Output = Result<Launched, String>> + Send;
     /// True while run `run_id` is still going.
     fn is_active(&self, run_id: &str) -> impl Future<Output = bool> + Send;
 }
@@ -261,14 +273,11 @@ impl<L: Launcher, F: FireLog> Scheduler<L, F> {
                 continue;
             };
             self.considered.insert(job.key(), missed);
-            if !self.taken(job, missed).await {
-                continue;
-            }
             let late = (now - missed).to_std().unwrap_or_default();
             if late <= self.grace {
                 tracing::info!(runbook = %job.runbook, schedule = %job.schedule.name, %missed, "Running a fire missed while stopped.");
                 self.launch(job, missed).await;
-            } else {
+            } else if self.taken(job, missed).await {
                 let detail = format!(
                     "{count} fire(s) missed while the daemon was stopped; the latest was {}s late, beyond the grace of {}s",
                     late.as_secs(),
@@ -297,13 +306,12 @@ impl<L: Launcher, F: FireLog> Scheduler<L, F> {
     }
 
     async fn fire(&mut self, job: &Job, at: DateTime<Utc>) {
-        if self.taken(job, at).await {
-            self.launch(job, at).await;
-        }
+        self.launch(job, at).await;
     }
 
-    /// Starts the run of a fire this scheduler took, unless the schedule's
-    /// previous run is still going (started by any daemon on the database).
+    /// Starts the run of a fire unless the schedule's previous run is still
+    /// going (started by any daemon on the database). The run's creation
+    /// takes the fire; a skip or a failure to start takes it on its own.
     async fn launch(&mut self, job: &Job, at: DateTime<Utc>) {
         let previous = match self.log.last_started(job).await {
             Ok(previous) => previous,
@@ -315,6 +323,9 @@ impl<L: Launcher, F: FireLog> Scheduler<L, F> {
         if let Some(previous) = &previous
             && self.launcher.is_active(previous).await
         {
+            if !self.taken(job, at).await {
+                return;
+            }
             let detail = format!("run {previous} of this schedule is still going");
             tracing::warn!(runbook = %job.runbook, schedule = %job.schedule.name, %at, "Skipping a fire: {detail}.");
             self.record(
@@ -328,9 +339,15 @@ impl<L: Launcher, F: FireLog> Scheduler<L, F> {
             return;
         }
         match self.launcher.launch(job, at).await {
-            Ok(run_id) => {
+            Ok(Launched::Started(run_id)) => {
                 tracing::info!(runbook = %job.runbook, schedule = %job.schedule.name, %at, run.id = %run_id, "Scheduled run started.");
                 self.record(job, at, "started", Some(&run_id), None).await;
+            }
+            Ok(Launched::Elsewhere) => {
+                tracing::info!(runbook = %job.runbook, schedule = %job.schedule.name, %at, "Another daemon took this fire.");
+            }
+            Err(why) if !self.taken(job, at).await => {
+                tracing::info!(runbook = %job.runbook, schedule = %job.schedule.name, %at, error = %why, "Could not start a run for this fire, and another daemon has taken it.");
             }
             Err(why) => {
                 tracing::error!(runbook = %job.runbook, schedule = %job.schedule.name, %at, error = %why, "Scheduled run did not start.");
@@ -399,6 +416,8 @@ mod tests {
         );
     }
 
+    /// Starts runs; a fire it started once is taken (as the store's unique
+    /// fire key makes it for processes sharing a database).
     #[derive(Default)]
     struct FakeLauncher {
         launched: Mutex<Vec<(String, DateTime<Utc>)>>,
@@ -406,10 +425,13 @@ mod tests {
     }
 
     impl Launcher for FakeLauncher {
-        async fn launch(&self, job: &Job, fire_at: DateTime<Utc>) -> Result<String, String> {
+        async fn launch(&self, job: &Job, fire_at: DateTime<Utc>) -> Result<Launched, String> {
             let mut l = self.launched.lock().unwrap();
+            if l.iter().any(|(_, at)| *at == fire_at) {
+                return Ok(Launched::Elsewhere);
+            }
             l.push((job.schedule.name.clone(), fire_at));
-            Ok(format!("run-{}", l.len()))
+            Ok(Launched::Started(format!("run-{}", l.len())))
         }
         async fn is_active(&self, _run_id: &str) -> bool {
             *self.active.lock().unwrap()

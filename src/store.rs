@@ -37,6 +37,7 @@ pub use approval::{ApprovalRecord, Decision};
 pub use attempt::{AttemptKind, AttemptRecord, IntentOutcome, NewAttempt, Outcome};
 pub use audit::{BrokenLink, Event};
 pub use claim::{DEFAULT_CLAIM_TTL, Node};
+pub use fire::FireKey;
 pub use run::{NewRun, Phase, RunRecord, StepRecord, Trigger};
 
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -134,6 +135,9 @@ pub enum StoreError {
     /// The transaction that held a write did not commit.
     #[error("the write was not committed: {0}")]
     Commit(String),
+    /// Another process sharing the database acted on this schedule fire.
+    #[error("fire {fire_at} of schedule {schedule} was taken by another process")]
+    FireTaken { schedule: String, fire_at: String },
     /// The run is over; nothing to claim.
     #[error("run {run_id} is {status}, not running")]
     NotRunning { run_id: String, status: String },
@@ -578,6 +582,7 @@ mod tests {
             ],
             targets: targets.iter().map(|t| t.to_string()).collect(),
             idempotency: None,
+            fire: None,
         }
     }
 
@@ -880,6 +885,57 @@ mod tests {
             .await
             .unwrap();
         assert!(store.runs(1).await.unwrap().is_empty());
+    }
+
+    /// A fire is taken in the transaction that creates its run: a process
+    /// dying in between leaves neither, and a fire another process has
+    /// (started, or taken for a skip) starts no second run.
+    #[tokio::test]
+    async fn a_fire_and_its_run_are_created_together_or_not_at_all() {
+        let (stores, _dir) = stores().await;
+        for store in stores {
+            let at = |t: &str| DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc);
+            let fire = |t: &str| FireKey {
+                runbook: "rb".into(),
+                schedule: "weekly".into(),
+                fire_at: at(t),
+            };
+            let mut first = new_run("r1", &["evs:g1"]);
+            first.fire = Some(fire("2026-05-01T03:00:00Z"));
+            store.create_run(&first).await.unwrap();
+            let mut again = new_run("r2", &["evs:g2"]);
+            again.fire = Some(fire("2026-05-01T03:00:00Z"));
+            let err = store.create_run(&again).await.unwrap_err();
+            assert!(matches!(err, StoreError::FireTaken { .. }), "{err}");
+            assert!(store.run("r2").await.unwrap().is_none(), "no second run");
+            assert!(
+                store
+                    .take_fire("rb", "weekly", at("2026-05-08T03:00:00Z"))
+                    .await
+                    .unwrap()
+            );
+            let mut skipped = new_run("r3", &["evs:g3"]);
+            skipped.fire = Some(fire("2026-05-08T03:00:00Z"));
+            assert!(store.create_run(&skipped).await.is_err());
+            assert!(store.run("r3").await.unwrap().is_none());
+            let fires = store.fires("rb", "weekly").await.unwrap();
+            assert_eq!(
+                fires,
+                [
+                    (
+                        "2026-05-01T03:00:00Z".to_string(),
+                        "started".to_string(),
+                        Some("r1".to_string())
+                    ),
+                    (
+                        "2026-05-08T03:00:00Z".to_string(),
+                        "taken".to_string(),
+                        None
+                    ),
+                ]
+            );
+            assert!(store.verify().await.unwrap().is_ok());
+        }
     }
 
     #[tokio::test]

@@ -34,6 +34,8 @@ pub struct RunRequest {
     pub idempotency: Option<(String, String)>,
     /// Execute against the dry-run cloud: reads go out, changes are held back.
     pub dry_run: bool,
+    /// The schedule fire that starts it (taken in the run's creation).
+    pub fire: Option<crate::store::FireKey>,
 }
 
 /// How a run ended (or stopped).
@@ -155,6 +157,7 @@ impl<C: Cloud> Engine<C> {
             idempotency: request
                 .idempotency
                 .map(|(key, digest)| (request.requested_by.clone(), key, digest)),
+            fire: request.fire,
             steps,
         };
         self.store.create_run(&new).await?;

@@ -5,6 +5,52 @@ use sqlx::Row;
 
 use super::{Store, StoreError, now};
 
+/// One fire of a schedule: the key that makes it happen once across the
+/// daemons sharing a database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FireKey {
+    pub runbook: String,
+    pub schedule: String,
+    pub fire_at: DateTime<Utc>,
+}
+
+impl FireKey {
+    /// The fire time as stored (whole seconds, UTC).
+    pub(crate) fn at(&self) -> String {
+        self.fire_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    }
+}
+
+/// In the transaction that creates run `run_id` for `fire`: the fire is
+/// recorded as started by it, or, when a process sharing the database has the
+/// fire already, the whole start is refused.
+pub(crate) async fn start_fire(
+    tx: &mut sqlx::AnyConnection,
+    fire: &FireKey,
+    run_id: &str,
+    node: &str,
+) -> Result<(), StoreError> {
+    let inserted = sqlx::query("INSERT INTO schedule_fires (runbook, schedule, fire_at, outcome, run_id, detail, recorded_at) VALUES ($1, $2, $3, 'started', $4, $5, $6) ON CONFLICT (runbook, schedule, fire_at) DO NOTHING")
+        .bind(&fire.runbook)
+        .bind(&fire.schedule)
+        .bind(fire.at())
+        .bind(run_id)
+        .bind(format!("by {node}"))
+        .bind(now())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if inserted == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::FireTaken {
+            schedule: fire.schedule.clone(),
+            fire_at: fire.at(),
+        })
+    }
+}
+
 impl Store {
     /// Takes fire `fire_at` of a schedule for this process: `false` when a
     /// process sharing the database took it first (its key is unique).

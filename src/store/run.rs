@@ -70,6 +70,9 @@ pub struct NewRun {
     pub targets: Vec<String>,
     /// `Idempotency-Key` of an API trigger: (actor, key, sha256 of the request).
     pub idempotency: Option<(String, String, String)>,
+    /// The schedule fire that starts it: recorded as started by this run
+    /// in the same transaction, so a fire starts one run across daemons.
+    pub fire: Option<super::FireKey>,
 }
 
 /// A stored run (as the API shows it, too).
@@ -174,6 +177,9 @@ impl Store {
                     insert = insert.bind(step).bind(position as i64).bind(phase.as_str());
                 }
                 insert.execute(&mut *tx).await?;
+            }
+            if let Some(fire) = &run.fire {
+                super::fire::start_fire(tx, fire, &run.id, &node.name).await?;
             }
             if let Some((actor, key, request)) = &run.idempotency {
                 sqlx::query("INSERT INTO idempotency_keys (actor, key, request, run_id, created_at) VALUES ($1, $2, $3, $4, $5)")

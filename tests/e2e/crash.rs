@@ -77,6 +77,7 @@ async fn a_crash_right_after_the_intent_is_resumed_without_a_second_switchover()
         requested_by: "alice".into(),
         idempotency: None,
         dry_run: false,
+        fire: None,
     };
     let first = engine(&h, Arc::default());
     let run_id = first.start(request).await.unwrap();

@@ -102,6 +102,7 @@ pub fn with_params(runbook: runbook::Runbook, params: &[(&str, &str)]) -> RunReq
         requested_by: "alice".into(),
         idempotency: None,
         dry_run: false,
+        fire: None,
     }
 }
 
