@@ -708,7 +708,7 @@ mod tests {
     use super::*;
     use secrecy::ExposeSecret;
 
-    fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config, Vec<Diagnostic>> {
+    pub(crate) fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config, Vec<Diagnostic>> {
         let env = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -716,7 +716,7 @@ mod tests {
         Config::parse(text, Path::new("drover.yaml"), &env)
     }
 
-    fn messages(r: Result<Config, Vec<Diagnostic>>) -> Vec<String> {
+    pub(crate) fn messages(r: Result<Config, Vec<Diagnostic>>) -> Vec<String> {
         r.unwrap_err().iter().map(ToString::to_string).collect()
     }
 
