@@ -3,9 +3,11 @@
 //! (cached IAM token refreshed before expiry and once on 401, AK/SK signing, or
 //! a static token), and the mapping of every failure to a [`CloudError`].
 //!
-//! One call is one attempt (plus the single re-send after a token refresh,
-//! which is safe: a 401 means the request was not acted on). Retries belong to
-//! the engine, which knows the step's policy and reconciles ambiguous answers.
+//! One call is one attempt, within the service's request budget
+//! (`cloud.rate`), plus re-sends that are safe because the request was not
+//! acted on: once after a token refresh on 401, and while the API gateway
+//! throttles (429, `throttle`). Retries belong to the engine, which knows the
+//! step's policy and reconciles ambiguous answers.
 
 use bytes::Bytes;
 use std::sync::Arc;
