@@ -852,6 +852,14 @@ pub(crate) struct Process {
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
+/// A test's daemon does not outlive the test.
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn spawn_daemon(config: &std::path::Path, password: &str) -> Process {
     spawn_daemon_with(config, password, &[])
 }
