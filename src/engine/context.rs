@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::retry;
 use super::{Cloud, Engine, RunEvent};
@@ -115,6 +116,10 @@ pub enum StepError {
     /// An approval step has nobody to ask: the run stops there, resumable.
     #[error("{0}")]
     AwaitingApproval(String),
+    /// The process is stopping (SIGTERM, Ctrl-C) during a wait: the step is
+    /// left as a crash there would leave it, and the resume picks it up.
+    #[error("stopped while {0}")]
+    Stopped(String),
 }
 
 /// One step being executed: what it may read and until when.
@@ -123,6 +128,8 @@ pub(crate) struct StepRun<'a, C: Cloud> {
     pub ctx: &'a RunContext,
     pub step: &'a Step,
     pub deadline: Option<Instant>,
+    /// The process is stopping: waits end (see [`StepError::Stopped`]).
+    pub stop: &'a CancellationToken,
 }
 
 impl<C: Cloud> StepRun<'_, C> {
@@ -261,7 +268,10 @@ impl<C: Cloud> StepRun<'_, C> {
                 if now >= until {
                     break;
                 }
-                tokio::time::sleep((until - now).min(CANCEL_CHECK)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep((until - now).min(CANCEL_CHECK)) => {}
+                    _ = self.stop.cancelled() => return Err(StepError::Stopped(still())),
+                }
                 if let Some(by) = self.cancel_requested().await? {
                     return Err(StepError::Failed(format!(
                         "cancelled by {by} while {}",

@@ -202,9 +202,8 @@ impl<C: Cloud> Engine<C> {
         if run.status != RunStatus::Running {
             return Err(EngineError::Finished(run.id, run.status.to_string()));
         }
-        // Only the process holding the run's claim executes it; the claim is
-        // renewed while it does, and every write is fenced by its epoch. A
-        // run this process just created is claimed already.
+        // Only the process holding the run's claim executes it (a run it just
+        // created it holds); renewed meanwhile, every write fenced by its epoch.
         if self.store.may_send(run_id).is_err() {
             self.store.claim(run_id).await?;
         }
@@ -433,7 +432,7 @@ impl<C: Cloud> Engine<C> {
         });
         crash::point("step.after_start");
         let started = tokio::time::Instant::now();
-        let result = step::execute(self, ctx, step).await;
+        let result = step::execute(self, ctx, step, cancel).await;
         self.conclude(ctx, step, result, started).await
     }
 
@@ -504,6 +503,8 @@ impl<C: Cloud> Engine<C> {
             }
             // Without the store the engine cannot promise anything: stop, resumable.
             Err(StepError::Store(e)) => Err(EngineError::Store(e)),
+            // Left as a crash there would leave it: the resume picks it up.
+            Err(StepError::Stopped(_)) => Ok(Flow::Interrupted),
             // Back to pending: a resume asks again.
             Err(StepError::AwaitingApproval(why)) => {
                 self.store

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 use super::action::{approval, check, discover, evs, http, sdrs, sleep, wait};
 use super::context::{RunContext, StepError, StepRun, deadline_after};
@@ -21,12 +22,14 @@ pub(crate) async fn execute<C: Cloud>(
     engine: &Engine<C>,
     ctx: &RunContext,
     step: &Step,
+    stop: &CancellationToken,
 ) -> Result<Value, StepError> {
     let probe = StepRun {
         engine,
         ctx,
         step,
         deadline: None,
+        stop,
     };
     let timeout = match &step.timeout {
         Some(spec) => Some(probe.duration(spec)?),

@@ -1224,3 +1224,71 @@ async fn sigterm_stops_a_run_at_its_step_boundary_and_exits_promptly() {
     until(async || step_status(&daemon.url, &run, "second").await.0 == "succeeded").await;
     assert_eq!(step_status(&daemon.url, &run, "first").await.0, "succeeded");
 }
+
+/// SIGTERM while a run waits for an approval: the wait ends at once (it is
+/// not a call in flight), the daemon exits without using its grace period,
+/// and the next start finds the approval still pending and goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_an_approval_wait_and_the_next_start_asks_again() {
+    let sim = start_sim(SimConfig {
+        evs_groups: vec!["g1".into()],
+        transition: Duration::from_millis(300),
+        ..SimConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("drover.yaml");
+    std::fs::write(
+        &config,
+        config_text(&sim, &dir.path().join("audit.db"), &repo("runbooks")),
+    )
+    .unwrap();
+    let password = sim.sim.credentials().password;
+    let daemon = spawn_daemon(&config, &password);
+    let http = JsonHttp::new(&daemon.url);
+    let admin = [("authorization", format!("Bearer {}", token("admin")))];
+    let (status, created) = http
+        .call(
+            Method::POST,
+            "/v1/runs",
+            &admin,
+            Some(json!({"runbook": "evs-switchover", "params": {"group_id": "g1"}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let run = created["id"].as_str().unwrap().to_string();
+    until(async || step_status(&daemon.url, &run, "approve").await.1 == "running").await;
+    let asked = std::time::Instant::now();
+    signal(&daemon, "TERM");
+    let exit = tokio::task::spawn_blocking(move || {
+        let mut daemon = daemon;
+        daemon.child.wait().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(exit.success(), "graceful stop exits 0");
+    let took = asked.elapsed();
+    assert!(
+        took < drover::daemon::SHUTDOWN_GRACE / 4,
+        "the daemon took {took:?} to stop"
+    );
+    let daemon = spawn_daemon(&config, &password);
+    until(async || step_status(&daemon.url, &run, "approve").await.1 == "running").await;
+    let (status, answer) = JsonHttp::new(&daemon.url)
+        .call(
+            Method::POST,
+            &format!("/v1/runs/{run}/approvals"),
+            &[("authorization", format!("Bearer {}", token("operator")))],
+            Some(json!({"decision": "approve"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    until(async || step_status(&daemon.url, &run, "moved").await.0 == "succeeded").await;
+    let moves = sim
+        .sim
+        .journal()
+        .iter()
+        .filter(|e| e.endpoint == "evs.action" && e.changed)
+        .count();
+    assert_eq!(moves, 1, "exactly one switchover");
+}
