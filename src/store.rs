@@ -4,14 +4,16 @@
 //! `synchronous=FULL` (an intent must be on disk before its request is
 //! sent), or PostgreSQL (several daemons), through sqlx's `Any` driver with
 //! one set of queries; schema from `migrations/<backend>/` applied at open.
-//! Every write is one transaction that also appends its audit event, so the
-//! state and the hash chain never disagree, and concurrent writers serialise
-//! (`BEGIN IMMEDIATE` on SQLite, one advisory lock on PostgreSQL). Writes for
-//! a run are fenced by the run's claim (`claim`).
+//! Every write appends its audit event in its own transaction, so the state
+//! and the hash chain never disagree; writers serialise (`BEGIN IMMEDIATE` on
+//! SQLite, one advisory lock on PostgreSQL), and concurrent writers of a
+//! process share a transaction and its commit (`commit`). Writes for a run
+//! are fenced by the run's claim (`claim`).
 //!
-//! One connection per process, behind an async mutex: SQLite has one writer
-//! anyway, and unlike a pool it arms no timer while the database works, so
-//! the engine can be tested in paused time.
+//! Two plain connections per process, a writer and a reader, each behind an
+//! async mutex: SQLite has one writer anyway, and unlike a pool they arm no
+//! timer while the database works, so the engine can be tested in paused
+//! time.
 
 pub mod approval;
 pub mod attempt;
