@@ -435,8 +435,12 @@ impl Store {
     /// Runs raw SQL: for tests that tamper with the trail on purpose.
     #[doc(hidden)]
     pub async fn execute_unchecked(&self, sql: &'static str) -> Result<u64, StoreError> {
-        self.write(async |tx| Ok(sqlx::query(sql).execute(tx).await?.rows_affected()))
-            .await
+        self.write(async |tx| {
+            // It may rewrite the chain: the head is read again.
+            self.db.set_head(None);
+            Ok(sqlx::query(sql).execute(tx).await?.rows_affected())
+        })
+        .await
     }
 }
 
@@ -494,47 +498,31 @@ impl Store {
         step_id: Option<&str>,
         data: Value,
     ) -> Result<(), StoreError> {
-        append_event(
-            tx,
-            &self.claims.node.name,
-            actor,
-            kind,
-            run_id,
-            step_id,
-            data,
-        )
-        .await
-    }
-}
-
-/// Appends one event to the chain inside the caller's transaction; its data
-/// names the `node` (process) that wrote it.
-async fn append_event(
-    tx: &mut AnyConnection,
-    node: &str,
-    actor: &str,
-    kind: &str,
-    run_id: Option<&str>,
-    step_id: Option<&str>,
-    mut data: Value,
-) -> Result<(), StoreError> {
-    if let Value::Object(fields) = &mut data {
-        fields.insert("node".into(), Value::String(node.to_string()));
-    }
-    let last = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut *tx)
-        .await?;
-    let (prev_seq, prev_hash): (i64, String) = match last {
-        Some(row) => (row.get(0), row.get(1)),
-        None => (0, audit::GENESIS.to_string()),
-    };
-    let seq = prev_seq + 1;
-    let at = now();
-    let hash = audit::link(
-        &prev_hash,
-        &audit::canonical(seq, &at, actor, kind, run_id, step_id, &data),
-    );
-    sqlx::query("INSERT INTO audit_events (seq, at, actor, kind, run_id, step_id, data, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+        let (db, node, mut data) = (&self.db, &self.claims.node.name, data);
+        if let Value::Object(fields) = &mut data {
+            fields.insert("node".into(), Value::String(node.clone()));
+        }
+        // The batch's earlier writes know the head; the first one reads it.
+        let (prev_seq, prev_hash): (i64, String) = match db.head() {
+            Some(head) => head,
+            None => {
+                let last =
+                    sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                match last {
+                    Some(row) => (row.get(0), row.get(1)),
+                    None => (0, audit::GENESIS.to_string()),
+                }
+            }
+        };
+        let seq = prev_seq + 1;
+        let at = now();
+        let hash = audit::link(
+            &prev_hash,
+            &audit::canonical(seq, &at, actor, kind, run_id, step_id, &data),
+        );
+        sqlx::query("INSERT INTO audit_events (seq, at, actor, kind, run_id, step_id, data, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
         .bind(seq)
         .bind(&at)
         .bind(actor)
@@ -546,7 +534,9 @@ async fn append_event(
         .bind(&hash)
         .execute(&mut *tx)
         .await?;
-    Ok(())
+        db.set_head(Some((seq, hash)));
+        Ok(())
+    }
 }
 
 #[cfg(test)]

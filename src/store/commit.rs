@@ -33,12 +33,18 @@ pub(super) const WRITER_LOCK: i64 = 0x6472_6f76_6572;
 #[derive(Debug)]
 pub(crate) struct Db {
     writer: Mutex<Writer>,
+    /// The audit chain's head as the open batch left it (see [`Db::head`]).
+    head: Arc<std::sync::Mutex<Option<Head>>>,
     reader: Mutex<AnyConnection>,
 }
+
+/// The last event of the chain: its sequence number and hash.
+pub(crate) type Head = (i64, String);
 
 #[derive(Debug)]
 struct Writer {
     conn: AnyConnection,
+    head: Arc<std::sync::Mutex<Option<Head>>>,
     backend: Backend,
     batch: Option<Batch>,
     batches: u64,
@@ -80,8 +86,11 @@ async fn run(conn: &mut AnyConnection, sql: &'static str) -> Result<(), sqlx::Er
 
 impl Db {
     pub fn new(writer: AnyConnection, reader: AnyConnection, backend: Backend) -> Arc<Db> {
+        let head = Arc::new(std::sync::Mutex::new(None));
         Arc::new(Db {
+            head: head.clone(),
             writer: Mutex::new(Writer {
+                head,
                 conn: writer,
                 backend,
                 batch: None,
@@ -89,6 +98,18 @@ impl Db {
             }),
             reader: Mutex::new(reader),
         })
+    }
+
+    /// Inside a write: the chain head the open batch's earlier writes left
+    /// (`None`: read it). The batch holds the writer lock of every process,
+    /// so nobody else appends meanwhile; whatever undoes a write forgets it.
+    pub fn head(&self) -> Option<Head> {
+        self.head.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Inside a write: the head after an append (`None`: forget it).
+    pub fn set_head(&self, head: Option<Head>) {
+        *self.head.lock().unwrap_or_else(|p| p.into_inner()) = head;
     }
 
     /// The reader connection: committed rows only.
@@ -168,6 +189,7 @@ impl Writer {
     /// every daemon sharing the database serialise the same way (the audit
     /// chain is appended to in every write).
     async fn open(&mut self) -> Result<(), StoreError> {
+        self.forget_head();
         self.batches += 1;
         // Marked before it is sent: a begin interrupted half-way is rolled back.
         self.batch = Some(Batch {
@@ -246,6 +268,9 @@ impl Writer {
         undo: Undo,
         result: Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        if result.is_err() {
+            self.forget_head();
+        }
         let Writer { conn, batch, .. } = self;
         let Some(open) = batch.as_mut() else {
             return result;
@@ -271,10 +296,15 @@ impl Writer {
 
     /// Undoes what an interrupted holder of the mutex left behind.
     async fn settle(&mut self) {
-        let Writer { conn, batch, .. } = self;
+        let Writer {
+            conn, batch, head, ..
+        } = self;
         let Some(open) = batch.as_mut() else {
             return;
         };
+        if open.committing || open.unfinished.is_some() {
+            *head.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
         if open.committing {
             let _ = run(conn, "ROLLBACK").await;
             end(
@@ -337,6 +367,11 @@ impl Writer {
             }
         };
         end(batch, outcome);
+        self.forget_head();
+    }
+
+    fn forget_head(&self) {
+        *self.head.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 
