@@ -39,9 +39,15 @@ pub fn check(value: &str) -> Result<(), String> {
 
 /// Checks a DR drill name: 1 to [`MAX_NAME_LEN`] letters, digits, `-`, `_` or `.`.
 pub fn check_name(value: &str) -> Result<(), String> {
+    check_word("drill name", value)
+}
+
+/// Checks a name of `what` (a drill, an AZ, a group name filter): 1 to 64
+/// letters, digits, `-`, `_` and `.`.
+pub fn check_word(what: &str, value: &str) -> Result<(), String> {
     if value.is_empty() || value.chars().count() > MAX_NAME_LEN {
         return Err(format!(
-            "a drill name has 1 to {MAX_NAME_LEN} characters, this one has {}",
+            "a {what} has 1 to {MAX_NAME_LEN} characters, this one has {}",
             value.chars().count()
         ));
     }
@@ -50,7 +56,7 @@ pub fn check_name(value: &str) -> Result<(), String> {
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
     {
         return Err(format!(
-            "`{}` is not a drill name: only letters, digits, `-`, `_` and `.` are allowed, found {bad:?}",
+            "`{}` is not a {what}: only letters, digits, `-`, `_` and `.` are allowed, found {bad:?}",
             shown(value)
         ));
     }

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
 
 use super::model::{
-    self, ACTION_NAMES, Action, DurationSpec, RawBackoff, RawRetry, RawSchedule, RawStep,
+    self, ACTION_NAMES, Action, DurationSpec, ListGroupsInput, RawBackoff, RawRetry, RawSchedule,
+    RawStep,
 };
 use super::template::{self, Scope};
 use super::value::{Expect, Templated};
@@ -411,14 +412,30 @@ fn check_action(action: &Action, sink: &Sink) {
             );
         }
     };
+    // Literal filters are checked now, templated ones when the step renders them.
+    let filters = |i: &ListGroupsInput| {
+        for (key, what, value) in [
+            ("production_az", "zone name", &i.production_az),
+            ("name", "group name", &i.name),
+        ] {
+            if let Some(v) = value
+                && !template::is_template(&v.value)
+                && let Err(why) = crate::cloud::id::check_word(what, &v.value)
+            {
+                sink.error(&v.loc, format!("`{key}`: {why}"));
+            }
+        }
+    };
     match action {
         Action::EvsListGroups(i) => {
             let known: Vec<&str> = EvsStatus::ALL.iter().map(|s| s.as_str()).collect();
             status(&i.status, &known);
+            filters(i);
         }
         Action::SdrsListGroups(i) => {
             let known: Vec<&str> = SdrsStatus::ALL.iter().map(|s| s.as_str()).collect();
             status(&i.status, &known);
+            filters(i);
         }
         Action::EvsCheckGroup(i) => not_empty(&i.group, "group"),
         Action::EvsWaitGroup(i) => {

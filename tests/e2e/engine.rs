@@ -756,3 +756,39 @@ async fn discovery_lists_the_groups_of_an_az_through_faults() {
         .collect();
     assert_eq!(retried, [Some(503)]);
 }
+
+/// A filter rendered from a parameter is checked before it reaches a URL:
+/// an AZ with query syntax in it, or a status the groups do not have, fails
+/// the step naming the field, and nothing is listed.
+#[tokio::test]
+async fn discovery_filters_from_parameters_are_checked_before_they_are_sent() {
+    let h = harness(SimConfig::default()).await;
+    let rb = crate::safety::runbook_from(
+        "discover",
+        "name: discover\nkind: maintenance\nparams:\n  az: { required: true }\n  status: { default: available }\nsteps:\n  - id: evs\n    action: evs.list_groups\n    with: { production_az: \"{{ params.az }}\", status: \"{{ params.status }}\" }\n",
+    );
+    for (params, field) in [
+        (vec![("az", "eu-de-01&status=error")], "production_az"),
+        (vec![("az", "eu-de-01"), ("status", "avialable")], "status"),
+    ] {
+        let summary = h
+            .engine()
+            .run(with_params(rb.clone(), &params), &CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(summary.status, "failed");
+        let error = summary.error.unwrap_or_default();
+        assert!(
+            error.contains(&format!("`{field}` rendered from")),
+            "{error}"
+        );
+    }
+    let listed = h
+        .sim
+        .sim
+        .journal()
+        .iter()
+        .filter(|e| e.endpoint == "evs.list")
+        .count();
+    assert_eq!(listed, 0);
+}

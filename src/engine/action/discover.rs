@@ -5,24 +5,50 @@
 
 use serde_json::{Value, json};
 
+use crate::cloud::id::check_word;
 use crate::cloud::resource::{EvsGroup, GroupFilter, ProtectionGroup};
+use crate::cloud::vocabulary::{EvsStatus, SdrsStatus};
 use crate::engine::Cloud;
 use crate::engine::context::{StepError, StepRun};
 use crate::runbook::model::ListGroupsInput;
 use crate::yaml::Located;
 
-/// The filter, rendered.
-fn filter<C: Cloud>(s: &StepRun<'_, C>, input: &ListGroupsInput) -> Result<GroupFilter, StepError> {
-    let render = |field: &Option<Located<String>>| -> Result<Option<String>, StepError> {
-        field
-            .as_ref()
-            .map(|f| s.render(&f.value).map(|v| v.trim().to_string()))
-            .transpose()
+/// The filter, rendered and checked before it reaches a URL: a status of
+/// these groups (`statuses`), an AZ and a name of the cloud's plain form.
+fn filter<C: Cloud>(
+    s: &StepRun<'_, C>,
+    input: &ListGroupsInput,
+    statuses: &[&str],
+) -> Result<GroupFilter, StepError> {
+    let render = |field: &Option<Located<String>>,
+                  key: &str,
+                  check: &dyn Fn(&str) -> Result<(), String>|
+     -> Result<Option<String>, StepError> {
+        let Some(field) = field else {
+            return Ok(None);
+        };
+        let value = s.render(&field.value)?.trim().to_string();
+        check(&value).map_err(|why| {
+            StepError::Failed(format!("`{key}` rendered from `{}`: {why}", field.value))
+        })?;
+        Ok(Some(value))
+    };
+    let status = |v: &str| {
+        if statuses.contains(&v) {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{v}` is not a status of these groups; one of: {}",
+                statuses.join(", ")
+            ))
+        }
     };
     Ok(GroupFilter {
-        status: render(&input.status)?,
-        production_az: render(&input.production_az)?,
-        name: render(&input.name)?,
+        status: render(&input.status, "status", &status)?,
+        production_az: render(&input.production_az, "production_az", &|v| {
+            check_word("zone name", v)
+        })?,
+        name: render(&input.name, "name", &|v| check_word("group name", v))?,
     })
 }
 
@@ -35,7 +61,8 @@ pub(crate) async fn evs_groups<C: Cloud>(
     s: &StepRun<'_, C>,
     input: &ListGroupsInput,
 ) -> Result<Value, StepError> {
-    let filter = filter(s, input)?;
+    let statuses: Vec<&str> = EvsStatus::ALL.iter().map(|s| s.as_str()).collect();
+    let filter = filter(s, input, &statuses)?;
     let groups: Vec<EvsGroup> = s
         .read("GET consistency groups", || {
             s.cloud().evs_list_groups(&filter)
@@ -53,7 +80,8 @@ pub(crate) async fn sdrs_groups<C: Cloud>(
     s: &StepRun<'_, C>,
     input: &ListGroupsInput,
 ) -> Result<Value, StepError> {
-    let filter = filter(s, input)?;
+    let statuses: Vec<&str> = SdrsStatus::ALL.iter().map(|s| s.as_str()).collect();
+    let filter = filter(s, input, &statuses)?;
     let groups: Vec<ProtectionGroup> = s
         .read("GET server-groups", || s.cloud().sdrs_list_groups(&filter))
         .await?;
