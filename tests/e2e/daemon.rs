@@ -860,6 +860,35 @@ impl Drop for Process {
     }
 }
 
+/// A config on the simulator with the shipped runbooks and a SQLite file,
+/// in a directory that lives as long as the returned guard.
+fn shipped_config(sim: &Sim) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("drover.yaml");
+    std::fs::write(
+        &config,
+        config_text(sim, &dir.path().join("audit.db"), &repo("runbooks")),
+    )
+    .unwrap();
+    (dir, config)
+}
+
+/// A switchover of g1 started on the daemon at `url`, waiting for its approval.
+async fn switchover_awaiting_approval(url: &str) -> String {
+    let (status, created) = JsonHttp::new(url)
+        .call(
+            Method::POST,
+            "/v1/runs",
+            &[("authorization", format!("Bearer {}", token("admin")))],
+            Some(json!({"runbook": "evs-switchover", "params": {"group_id": "g1"}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let run = created["id"].as_str().unwrap().to_string();
+    until(async || step_status(url, &run, "approve").await.1 == "running").await;
+    run
+}
+
 fn spawn_daemon(config: &std::path::Path, password: &str) -> Process {
     spawn_daemon_with(config, password, &[])
 }
@@ -956,13 +985,7 @@ async fn a_killed_daemon_resumes_the_run_with_one_switchover_and_keeps_pending_a
         ..SimConfig::default()
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("drover.yaml");
-    std::fs::write(
-        &config,
-        config_text(&sim, &dir.path().join("audit.db"), &repo("runbooks")),
-    )
-    .unwrap();
+    let (dir, config) = shipped_config(&sim);
     let password = sim.sim.credentials().password;
     let http = reqwest::Client::new();
 
@@ -1236,28 +1259,10 @@ async fn sigterm_ends_an_approval_wait_and_the_next_start_asks_again() {
         ..SimConfig::default()
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("drover.yaml");
-    std::fs::write(
-        &config,
-        config_text(&sim, &dir.path().join("audit.db"), &repo("runbooks")),
-    )
-    .unwrap();
+    let (_dir, config) = shipped_config(&sim);
     let password = sim.sim.credentials().password;
     let daemon = spawn_daemon(&config, &password);
-    let http = JsonHttp::new(&daemon.url);
-    let admin = [("authorization", format!("Bearer {}", token("admin")))];
-    let (status, created) = http
-        .call(
-            Method::POST,
-            "/v1/runs",
-            &admin,
-            Some(json!({"runbook": "evs-switchover", "params": {"group_id": "g1"}})),
-        )
-        .await;
-    assert_eq!(status, 201, "{created}");
-    let run = created["id"].as_str().unwrap().to_string();
-    until(async || step_status(&daemon.url, &run, "approve").await.1 == "running").await;
+    let run = switchover_awaiting_approval(&daemon.url).await;
     let asked = std::time::Instant::now();
     signal(&daemon, "TERM");
     let exit = tokio::task::spawn_blocking(move || {
