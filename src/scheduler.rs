@@ -241,7 +241,7 @@ pub async fn run<L: Launcher, F: FireLog>(
         }
         for (job, at) in due.into_iter().filter(|(_, t)| *t == next) {
             scheduler.considered.insert(job.key(), at);
-            scheduler.fire(&job, at).await;
+            scheduler.launch(&job, at).await;
         }
     }
 }
@@ -303,10 +303,6 @@ impl<L: Launcher, F: FireLog> Scheduler<L, F> {
                 false
             }
         }
-    }
-
-    async fn fire(&mut self, job: &Job, at: DateTime<Utc>) {
-        self.launch(job, at).await;
     }
 
     /// Starts the run of a fire unless the schedule's previous run is still
