@@ -873,6 +873,24 @@ fn shipped_config(sim: &Sim) -> (tempfile::TempDir, std::path::PathBuf) {
     (dir, config)
 }
 
+/// SIGTERM: the daemon exits 0, well within its grace period.
+async fn stops_promptly(daemon: Process) {
+    let asked = std::time::Instant::now();
+    signal(&daemon, "TERM");
+    let exit = tokio::task::spawn_blocking(move || {
+        let mut daemon = daemon;
+        daemon.child.wait().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(exit.success(), "graceful stop exits 0");
+    let took = asked.elapsed();
+    assert!(
+        took < drover::daemon::SHUTDOWN_GRACE / 4,
+        "the daemon took {took:?} to stop"
+    );
+}
+
 /// A switchover of g1 started on the daemon at `url`, waiting for its approval.
 async fn switchover_awaiting_approval(url: &str) -> String {
     let (status, created) = JsonHttp::new(url)
@@ -1220,7 +1238,7 @@ async fn sigterm_stops_a_run_at_its_step_boundary_and_exits_promptly() {
     )
     .unwrap();
     let password = sim.sim.credentials().password;
-    let mut daemon = spawn_daemon(&config, &password);
+    let daemon = spawn_daemon(&config, &password);
     let (status, created) = JsonHttp::new(&daemon.url)
         .call(
             Method::POST,
@@ -1232,17 +1250,7 @@ async fn sigterm_stops_a_run_at_its_step_boundary_and_exits_promptly() {
     assert_eq!(status, 201, "{created}");
     let run = created["id"].as_str().unwrap().to_string();
     until(async || step_status(&daemon.url, &run, "first").await.0 == "running").await;
-    let asked = std::time::Instant::now();
-    signal(&daemon, "TERM");
-    let exit = tokio::task::spawn_blocking(move || daemon.child.wait().unwrap())
-        .await
-        .unwrap();
-    assert!(exit.success(), "graceful stop exits 0");
-    let took = asked.elapsed();
-    assert!(
-        took < drover::daemon::SHUTDOWN_GRACE / 4,
-        "the daemon took {took:?} to stop"
-    );
+    stops_promptly(daemon).await;
     let daemon = spawn_daemon(&config, &password);
     until(async || step_status(&daemon.url, &run, "second").await.0 == "succeeded").await;
     assert_eq!(step_status(&daemon.url, &run, "first").await.0, "succeeded");
@@ -1263,20 +1271,7 @@ async fn sigterm_ends_an_approval_wait_and_the_next_start_asks_again() {
     let password = sim.sim.credentials().password;
     let daemon = spawn_daemon(&config, &password);
     let run = switchover_awaiting_approval(&daemon.url).await;
-    let asked = std::time::Instant::now();
-    signal(&daemon, "TERM");
-    let exit = tokio::task::spawn_blocking(move || {
-        let mut daemon = daemon;
-        daemon.child.wait().unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(exit.success(), "graceful stop exits 0");
-    let took = asked.elapsed();
-    assert!(
-        took < drover::daemon::SHUTDOWN_GRACE / 4,
-        "the daemon took {took:?} to stop"
-    );
+    stops_promptly(daemon).await;
     let daemon = spawn_daemon(&config, &password);
     until(async || step_status(&daemon.url, &run, "approve").await.1 == "running").await;
     let (status, answer) = JsonHttp::new(&daemon.url)
