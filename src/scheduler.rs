@@ -488,6 +488,17 @@ mod tests {
             .collect()
     }
 
+    /// The fire times the launcher started runs for, in order.
+    fn fired(launcher: &FakeLauncher) -> Vec<DateTime<Utc>> {
+        launcher
+            .launched
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, t)| *t)
+            .collect()
+    }
+
     fn job(cron: &str, tz: &str) -> Job {
         Job {
             runbook: "rb".into(),
@@ -513,13 +524,7 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(4 * 24 * 3600)).await;
         shutdown.cancel();
         task.await.unwrap();
-        let fired: Vec<DateTime<Utc>> = launcher
-            .launched
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, t)| *t)
-            .collect();
+        let fired = fired(&launcher);
         assert_eq!(
             fired,
             [
@@ -556,13 +561,7 @@ mod tests {
         for t in tasks {
             t.await.unwrap();
         }
-        let fired: Vec<DateTime<Utc>> = launcher
-            .launched
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, t)| *t)
-            .collect();
+        let fired = fired(&launcher);
         assert_eq!(
             fired,
             [
