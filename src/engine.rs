@@ -4,6 +4,8 @@
 //!
 //! - [`run`]: the run lifecycle: start (params, leases), execute, resume.
 //! - [`step`]: one step: its deadline and the dispatch of its action.
+//! - [`plan`]: `for_each` blocks: items expanded into stored steps, run in
+//!   parallel up to `max_parallel`, each through the same step path.
 //! - [`action`]: what each action does, one file per service.
 //! - [`context`]: what a step runs in (run context, step context, errors).
 //! - [`reconcile`]: the exactly-once path of mutating calls.
@@ -16,6 +18,7 @@
 pub mod action;
 pub mod context;
 pub mod crash;
+pub mod plan;
 pub mod reconcile;
 pub mod retry;
 pub mod run;
@@ -53,6 +56,31 @@ pub enum RunEvent {
     StepSkipped {
         step_id: String,
         reason: String,
+    },
+    /// A `for_each` block was reached: its items.
+    BlockStarted {
+        step_id: String,
+        /// Items in all.
+        items: usize,
+        max_parallel: u32,
+    },
+    /// An item of a block started (its steps carry the id `block[i].step`).
+    ItemStarted {
+        /// The block.
+        step_id: String,
+        index: usize,
+        /// The item as text (a group id).
+        item: String,
+    },
+    /// An item of a block ended.
+    ItemFinished {
+        /// The block.
+        step_id: String,
+        index: usize,
+        item: String,
+        /// Succeeded, failed or skipped.
+        status: StepStatus,
+        error: Option<String>,
     },
     /// A step was already done before a resume and is not executed again.
     StepAlreadyDone {

@@ -45,6 +45,13 @@ struct ServiceLabels {
     service: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ItemLabels {
+    runbook: String,
+    block: String,
+    outcome: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// The daemon's metrics.
@@ -56,6 +63,7 @@ pub struct Metrics {
     retries: Family<StatusLabels, Counter>,
     throttled: Family<ServiceLabels, Counter>,
     recovery: HistogramFamily<RunbookLabels>,
+    items: Family<ItemLabels, Counter>,
     last_drill_success: Family<RunbookLabels, Gauge<f64, AtomicU64>>,
 }
 
@@ -78,6 +86,12 @@ impl Metrics {
         let recovery: HistogramFamily<RunbookLabels> =
             Family::new_with_constructor(|| Histogram::new(exponential_buckets(1.0, 2.0, 14)));
         let last_drill_success = Family::<RunbookLabels, Gauge<f64, AtomicU64>>::default();
+        let items = Family::<ItemLabels, Counter>::default();
+        registry.register(
+            "plan_items",
+            "Items of for_each blocks that ended, by runbook, block and outcome",
+            items.clone(),
+        );
         registry.register(
             "runs_started",
             "Runs started, by runbook",
@@ -121,6 +135,7 @@ impl Metrics {
             retries,
             throttled,
             recovery,
+            items,
             last_drill_success,
         }
     }
@@ -155,14 +170,31 @@ impl Metrics {
                 duration_ms,
                 ..
             } => {
+                // One series per step of a block, not per item.
+                let step = match crate::engine::plan::split_item_id(step_id) {
+                    Some((block, _, Some(local))) => format!("{block}[].{local}"),
+                    Some((block, _, None)) => format!("{block}[]"),
+                    None => step_id.clone(),
+                };
                 let labels = StepLabels {
                     runbook: runbook.into(),
-                    step: step_id.clone(),
+                    step,
                     status: status.to_string(),
                 };
                 self.step_duration
                     .get_or_create(&labels)
                     .observe(*duration_ms as f64 / 1e3);
+            }
+            RunEvent::ItemFinished {
+                step_id, status, ..
+            } => {
+                self.items
+                    .get_or_create(&ItemLabels {
+                        runbook: runbook.into(),
+                        block: step_id.clone(),
+                        outcome: status.to_string(),
+                    })
+                    .inc();
             }
             RunEvent::Retrying { status, .. } => {
                 let status = status.map_or_else(|| "none".to_string(), |s| s.to_string());

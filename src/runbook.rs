@@ -34,8 +34,8 @@ pub struct Runbook {
     pub kind: Kind,
     /// Declared parameters, in name order.
     pub params: Vec<Param>,
-    /// Steps in order.
-    pub steps: Vec<Step>,
+    /// Main steps in order: plain steps and `for_each` blocks (stages).
+    pub steps: Vec<Entry>,
     /// Steps that always run afterwards.
     pub finally: Vec<Step>,
     /// Schedules for the daemon.
@@ -85,6 +85,61 @@ pub struct Step {
     pub line: u64,
 }
 
+/// One entry of the main steps: a step, or a block run for each item of a list.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    Step(Step),
+    Block(Block),
+}
+
+impl Entry {
+    /// The step or block id.
+    pub fn id(&self) -> &str {
+        match self {
+            Entry::Step(s) => &s.id,
+            Entry::Block(b) => &b.id,
+        }
+    }
+
+    /// What a failure does to the run.
+    pub fn on_failure(&self) -> OnFailure {
+        match self {
+            Entry::Step(s) => s.on_failure,
+            Entry::Block(b) => b.on_failure,
+        }
+    }
+}
+
+/// A `for_each` block: its steps run in order for each item, items in
+/// parallel up to `max_parallel`. Blocks in the main steps run one after
+/// the other, so each is a stage that waits for the one before.
+#[derive(Debug, Clone)]
+pub struct Block {
+    pub id: String,
+    pub description: Option<String>,
+    /// The expression giving the items (the text between `{{` and `}}`).
+    pub for_each: String,
+    /// Items in flight at once.
+    pub max_parallel: value::Templated<u32>,
+    /// What a block with a failed item does to the run.
+    pub on_failure: OnFailure,
+    /// What a failed item does to the block's other items.
+    pub on_item_failure: OnFailure,
+    /// Template that must render `true` for the block to run.
+    pub when: Option<String>,
+    /// The steps of one item.
+    pub steps: Vec<Step>,
+    /// Line of the block in the file.
+    pub line: u64,
+}
+
+/// Default `max_parallel` of a block.
+pub const DEFAULT_MAX_PARALLEL: u32 = 5;
+/// The most items one block may have.
+pub const MAX_ITEMS: usize = 10_000;
+/// The most steps one block may have.
+pub const MAX_BLOCK_STEPS: usize = 20;
+
 /// A validated schedule.
 #[derive(Debug, Clone)]
 pub struct Schedule {
@@ -108,9 +163,20 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_JOB_INTERVAL: Duration = Duration::from_secs(5);
 
 impl Runbook {
-    /// Every step, main steps first, then `finally`.
+    /// Every step, main steps first (a block's steps in its place), then `finally`.
     pub fn all_steps(&self) -> impl Iterator<Item = &Step> {
-        self.steps.iter().chain(&self.finally)
+        self.steps
+            .iter()
+            .flat_map(|e| match e {
+                Entry::Step(s) => std::slice::from_ref(s),
+                Entry::Block(b) => b.steps.as_slice(),
+            })
+            .chain(&self.finally)
+    }
+
+    /// The ids of the main steps and blocks, in order.
+    pub fn main_ids(&self) -> impl Iterator<Item = &str> {
+        self.steps.iter().map(Entry::id)
     }
 
     /// Checks the parameters a run was started with against the declarations and

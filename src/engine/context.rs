@@ -35,16 +35,63 @@ pub(crate) struct StepState {
 /// Everything a step may read.
 pub(crate) struct RunContext {
     pub run: RunRecord,
-    pub runbook: Runbook,
+    pub runbook: std::sync::Arc<Runbook>,
+    /// Step states by id; within an item, the item's steps by their local id.
     pub steps: BTreeMap<String, StepState>,
     pub outcome: RunStatus,
     pub env: BTreeMap<String, String>,
+    /// The item of a `for_each` block this context runs.
+    pub item: Option<ItemScope>,
+}
+
+/// One item of a block: its stored ids start with `prefix` (`block[3].`).
+#[derive(Debug, Clone)]
+pub(crate) struct ItemScope {
+    pub prefix: String,
+    pub value: Value,
 }
 
 impl RunContext {
-    fn template_value(&self) -> Value {
+    /// The key of a stored step id in [`Self::steps`]: an item's own steps
+    /// are known by their local id.
+    pub fn local<'s>(&self, step_id: &'s str) -> &'s str {
+        match &self.item {
+            Some(item) => step_id
+                .strip_prefix(item.prefix.as_str())
+                .unwrap_or(step_id),
+            None => step_id,
+        }
+    }
+
+    /// Parameters as templates see them: `list` parameters as lists.
+    fn params(&self) -> Value {
+        let kinds: BTreeMap<&str, crate::runbook::ParamType> = self
+            .runbook
+            .params
+            .iter()
+            .map(|p| (p.name.as_str(), p.kind))
+            .collect();
+        Value::Object(
+            self.run
+                .params
+                .iter()
+                .map(|(k, v)| {
+                    let value = match kinds.get(k.as_str()) {
+                        Some(crate::runbook::ParamType::List) => {
+                            model::parse_list(v).map(|l| json!(l)).unwrap_or(json!([]))
+                        }
+                        _ => Value::String(v.clone()),
+                    };
+                    (k.clone(), value)
+                })
+                .collect(),
+        )
+    }
+
+    pub(crate) fn template_value(&self) -> Value {
         json!({
-            "params": self.run.params,
+            "item": self.item.as_ref().map(|i| i.value.clone()),
+            "params": self.params(),
             "steps": self.steps,
             "run": {
                 "id": self.run.id,

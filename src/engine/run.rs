@@ -17,7 +17,7 @@ use super::step;
 use super::{Cloud, Engine, RunEvent};
 use crate::cloud::dry_run::DryRun;
 use crate::runbook::model::IdField;
-use crate::runbook::{self, OnFailure, Runbook, Step, template};
+use crate::runbook::{self, Entry, OnFailure, Runbook, Step, template};
 use crate::store::{NewRun, Phase, RunRecord, RunStatus, StepStatus, StoreError, Trigger};
 
 /// A run to start.
@@ -127,9 +127,8 @@ impl<C: Cloud> Engine<C> {
         }
         let id = uuid::Uuid::now_v7().to_string();
         let steps = runbook
-            .steps
-            .iter()
-            .map(|s| (s.id.clone(), Phase::Main))
+            .main_ids()
+            .map(|id| (id.to_string(), Phase::Main))
             .chain(
                 runbook
                     .finally
@@ -274,9 +273,10 @@ impl<C: Cloud> Engine<C> {
                 })
                 .collect(),
             run,
-            runbook,
+            runbook: Arc::new(runbook),
             outcome: RunStatus::Running,
             env: self.env.clone(),
+            item: None,
         };
         self.emit(RunEvent::RunStarted {
             run_id: run_id.to_string(),
@@ -287,8 +287,8 @@ impl<C: Cloud> Engine<C> {
 
         let mut failure: Option<String> = None;
         let mut cancelled: Option<String> = ctx.run.cancel_requested_by.clone();
-        let main = ctx.runbook.steps.clone();
-        for step in &main {
+        let main = ctx.runbook.clone();
+        for (index, entry) in main.steps.iter().enumerate() {
             // A cancel request (API) is checked at every step boundary.
             if cancelled.is_none() {
                 cancelled = self.store.cancel_requested_by(run_id).await?;
@@ -298,13 +298,21 @@ impl<C: Cloud> Engine<C> {
                 (None, Some(_)) => Some("an earlier step failed".to_string()),
                 (None, None) => None,
             };
-            match self
-                .advance(&mut ctx, step, skip.as_deref(), cancel)
-                .await?
-            {
+            let flow = match entry {
+                Entry::Step(step) => {
+                    self.advance(&mut ctx, step, skip.as_deref(), cancel)
+                        .await?
+                }
+                Entry::Block(block) => {
+                    let position = index as i64 * crate::store::POSITION_STRIDE;
+                    self.advance_block(&mut ctx, block, position, skip.as_deref(), cancel)
+                        .await?
+                }
+            };
+            match flow {
                 Flow::Continue => {}
-                Flow::Failed(error) if step.on_failure == OnFailure::Abort => {
-                    failure.get_or_insert(format!("step `{}` failed: {error}", step.id));
+                Flow::Failed(error) if entry.on_failure() == OnFailure::Abort => {
+                    failure.get_or_insert(format!("step `{}` failed: {error}", entry.id()));
                 }
                 Flow::Failed(_) => {}
                 Flow::Interrupted => return self.summary(&ctx, RunStatus::Running, None).await,
@@ -325,8 +333,8 @@ impl<C: Cloud> Engine<C> {
         };
         ctx.outcome = final_status;
         let mut failure = reason;
-        let finally = ctx.runbook.finally.clone();
-        for step in &finally {
+        let book = ctx.runbook.clone();
+        for step in &book.finally {
             match self.advance(&mut ctx, step, None, cancel).await? {
                 Flow::Failed(error) if step.on_failure == OnFailure::Abort => {
                     failure.get_or_insert(format!("step `{}` failed: {error}", step.id));
@@ -361,14 +369,14 @@ impl<C: Cloud> Engine<C> {
     }
 
     /// Runs one step unless it is done already, skipped, or the run is stopping.
-    async fn advance(
+    pub(super) async fn advance(
         &self,
         ctx: &mut RunContext,
         step: &Step,
         skip: Option<&str>,
         cancel: &CancellationToken,
     ) -> Result<Flow, EngineError> {
-        let state = ctx.steps.get(&step.id).cloned();
+        let state = ctx.steps.get(ctx.local(&step.id)).cloned();
         let stored = state
             .as_ref()
             .map(|s| s.status)
@@ -395,32 +403,15 @@ impl<C: Cloud> Engine<C> {
             return Ok(Flow::Interrupted);
         }
         if let Some(reason) = skip {
-            return self.skip(ctx, step, reason).await;
+            return self.skip(ctx, &step.id, reason).await;
         }
-        if let Some(when) = &step.when {
-            let rendered = match ctx.render(when) {
-                Ok(r) => r,
-                Err(e) => {
-                    return self
-                        .conclude(ctx, step, Err(e), tokio::time::Instant::now())
-                        .await;
-                }
-            };
-            match rendered.trim() {
-                "true" | "True" => {}
-                "false" | "False" | "" => {
-                    return self
-                        .skip(ctx, step, &format!("`when` is false ({when})"))
-                        .await;
-                }
-                other => {
-                    let e = StepError::Failed(format!(
-                        "`when` rendered `{other}`, expected true or false"
-                    ));
-                    return self
-                        .conclude(ctx, step, Err(e), tokio::time::Instant::now())
-                        .await;
-                }
+        match decide_when(ctx, step.when.as_deref()) {
+            Ok(None) => {}
+            Ok(Some(reason)) => return self.skip(ctx, &step.id, &reason).await,
+            Err(e) => {
+                return self
+                    .conclude(ctx, &step.id, Err(e), tokio::time::Instant::now())
+                    .await;
             }
         }
         self.store
@@ -433,26 +424,26 @@ impl<C: Cloud> Engine<C> {
         crash::point("step.after_start");
         let started = tokio::time::Instant::now();
         let result = step::execute(self, ctx, step, cancel).await;
-        self.conclude(ctx, step, result, started).await
+        self.conclude(ctx, &step.id, result, started).await
     }
 
-    async fn skip(
+    pub(super) async fn skip(
         &self,
         ctx: &mut RunContext,
-        step: &Step,
+        step_id: &str,
         reason: &str,
     ) -> Result<Flow, EngineError> {
         self.store
             .set_step(
                 &ctx.run.id,
-                &step.id,
+                step_id,
                 StepStatus::Skipped,
                 None,
                 Some(reason),
             )
             .await?;
         ctx.steps.insert(
-            step.id.clone(),
+            ctx.local(step_id).to_string(),
             StepState {
                 status: StepStatus::Skipped,
                 output: json!({}),
@@ -460,16 +451,16 @@ impl<C: Cloud> Engine<C> {
             },
         );
         self.emit(RunEvent::StepSkipped {
-            step_id: step.id.clone(),
+            step_id: step_id.to_string(),
             reason: reason.to_string(),
         });
         Ok(Flow::Continue)
     }
 
-    async fn conclude(
+    pub(super) async fn conclude(
         &self,
         ctx: &mut RunContext,
-        step: &Step,
+        step_id: &str,
         result: Result<Value, StepError>,
         started: tokio::time::Instant,
     ) -> Result<Flow, EngineError> {
@@ -479,14 +470,14 @@ impl<C: Cloud> Engine<C> {
                 self.store
                     .set_step(
                         &ctx.run.id,
-                        &step.id,
+                        step_id,
                         StepStatus::Succeeded,
                         Some(&output),
                         None,
                     )
                     .await?;
                 ctx.steps.insert(
-                    step.id.clone(),
+                    ctx.local(step_id).to_string(),
                     StepState {
                         status: StepStatus::Succeeded,
                         output,
@@ -494,7 +485,7 @@ impl<C: Cloud> Engine<C> {
                     },
                 );
                 self.emit(RunEvent::StepFinished {
-                    step_id: step.id.clone(),
+                    step_id: step_id.to_string(),
                     status: StepStatus::Succeeded,
                     duration_ms,
                     error: None,
@@ -508,10 +499,10 @@ impl<C: Cloud> Engine<C> {
             // Back to pending: a resume asks again.
             Err(StepError::AwaitingApproval(why)) => {
                 self.store
-                    .set_step(&ctx.run.id, &step.id, StepStatus::Pending, None, None)
+                    .set_step(&ctx.run.id, step_id, StepStatus::Pending, None, None)
                     .await?;
                 self.emit(RunEvent::Note {
-                    step_id: step.id.clone(),
+                    step_id: step_id.to_string(),
                     message: why.clone(),
                 });
                 Ok(Flow::Waiting(why))
@@ -519,16 +510,10 @@ impl<C: Cloud> Engine<C> {
             Err(e) => {
                 let error = e.to_string();
                 self.store
-                    .set_step(
-                        &ctx.run.id,
-                        &step.id,
-                        StepStatus::Failed,
-                        None,
-                        Some(&error),
-                    )
+                    .set_step(&ctx.run.id, step_id, StepStatus::Failed, None, Some(&error))
                     .await?;
                 ctx.steps.insert(
-                    step.id.clone(),
+                    ctx.local(step_id).to_string(),
                     StepState {
                         status: StepStatus::Failed,
                         output: json!({}),
@@ -536,7 +521,7 @@ impl<C: Cloud> Engine<C> {
                     },
                 );
                 self.emit(RunEvent::StepFinished {
-                    step_id: step.id.clone(),
+                    step_id: step_id.to_string(),
                     status: StepStatus::Failed,
                     duration_ms,
                     error: Some(error.clone()),
@@ -585,7 +570,10 @@ impl<C: Cloud> Engine<C> {
                 ctx.runbook
                     .steps
                     .iter()
-                    .filter_map(|s| ctx.steps.get(&s.id))
+                    .filter_map(|e| match e {
+                        Entry::Step(s) => ctx.steps.get(&s.id),
+                        Entry::Block(_) => None,
+                    })
                     .filter(|s| s.status == StepStatus::Succeeded)
                     .map(|s| &s.output),
             ),
@@ -593,7 +581,24 @@ impl<C: Cloud> Engine<C> {
     }
 }
 
-enum Flow {
+/// Why a step is skipped by its `when`, or `None` when it runs.
+pub(super) fn decide_when(
+    ctx: &RunContext,
+    when: Option<&str>,
+) -> Result<Option<String>, StepError> {
+    let Some(when) = when else {
+        return Ok(None);
+    };
+    match ctx.render(when)?.trim() {
+        "true" | "True" => Ok(None),
+        "false" | "False" | "" => Ok(Some(format!("`when` is false ({when})"))),
+        other => Err(StepError::Failed(format!(
+            "`when` rendered `{other}`, expected true or false"
+        ))),
+    }
+}
+
+pub(super) enum Flow {
     Continue,
     Failed(String),
     Interrupted,

@@ -89,6 +89,9 @@ pub enum ParamType {
     Boolean,
     /// A duration such as `30m`.
     Duration,
+    /// A list of words separated by commas or white space (`g1, g2`), or a
+    /// JSON array of strings; templates see a list.
+    List,
 }
 
 impl ParamType {
@@ -99,6 +102,7 @@ impl ParamType {
             ParamType::Integer => value.trim().parse::<i64>().is_ok(),
             ParamType::Boolean => matches!(value.trim(), "true" | "false"),
             ParamType::Duration => return parse_duration(value).map(|_| ()),
+            ParamType::List => return parse_list(value).map(|_| ()),
         };
         if ok {
             Ok(())
@@ -113,8 +117,24 @@ impl ParamType {
             ParamType::Integer => "an integer",
             ParamType::Boolean => "`true` or `false`",
             ParamType::Duration => "a duration such as `30s` or `5m`",
+            ParamType::List => "a list such as `g1, g2` or `[\"g1\", \"g2\"]`",
         }
     }
+}
+
+/// The items of a `list` parameter: a JSON array of strings, or words
+/// separated by commas or white space (empty items dropped).
+pub fn parse_list(value: &str) -> Result<Vec<String>, String> {
+    let text = value.trim();
+    if text.starts_with('[') {
+        return serde_json::from_str::<Vec<String>>(text)
+            .map_err(|e| format!("expected a JSON array of strings, found `{text}`: {e}"));
+    }
+    Ok(text
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect())
 }
 
 /// A retry policy as written; every field is optional and falls back to the
@@ -157,8 +177,10 @@ pub struct RawBackoff {
 pub struct RawStep {
     /// Unique id, used in `steps.<id>.output`.
     pub id: Located<String>,
-    /// What the step does, from the action catalog.
-    pub action: Located<String>,
+    /// What the step does, from the action catalog (a `for_each` block has
+    /// `steps` instead).
+    #[serde(default)]
+    pub action: Option<Located<String>>,
     /// Short human description for progress output and reports.
     #[serde(default)]
     pub description: Option<String>,
@@ -174,9 +196,25 @@ pub struct RawStep {
     /// Run the step only when this template renders `true`.
     #[serde(default)]
     pub when: Option<Located<String>>,
-    /// What a failure of this step does to the run.
+    /// What a failure of this step does to the run (of a block: what a
+    /// block with a failed item does to the run).
     #[serde(default)]
     pub on_failure: Checked<OnFailure>,
+    /// Makes this step a block: its `steps` run once for each item of this
+    /// list, a `{{ ... }}` expression such as `{{ params.group_ids }}` or
+    /// `{{ steps.discover.output.ids }}`; `item` is the item in its templates.
+    #[serde(default)]
+    pub for_each: Option<Located<String>>,
+    /// A block's steps, run in order for each item.
+    #[serde(default)]
+    pub steps: Option<Vec<Checked<RawStep>>>,
+    /// Items of a block in flight at once (default 5; templates allowed).
+    #[serde(default)]
+    pub max_parallel: Option<Located<Templated<u32>>>,
+    /// What a failed item does to the other items of its block: `continue`
+    /// (the default: items are isolated) or `abort` (no further item starts).
+    #[serde(default)]
+    pub on_item_failure: Checked<OnFailure>,
 }
 
 /// What a failed step does to the run.
@@ -687,6 +725,13 @@ mod tests {
         assert!(ParamType::Boolean.check("yes").is_err());
         assert!(ParamType::Duration.check("30m").is_ok());
         assert!(ParamType::String.check("anything").is_ok());
+        assert!(
+            ParamType::List.check("[1, 2]").is_err(),
+            "a JSON list holds strings"
+        );
+        assert_eq!(parse_list(" g1, g2 g3,,").unwrap(), ["g1", "g2", "g3"]);
+        assert_eq!(parse_list(r#"["a b", "c"]"#).unwrap(), ["a b", "c"]);
+        assert!(parse_list("").unwrap().is_empty());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! check of a template's syntax and of every variable it reads.
 //!
 //! A template may read `params.<name>`, `steps.<earlier step>.output|status|error`,
-//! `run.<field>` and `env.DROVER_*`. Anything else is an error at load time, so
+//! `run.<field>`, `env.DROVER_*`, and inside a `for_each` block `item`. Anything else is an error at load time, so
 //! a typo never reaches a 3 a.m. run.
 
 use minijinja::{Environment, UndefinedBehavior};
@@ -56,6 +56,8 @@ pub struct Scope<'a> {
     pub earlier_steps: &'a [String],
     /// Steps that run at or after this place (referencing one is an ordering error).
     pub later_steps: &'a [String],
+    /// Inside a `for_each` block, where `item` is the current item.
+    pub item: bool,
 }
 
 /// True when `text` contains template syntax at all.
@@ -169,6 +171,10 @@ fn check_variable(var: &str, scope: &Scope<'_>) -> Option<String> {
                 "template reads environment variable `{name}`; only variables whose names start with `DROVER_` may be read"
             )
         }),
+        ("item", _) if scope.item => None,
+        ("item", _) => Some(
+            "template reads `item`, which exists only in the steps of a `for_each` block".to_string(),
+        ),
         ("params" | "steps" | "run" | "env", None) => None,
         (other, _) if BUILTIN_GLOBALS.contains(&other) => None,
         (other, _) => Some(format!(
@@ -190,6 +196,7 @@ mod tests {
             params: &params,
             earlier_steps: &earlier,
             later_steps: &later,
+            item: false,
         };
         check(&environment(), source, &scope)
     }
@@ -232,6 +239,7 @@ mod tests {
                 "unknown variable `parms` in template, did you mean `params`?",
             ),
             ("{{ params.group_id ", "template syntax error"),
+            ("{{ item }}", "only in the steps of a `for_each` block"),
         ];
         for (source, want) in cases {
             let got = run(source);

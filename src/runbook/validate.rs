@@ -12,7 +12,7 @@ use super::model::{
 };
 use super::template::{self, Scope};
 use super::value::{Expect, Templated};
-use super::{Kind, Param, Runbook, Schedule, Step};
+use super::{Block, Entry, Kind, Param, Runbook, Schedule, Step};
 use crate::cloud::vocabulary::{EvsStatus, SdrsStatus};
 use crate::policy::RetryPolicy;
 use crate::yaml::{Loc, Node, Sink, Value, suggestion};
@@ -47,6 +47,29 @@ pub(super) fn validate(raw: model::RawRunbook, root: &Node, sink: &Sink) -> Opti
         .map(|s| s.0.as_ref().map(|s| s.id.value.clone()).unwrap_or_default())
         .collect();
     check_unique_ids(raw.steps.value.iter().chain(&finally_raw), sink);
+    // A block's steps are known by their own ids inside it: unique there,
+    // and none may hide a step of the runbook.
+    for block in raw
+        .steps
+        .value
+        .iter()
+        .chain(&finally_raw)
+        .filter_map(|s| s.0.as_ref())
+    {
+        let inner = block.steps.iter().flatten();
+        check_unique_ids(inner.clone(), sink);
+        for step in inner.filter_map(|s| s.0.as_ref()) {
+            if order.contains(&step.id.value) {
+                sink.error(
+                    &step.id.loc,
+                    format!(
+                        "step `{}` of block `{}` has the id of a step of the runbook; inside the block `steps.{}` would be ambiguous",
+                        step.id.value, block.id.value, step.id.value
+                    ),
+                );
+            }
+        }
+    }
 
     let env = template::environment();
     let mut steps = Vec::new();
@@ -63,15 +86,23 @@ pub(super) fn validate(raw: model::RawRunbook, root: &Node, sink: &Sink) -> Opti
                 .zip(finally_nodes)
                 .map(|s| (s, true)),
         );
+    let kind = raw.kind.0;
     for (index, ((step, node), in_finally)) in all.enumerate() {
         let Some(step) = step.0 else { continue };
         let scope = Scope {
             params: &param_names,
             earlier_steps: &order[..index],
             later_steps: &order[index..],
+            item: false,
         };
         let id = step.id.value.clone();
-        let kind = raw.kind.0;
+        if step.for_each.is_some() || step.steps.is_some() {
+            let block = sink.in_step(Some(&id), || {
+                build_block(step, node, in_finally, kind, &retry, &scope, &env, sink)
+            });
+            steps.extend(block.map(Entry::Block));
+            continue;
+        }
         let built = sink.in_step(Some(&id), || {
             build_step(step, node, kind, &retry, &scope, &env, sink)
         });
@@ -79,7 +110,7 @@ pub(super) fn validate(raw: model::RawRunbook, root: &Node, sink: &Sink) -> Opti
             if in_finally {
                 finally.push(built);
             } else {
-                steps.push(built);
+                steps.push(Entry::Step(built));
             }
         }
     }
@@ -286,12 +317,36 @@ fn build_step(
         value: Value::Map(Vec::new()),
     };
     let with_node = node.get("with").unwrap_or(&empty);
-    let name = step.action.value.as_str();
+    for (key, given) in [
+        ("max_parallel", step.max_parallel.is_some()),
+        ("on_item_failure", step.on_item_failure.0.is_some()),
+    ] {
+        if given {
+            sink.error(
+                &step.id.loc,
+                format!(
+                    "`{key}` belongs to a `for_each` block; step `{}` is not one",
+                    step.id.value
+                ),
+            );
+        }
+    }
+    let Some(action_name) = &step.action else {
+        sink.error(
+            &step.id.loc,
+            format!(
+                "step `{}` has no `action`; give it one, or `for_each` with `steps` to make it a block",
+                step.id.value
+            ),
+        );
+        return None;
+    };
+    let name = action_name.value.as_str();
     let action = match Action::read(name, with_node, sink) {
         Some(action) => action,
         None => {
             sink.error(
-                &step.action.loc,
+                &action_name.loc,
                 format!("unknown action `{name}`{}", suggestion_or_list(name)),
             );
             None
@@ -330,7 +385,7 @@ fn build_step(
         // whether they are drills, not their label.
         if kind == Some(Kind::Drill) && action.disrupts_production() {
             sink.error(
-                &step.action.loc,
+                &action_name.loc,
                 format!(
                     "action `{}` can change production, which a runbook of kind `drill` may not do; use kind `switchover`, `failover` or `maintenance` (drills may read, wait, sleep, ask for approval, create and delete SDRS DR drills, and send GET, HEAD or POST requests)",
                     action.name()
@@ -360,6 +415,175 @@ fn build_step(
         on_failure: step.on_failure.0.unwrap_or_default(),
         line: node.loc.line().unwrap_or(0),
     })
+}
+
+/// A `for_each` block: the list expression, `max_parallel`, and its steps,
+/// each validated as a step that may read `item`, the steps before the
+/// block and the block's own earlier steps.
+#[allow(clippy::too_many_arguments)]
+fn build_block(
+    mut raw: RawStep,
+    node: &Node,
+    in_finally: bool,
+    kind: Option<Kind>,
+    runbook_retry: &RetryPolicy,
+    scope: &Scope<'_>,
+    env: &minijinja::Environment<'_>,
+    sink: &Sink,
+) -> Option<Block> {
+    let id = raw.id.value.clone();
+    if in_finally {
+        sink.error(
+            &raw.id.loc,
+            format!("`finally` cannot hold the `for_each` block `{id}`"),
+        );
+    }
+    if let Some(action) = &raw.action {
+        sink.error(
+            &action.loc,
+            format!("block `{id}` has `steps`, so it takes no `action`; put the action in one of its steps"),
+        );
+    }
+    if node.get("with").is_some() || node.get("timeout").is_some() || raw.retry.0.is_some() {
+        sink.error(
+            &raw.id.loc,
+            format!("block `{id}` takes no `with`, `timeout` or `retry`; set them on its steps"),
+        );
+    }
+    let for_each = match raw.for_each.take() {
+        None => {
+            sink.error(&raw.id.loc, format!("block `{id}` has `steps` but no `for_each`; say which list it runs over, such as `for_each: \"{{{{ params.group_ids }}}}\"`"));
+            None
+        }
+        Some(f) => match expression(&f.value) {
+            None => {
+                sink.error(&f.loc, format!("`for_each` must be one `{{{{ ... }}}}` expression giving a list, such as `{{{{ steps.discover.output.ids }}}}`, found `{}`", f.value));
+                None
+            }
+            Some(expr) => {
+                for problem in template::check(env, &f.value, scope) {
+                    sink.error(&f.loc, problem);
+                }
+                Some(expr.to_string())
+            }
+        },
+    };
+    let max_parallel = match raw.max_parallel.take() {
+        None => super::value::Templated::Literal(super::DEFAULT_MAX_PARALLEL),
+        Some(m) => {
+            match &m.value {
+                super::value::Templated::Literal(n) if !(1..=1000).contains(n) => {
+                    sink.error(
+                        &m.loc,
+                        format!("max_parallel: expected 1 to 1000, found `{n}`"),
+                    );
+                }
+                super::value::Templated::Template(t) => {
+                    for problem in template::check(env, t, scope) {
+                        sink.error(&m.loc, problem);
+                    }
+                }
+                _ => {}
+            }
+            m.value
+        }
+    };
+    if let Some(when) = &raw.when
+        && template::is_template(&when.value)
+    {
+        for problem in template::check(env, &when.value, scope) {
+            sink.error(&when.loc, problem);
+        }
+    }
+    let inner_raw = raw.steps.take().unwrap_or_default();
+    let inner_nodes = node.get("steps").map(Node::items).unwrap_or_default();
+    if inner_raw.is_empty() {
+        sink.error(
+            &raw.id.loc,
+            format!("block `{id}` needs at least one step in `steps`"),
+        );
+    }
+    if inner_raw.len() > super::MAX_BLOCK_STEPS {
+        sink.error(
+            &raw.id.loc,
+            format!(
+                "block `{id}` has {} steps; a block may have at most {}",
+                inner_raw.len(),
+                super::MAX_BLOCK_STEPS
+            ),
+        );
+    }
+    let inner_ids: Vec<String> = inner_raw
+        .iter()
+        .map(|s| s.0.as_ref().map(|s| s.id.value.clone()).unwrap_or_default())
+        .collect();
+    // The block's own id counts as later: its output exists once it is done.
+    let before_block = scope.earlier_steps;
+    let mut steps = Vec::new();
+    for (j, (step, step_node)) in inner_raw.into_iter().zip(inner_nodes).enumerate() {
+        let Some(step) = step.0 else { continue };
+        if step.for_each.is_some() || step.steps.is_some() {
+            sink.error(
+                &step.id.loc,
+                format!(
+                    "block `{id}` holds the block `{}`; blocks do not nest",
+                    step.id.value
+                ),
+            );
+            continue;
+        }
+        if step.action.as_ref().map(|a| a.value.as_str()) == Some("approval") {
+            sink.error(&step.id.loc, format!("step `{}` asks for approval inside block `{id}`, once per item; put the approval before the block, where it is given once for the whole plan", step.id.value));
+            continue;
+        }
+        let earlier: Vec<String> = before_block
+            .iter()
+            .cloned()
+            .chain(inner_ids[..j].iter().cloned())
+            .collect();
+        let later: Vec<String> = scope
+            .later_steps
+            .iter()
+            .cloned()
+            .chain(inner_ids[j..].iter().cloned())
+            .collect();
+        let inner_scope = Scope {
+            params: scope.params,
+            earlier_steps: &earlier,
+            later_steps: &later,
+            item: true,
+        };
+        let step_id = step.id.value.clone();
+        let built = sink.in_step(Some(&step_id), || {
+            build_step(
+                step,
+                step_node,
+                kind,
+                runbook_retry,
+                &inner_scope,
+                env,
+                sink,
+            )
+        });
+        steps.extend(built);
+    }
+    Some(Block {
+        id,
+        description: raw.description,
+        for_each: for_each?,
+        max_parallel,
+        on_failure: raw.on_failure.0.unwrap_or_default(),
+        on_item_failure: raw.on_item_failure.0.unwrap_or_default(),
+        when: raw.when.map(|w| w.value),
+        steps,
+        line: node.loc.line().unwrap_or(0),
+    })
+}
+
+/// The expression of a text that is exactly one `{{ ... }}`.
+pub(crate) fn expression(text: &str) -> Option<&str> {
+    let inner = text.trim().strip_prefix("{{")?.strip_suffix("}}")?.trim();
+    (!inner.is_empty() && !inner.contains("{{") && !inner.contains("}}")).then_some(inner)
 }
 
 fn suggestion_or_list(name: &str) -> String {

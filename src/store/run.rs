@@ -43,6 +43,21 @@ macro_rules! run_columns {
     };
 }
 
+/// Positions of a run's steps are this far apart, so that the rows of a
+/// block's items fit between the block and the step after it.
+pub const POSITION_STRIDE: i64 = 1 << 20;
+
+/// The rows a `for_each` block adds when it is reached.
+#[derive(Debug, Clone)]
+pub struct Expansion {
+    /// The block's output: its items (what a resume works on).
+    pub output: Value,
+    /// New step rows (an item's row, `block[i]`, then its steps) with positions.
+    pub rows: Vec<(String, i64)>,
+    /// Per item: its row id and the targets it leases (none in a dry run).
+    pub leases: Vec<(String, Vec<String>)>,
+}
+
 /// A run to create.
 #[derive(Debug, Clone)]
 pub struct NewRun {
@@ -174,7 +189,7 @@ impl Store {
             if !run.steps.is_empty() {
                 let mut insert = sqlx::query(sqlx::AssertSqlSafe(insert_steps.as_str())).bind(&run.id);
                 for (position, (step, phase)) in run.steps.iter().enumerate() {
-                    insert = insert.bind(step).bind(position as i64).bind(phase.as_str());
+                    insert = insert.bind(step).bind(position as i64 * POSITION_STRIDE).bind(phase.as_str());
                 }
                 insert.execute(&mut *tx).await?;
             }
@@ -327,6 +342,88 @@ impl Store {
             )
             .await?;
             Ok(())
+        })
+        .await
+    }
+
+    /// Expands a block in one transaction: the block becomes `running` with
+    /// its items as output, the items' rows are added, and each item leases
+    /// its targets. An item whose target another run holds fails here, with
+    /// the holder named; the others go on. Returns the failed items' row ids
+    /// with the reason.
+    pub async fn expand_block(
+        &self,
+        run_id: &str,
+        block_id: &str,
+        expansion: &Expansion,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        self.write(async |tx| {
+            self.fence(tx, run_id).await?;
+            let at = now();
+            sqlx::query("UPDATE steps SET status = 'running', output = $1, started_at = $2, finished_at = NULL WHERE run_id = $3 AND step_id = $4")
+                .bind(expansion.output.to_string())
+                .bind(&at)
+                .bind(run_id)
+                .bind(block_id)
+                .execute(&mut *tx)
+                .await?;
+            // Bounded statements: SQLite and PostgreSQL cap bound values.
+            for chunk in expansion.rows.chunks(500) {
+                let mut sql = "INSERT INTO steps (run_id, step_id, position, phase, status) VALUES ".to_string();
+                for i in 0..chunk.len() {
+                    let n = 2 + 2 * i;
+                    let sep = if i == 0 { "" } else { ", " };
+                    sql.push_str(&format!("{sep}($1, ${n}, ${}, 'main', 'pending')", n + 1));
+                }
+                let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(run_id);
+                for (id, position) in chunk {
+                    insert = insert.bind(id).bind(*position);
+                }
+                insert.execute(&mut *tx).await?;
+            }
+            let mut refused = Vec::new();
+            for (item, targets) in &expansion.leases {
+                for target in targets {
+                    let leased = sqlx::query("INSERT INTO target_leases (target, run_id, acquired_at) VALUES ($1, $2, $3) ON CONFLICT (target) DO NOTHING")
+                        .bind(target)
+                        .bind(run_id)
+                        .bind(&at)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if leased == 1 {
+                        continue;
+                    }
+                    let holder = sqlx::query("SELECT l.run_id, r.runbook FROM target_leases l JOIN runs r ON r.id = l.run_id WHERE l.target = $1")
+                        .bind(target)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if let Some(row) = holder {
+                        let holder: String = row.get(0);
+                        if holder != run_id {
+                            let runbook: String = row.get(1);
+                            refused.push((item.clone(), format!("{target} is held by run {holder} ({runbook})")));
+                            break;
+                        }
+                    }
+                }
+            }
+            for (item, why) in &refused {
+                sqlx::query("UPDATE steps SET status = 'failed', error = $1, finished_at = $2 WHERE run_id = $3 AND step_id = $4")
+                    .bind(why)
+                    .bind(&at)
+                    .bind(run_id)
+                    .bind(item)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let data = serde_json::json!({
+                "items": expansion.leases.len(),
+                "refused": refused.iter().map(|(i, why)| serde_json::json!({"item": i, "error": why})).collect::<Vec<_>>(),
+            });
+            self.append(tx, "drover", "block.expanded", Some(run_id), Some(block_id), data)
+                .await?;
+            Ok(refused)
         })
         .await
     }

@@ -1,0 +1,578 @@
+//! `for_each` blocks: recovery plans over many groups.
+//!
+//! When a block is reached its list is evaluated once and stored with the
+//! block (`Store::expand_block`): a row per item (`block[i]`) and per item
+//! step (`block[i].step`), and each item's leases, in one transaction. A
+//! resume reads the stored list, never the cloud's list of today, so every
+//! item keeps its place. Each item's steps then go through the same path as
+//! any step (`advance`: intents, reconciliation, crash points), so
+//! exactly-once holds per item. Items run in parallel up to `max_parallel`;
+//! they are isolated unless `on_item_failure: abort` stops new ones.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::context::{ItemScope, RunContext, StepError, StepState};
+use super::crash;
+use super::run::{EngineError, Flow, decide_when};
+use super::{Cloud, Engine, RunEvent};
+use crate::runbook::{Block, MAX_ITEMS, OnFailure, template};
+use crate::store::{Expansion, StepStatus};
+
+/// How an item ended in this execution.
+enum ItemEnd {
+    Done(StepStatus, Option<String>),
+    /// The process is stopping: the item resumes later.
+    Interrupted,
+}
+
+/// An item as people read it: a string, a number, or an object's `id`.
+pub fn item_label(item: &Value) -> String {
+    match item {
+        Value::String(s) => s.clone(),
+        Value::Object(o) => o
+            .get("id")
+            .or_else(|| o.get("name"))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string())
+            })
+            .unwrap_or_else(|| item.to_string()),
+        other => other.to_string(),
+    }
+}
+
+/// The stored row id of item `index` of `block`.
+pub fn item_id(block: &str, index: usize) -> String {
+    format!("{block}[{index}]")
+}
+
+/// Splits a stored step id `block[i].step` (or `block[i]`) into its parts.
+pub fn split_item_id(step_id: &str) -> Option<(&str, usize, Option<&str>)> {
+    let (block, rest) = step_id.split_once('[')?;
+    let (index, rest) = rest.split_once(']')?;
+    let index = index.parse().ok()?;
+    match rest {
+        "" => Some((block, index, None)),
+        _ => Some((block, index, Some(rest.strip_prefix('.')?))),
+    }
+}
+
+impl<C: Cloud> Engine<C> {
+    /// Runs a block unless it is done already, skipped, or the run is stopping.
+    pub(super) async fn advance_block(
+        &self,
+        ctx: &mut RunContext,
+        block: &Block,
+        position: i64,
+        skip: Option<&str>,
+        cancel: &CancellationToken,
+    ) -> Result<Flow, EngineError> {
+        let state = ctx.steps.get(&block.id).cloned();
+        let stored = state
+            .as_ref()
+            .map(|s| s.status)
+            .unwrap_or(StepStatus::Pending);
+        match stored {
+            StepStatus::Succeeded | StepStatus::Skipped | StepStatus::Failed => {
+                self.emit(RunEvent::StepAlreadyDone {
+                    step_id: block.id.clone(),
+                    status: stored,
+                });
+                return Ok(match stored {
+                    StepStatus::Failed => {
+                        Flow::Failed(state.and_then(|s| s.error).unwrap_or_default())
+                    }
+                    _ => Flow::Continue,
+                });
+            }
+            _ => {}
+        }
+        if cancel.is_cancelled() {
+            return Ok(Flow::Interrupted);
+        }
+        if let Some(reason) = skip {
+            return self.skip(ctx, &block.id, reason).await;
+        }
+        let started = tokio::time::Instant::now();
+        let stored_items = state
+            .as_ref()
+            .filter(|s| s.status == StepStatus::Running)
+            .and_then(|s| s.output.get("items").and_then(Value::as_array).cloned());
+        let (items, max_parallel) = match stored_items {
+            // A resume: the list the block was expanded with.
+            Some(items) => {
+                let output = &state.as_ref().expect("stored state").output;
+                let max = output["max_parallel"].as_u64().unwrap_or(1).clamp(1, 1000) as u32;
+                (items, max)
+            }
+            None => {
+                match decide_when(ctx, block.when.as_deref()) {
+                    Ok(None) => {}
+                    Ok(Some(reason)) => return self.skip(ctx, &block.id, &reason).await,
+                    Err(e) => return self.conclude(ctx, &block.id, Err(e), started).await,
+                }
+                match self.expand(ctx, block, position).await {
+                    Ok(expanded) => expanded,
+                    Err(EngineError::Store(e)) => return Err(EngineError::Store(e)),
+                    Err(EngineError::Params { problems, .. }) => {
+                        let e = StepError::Failed(problems.join("; "));
+                        return self.conclude(ctx, &block.id, Err(e), started).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        self.emit(RunEvent::BlockStarted {
+            step_id: block.id.clone(),
+            items: items.len(),
+            max_parallel,
+        });
+
+        // What an item may read of the run: the main steps, not other items.
+        let base: BTreeMap<String, StepState> = ctx
+            .steps
+            .iter()
+            .filter(|(k, _)| !k.contains('['))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let abort = AtomicBool::new(
+            block.on_item_failure == OnFailure::Abort
+                && (0..items.len()).any(|i| {
+                    ctx.steps.get(&item_id(&block.id, i)).map(|s| s.status)
+                        == Some(StepStatus::Failed)
+                }),
+        );
+        let known: BTreeMap<String, StepState> = ctx
+            .steps
+            .iter()
+            .filter(|(k, _)| k.starts_with(&format!("{}[", block.id)))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let shared = &*ctx;
+        let mut runs: Vec<futures_util::future::BoxFuture<'_, _>> = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let (base, known, abort) = (&base, &known, &abort);
+            // Boxed: the compiler cannot prove an unboxed stream of these Send.
+            runs.push(Box::pin(async move {
+                let end = self
+                    .run_item(shared, block, index, item, base, known, abort, cancel)
+                    .await;
+                (index, end)
+            }));
+        }
+        let ends: Vec<(usize, Result<ItemEnd, EngineError>)> = futures_util::stream::iter(runs)
+            .buffer_unordered(max_parallel as usize)
+            .collect()
+            .await;
+
+        let mut outcomes: Vec<(usize, StepStatus, Option<String>)> = Vec::new();
+        let mut interrupted = false;
+        for (index, end) in ends {
+            match end? {
+                ItemEnd::Done(status, error) => outcomes.push((index, status, error)),
+                ItemEnd::Interrupted => interrupted = true,
+            }
+        }
+        if interrupted {
+            return Ok(Flow::Interrupted);
+        }
+        outcomes.sort_by_key(|(i, _, _)| *i);
+        for (index, status, error) in &outcomes {
+            ctx.steps.insert(
+                item_id(&block.id, *index),
+                StepState {
+                    status: *status,
+                    output: json!({ "item": items[*index] }),
+                    error: error.clone(),
+                },
+            );
+        }
+        let count = |want: StepStatus| outcomes.iter().filter(|(_, s, _)| *s == want).count();
+        let failures: Vec<Value> = outcomes
+            .iter()
+            .filter(|(_, s, _)| *s == StepStatus::Failed)
+            .map(|(i, _, e)| json!({ "item": item_label(&items[*i]), "error": e }))
+            .collect();
+        let output = json!({
+            "items": items,
+            "max_parallel": max_parallel,
+            "count": items.len(),
+            "succeeded": count(StepStatus::Succeeded),
+            "failed": count(StepStatus::Failed),
+            "skipped": count(StepStatus::Skipped),
+            "failures": failures,
+        });
+        let cancelled = self.store.cancel_requested_by(&ctx.run.id).await?;
+        let error = if !failures.is_empty() {
+            let named: Vec<String> = failures
+                .iter()
+                .take(5)
+                .map(|f| {
+                    format!(
+                        "{}: {}",
+                        f["item"].as_str().unwrap_or("?"),
+                        f["error"].as_str().unwrap_or("")
+                    )
+                })
+                .collect();
+            let more = failures.len().saturating_sub(named.len());
+            Some(format!(
+                "{} of {} items failed ({}{})",
+                failures.len(),
+                items.len(),
+                named.join("; "),
+                if more > 0 {
+                    format!("; and {more} more")
+                } else {
+                    String::new()
+                }
+            ))
+        } else if let (Some(by), true) = (&cancelled, count(StepStatus::Skipped) > 0) {
+            Some(format!(
+                "cancelled by {by} after {} of {} items",
+                items.len() - count(StepStatus::Skipped),
+                items.len()
+            ))
+        } else {
+            None
+        };
+        let status = if error.is_some() {
+            StepStatus::Failed
+        } else {
+            StepStatus::Succeeded
+        };
+        self.store
+            .set_step(
+                &ctx.run.id,
+                &block.id,
+                status,
+                Some(&output),
+                error.as_deref(),
+            )
+            .await?;
+        ctx.steps.insert(
+            block.id.clone(),
+            StepState {
+                status,
+                output,
+                error: error.clone(),
+            },
+        );
+        self.emit(RunEvent::StepFinished {
+            step_id: block.id.clone(),
+            status,
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            error: error.clone(),
+        });
+        Ok(match error {
+            Some(e) => Flow::Failed(e),
+            None => Flow::Continue,
+        })
+    }
+
+    /// Evaluates the block's list and stores the expansion. Problems with the
+    /// list are `Params` errors (the block fails with them).
+    async fn expand(
+        &self,
+        ctx: &mut RunContext,
+        block: &Block,
+        position: i64,
+    ) -> Result<(Vec<Value>, u32), EngineError> {
+        let problem = |p: String| EngineError::Params {
+            runbook: ctx.run.runbook.clone(),
+            problems: vec![p],
+        };
+        let jinja = template::environment();
+        let value = jinja
+            .compile_expression(&block.for_each)
+            .and_then(|e| e.eval(minijinja::value::Serde(ctx.template_value())))
+            .map_err(|e| {
+                problem(format!(
+                    "cannot evaluate `for_each` (`{}`): {}",
+                    block.for_each,
+                    e.detail().unwrap_or(&e.to_string())
+                ))
+            })?;
+        let items = match serde_json::to_value(&value) {
+            Ok(Value::Array(items)) => items,
+            Ok(other) => {
+                return Err(problem(format!(
+                    "`for_each` (`{}`) gave `{other}`, expected a list",
+                    block.for_each
+                )));
+            }
+            Err(e) => {
+                return Err(problem(format!(
+                    "`for_each` gave a value that cannot be kept: {e}"
+                )));
+            }
+        };
+        if items.len() > MAX_ITEMS {
+            return Err(problem(format!(
+                "`for_each` gave {} items; a block may have at most {MAX_ITEMS}",
+                items.len()
+            )));
+        }
+        // The same group twice would be switched over and back.
+        let mut seen = std::collections::HashSet::new();
+        for item in &items {
+            let label = item_label(item);
+            if !seen.insert(label.clone()) {
+                return Err(problem(format!(
+                    "`for_each` gave `{label}` twice; each item must be distinct"
+                )));
+            }
+        }
+        let max_parallel = block
+            .max_parallel
+            .resolve(|t| ctx.render(t).map_err(|e| e.to_string()))
+            .map_err(|e| problem(format!("max_parallel: {e}")))?;
+        if !(1..=1000).contains(&max_parallel) {
+            return Err(problem(format!(
+                "max_parallel: expected 1 to 1000, found `{max_parallel}`"
+            )));
+        }
+
+        let width = block.steps.len() as i64 + 1;
+        let mut rows = Vec::with_capacity(items.len() * width as usize);
+        let mut leases = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let id = item_id(&block.id, i);
+            let at = position + 1 + i as i64 * width;
+            rows.push((id.clone(), at));
+            for (j, step) in block.steps.iter().enumerate() {
+                rows.push((format!("{id}.{}", step.id), at + 1 + j as i64));
+            }
+            let targets = if ctx.run.dry_run {
+                Vec::new()
+            } else {
+                item_targets(ctx, block, &id, item)
+            };
+            leases.push((id, targets));
+        }
+        let output = json!({ "items": items, "max_parallel": max_parallel, "count": items.len() });
+        let refused = self
+            .store
+            .expand_block(
+                &ctx.run.id,
+                &block.id,
+                &Expansion {
+                    output: output.clone(),
+                    rows: rows.clone(),
+                    leases,
+                },
+            )
+            .await?;
+        crash::point("block.after_expand");
+        ctx.steps.insert(
+            block.id.clone(),
+            StepState {
+                status: StepStatus::Running,
+                output,
+                error: None,
+            },
+        );
+        for (id, _) in rows {
+            let refusal = refused.iter().find(|(r, _)| *r == id);
+            ctx.steps.insert(
+                id,
+                StepState {
+                    status: if refusal.is_some() {
+                        StepStatus::Failed
+                    } else {
+                        StepStatus::Pending
+                    },
+                    output: json!({}),
+                    error: refusal.map(|(_, why)| why.clone()),
+                },
+            );
+        }
+        Ok((items, max_parallel))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_item(
+        &self,
+        ctx: &RunContext,
+        block: &Block,
+        index: usize,
+        item: &Value,
+        base: &BTreeMap<String, StepState>,
+        known: &BTreeMap<String, StepState>,
+        abort: &AtomicBool,
+        cancel: &CancellationToken,
+    ) -> Result<ItemEnd, EngineError> {
+        let id = item_id(&block.id, index);
+        let label = item_label(item);
+        let stored = known
+            .get(&id)
+            .map(|s| s.status)
+            .unwrap_or(StepStatus::Pending);
+        if matches!(
+            stored,
+            StepStatus::Succeeded | StepStatus::Failed | StepStatus::Skipped
+        ) {
+            let error = known.get(&id).and_then(|s| s.error.clone());
+            return Ok(ItemEnd::Done(stored, error));
+        }
+        if cancel.is_cancelled() {
+            return Ok(ItemEnd::Interrupted);
+        }
+        let skip_reason = if abort.load(Ordering::SeqCst) {
+            Some("an earlier item failed and the block's on_item_failure is abort".to_string())
+        } else {
+            self.store
+                .cancel_requested_by(&ctx.run.id)
+                .await?
+                .map(|by| format!("the run was cancelled by {by}"))
+        };
+        if let Some(reason) = skip_reason {
+            self.store
+                .set_step(&ctx.run.id, &id, StepStatus::Skipped, None, Some(&reason))
+                .await?;
+            self.emit(RunEvent::ItemFinished {
+                step_id: block.id.clone(),
+                index,
+                item: label,
+                status: StepStatus::Skipped,
+                error: Some(reason.clone()),
+            });
+            return Ok(ItemEnd::Done(StepStatus::Skipped, Some(reason)));
+        }
+        if stored != StepStatus::Running {
+            self.store
+                .set_step(&ctx.run.id, &id, StepStatus::Running, None, None)
+                .await?;
+        }
+        self.emit(RunEvent::ItemStarted {
+            step_id: block.id.clone(),
+            index,
+            item: label.clone(),
+        });
+        let prefix = format!("{id}.");
+        let mut steps = base.clone();
+        for step in &block.steps {
+            if let Some(state) = known.get(&format!("{prefix}{}", step.id)) {
+                steps.insert(step.id.clone(), state.clone());
+            }
+        }
+        let mut ictx = RunContext {
+            run: ctx.run.clone(),
+            runbook: ctx.runbook.clone(),
+            steps,
+            outcome: ctx.outcome,
+            env: ctx.env.clone(),
+            item: Some(ItemScope {
+                prefix: prefix.clone(),
+                value: item.clone(),
+            }),
+        };
+        let mut failed: Option<String> = None;
+        for step in &block.steps {
+            let mut stored_step = step.clone();
+            stored_step.id = format!("{prefix}{}", step.id);
+            let skip = failed
+                .as_ref()
+                .map(|_| "an earlier step of this item failed");
+            match self.advance(&mut ictx, &stored_step, skip, cancel).await? {
+                Flow::Continue => {}
+                Flow::Failed(e) if step.on_failure == OnFailure::Abort => {
+                    failed.get_or_insert(format!("step `{}` failed: {e}", step.id));
+                }
+                Flow::Failed(_) => {}
+                Flow::Interrupted | Flow::Waiting(_) => return Ok(ItemEnd::Interrupted),
+            }
+        }
+        let status = if failed.is_some() {
+            StepStatus::Failed
+        } else {
+            StepStatus::Succeeded
+        };
+        self.store
+            .set_step(
+                &ctx.run.id,
+                &id,
+                status,
+                Some(&json!({ "item": item })),
+                failed.as_deref(),
+            )
+            .await?;
+        if failed.is_some() && block.on_item_failure == OnFailure::Abort {
+            abort.store(true, Ordering::SeqCst);
+        }
+        self.emit(RunEvent::ItemFinished {
+            step_id: block.id.clone(),
+            index,
+            item: label,
+            status,
+            error: failed.clone(),
+        });
+        Ok(ItemEnd::Done(status, failed))
+    }
+}
+
+/// The cloud resources an item's steps name, rendered with the item and
+/// what the run knows before the block (an id read from the item's own
+/// steps cannot be rendered yet and leases nothing; an invalid one fails
+/// its step when rendered).
+fn item_targets(ctx: &RunContext, block: &Block, id: &str, item: &Value) -> Vec<String> {
+    let ictx = RunContext {
+        run: ctx.run.clone(),
+        runbook: ctx.runbook.clone(),
+        steps: BTreeMap::new(),
+        outcome: ctx.outcome,
+        env: ctx.env.clone(),
+        item: Some(ItemScope {
+            prefix: format!("{id}."),
+            value: item.clone(),
+        }),
+    };
+    let mut out: Vec<String> = block
+        .steps
+        .iter()
+        .flat_map(|s| s.action.identifiers())
+        .filter_map(|(_, field, value)| {
+            let prefix = field.lease_prefix()?;
+            let rendered = ictx.render(&value.value).ok()?;
+            let rendered = rendered.trim();
+            field.check(rendered).ok()?;
+            Some(format!(
+                "{prefix}:{}",
+                crate::cloud::id::canonical(rendered)
+            ))
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn item_ids_split_back_into_their_parts() {
+        assert_eq!(
+            split_item_id("db[12].switchover"),
+            Some(("db", 12, Some("switchover")))
+        );
+        assert_eq!(split_item_id("db[3]"), Some(("db", 3, None)));
+        assert_eq!(split_item_id("precheck"), None);
+        assert_eq!(split_item_id("db[x].a"), None);
+        assert_eq!(item_id("db", 7), "db[7]");
+    }
+
+    #[test]
+    fn items_are_labelled_by_text_or_id() {
+        assert_eq!(item_label(&json!("g1")), "g1");
+        assert_eq!(item_label(&json!({"id": "g2", "name": "x"})), "g2");
+        assert_eq!(item_label(&json!(5)), "5");
+    }
+}
