@@ -28,6 +28,9 @@ pub const CRASH_POINTS: &[&str] = &[
     "job.after_poll",
     // A wait step polled and stored the poll; its condition does not hold yet.
     "wait.after_poll",
+    // A for_each block's items, their rows and leases are stored; no item
+    // has started.
+    "block.after_expand",
     // A step's result is stored; the next step has not started.
     "run.after_step",
     // Every main step is done; the `finally` steps have not started.

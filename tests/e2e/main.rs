@@ -10,6 +10,7 @@ mod ha;
 mod helpers;
 mod killpoints;
 mod layout;
+mod plan;
 mod runbooks;
 mod safety;
 mod sim;

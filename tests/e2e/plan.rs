@@ -1,0 +1,306 @@
+//! Recovery plans: `for_each` blocks over many groups, against the
+//! simulator. What is proven is read from the simulator's journal and state,
+//! not from drover's own records: every group switched exactly once and
+//! moved, stages in order, never more groups in flight than `max_parallel`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use drover::cloud::CloudClient;
+use drover::engine::{Approvals, Engine, RunEvent};
+use drover::runbook;
+use drover::sim::faults::{FaultRule, Faults};
+use drover::sim::{JournalEntry, SimConfig};
+use drover::store::{RunStatus, Store};
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::with_params;
+use crate::helpers::{Sim, cloud_config, password_auth, repo, start_sim};
+
+fn groups(from: usize, to: usize) -> Vec<String> {
+    (from..=to).map(|i| format!("g{i:04}")).collect()
+}
+
+async fn plan_sim(count: usize, faults: Faults) -> Sim {
+    start_sim(SimConfig {
+        evs_groups: groups(1, count),
+        transition: Duration::from_millis(200),
+        faults,
+        ..SimConfig::default()
+    })
+    .await
+}
+
+async fn store() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    (
+        Store::open(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap(),
+        dir,
+    )
+}
+
+fn engine(
+    sim: &Sim,
+    store: &Store,
+    events: Arc<std::sync::Mutex<Vec<RunEvent>>>,
+) -> Engine<CloudClient> {
+    let client = CloudClient::new(&cloud_config(sim, password_auth(sim))).unwrap();
+    Engine::new(
+        Arc::new(client),
+        store.clone(),
+        Arc::new(move |e: &RunEvent| events.lock().unwrap().push(e.clone())),
+        Approvals::Given(vec!["tester".into()]),
+    )
+    .with_env(BTreeMap::new())
+    .with_in_flight_grace(Duration::from_secs(2))
+}
+
+/// The group a journal entry is about, from its path.
+fn group_of(e: &JournalEntry) -> Option<String> {
+    let tail = e.path.split("consistency-groups/").nth(1)?;
+    Some(tail.split('/').next()?.to_string())
+}
+
+/// Switchovers the simulator acted on, per group.
+fn switched(sim: &Sim) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for e in sim.sim.journal() {
+        if e.endpoint == "evs.action" && e.changed {
+            *out.entry(group_of(&e).unwrap()).or_default() += 1;
+        }
+    }
+    out
+}
+
+/// The most groups of `among` that were in flight at once: a group is in
+/// flight from its first request to its last, in the journal's order.
+fn most_in_flight(sim: &Sim, among: &[String]) -> usize {
+    let mut spans: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for e in sim.sim.journal() {
+        if let Some(g) = group_of(&e).filter(|g| among.contains(g)) {
+            let span = spans.entry(g).or_insert((e.seq, e.seq));
+            span.1 = e.seq;
+        }
+    }
+    let mut most = 0;
+    for (start, _) in spans.values() {
+        let at = *start;
+        most = most.max(spans.values().filter(|(a, b)| *a <= at && at <= *b).count());
+    }
+    most
+}
+
+fn production(sim: &Sim, id: &str) -> String {
+    sim.sim
+        .with_evs_group(id, |g| g.priority_station.clone())
+        .unwrap()
+}
+
+fn two_stages() -> runbook::Runbook {
+    runbook::load(&repo("tests/fixtures/runbooks/two-stage-plan.yaml")).unwrap()
+}
+
+#[tokio::test]
+async fn fifty_groups_through_faults_and_a_crash_are_each_switched_once_in_stage_order() {
+    let mut faults = Faults::default();
+    for (endpoint, rule) in [
+        (
+            "evs.action",
+            FaultRule {
+                p503: 0.1,
+                ambiguous: 0.1,
+                ..FaultRule::default()
+            },
+        ),
+        (
+            "evs.get",
+            FaultRule {
+                p503: 0.05,
+                p502: 0.05,
+                ..FaultRule::default()
+            },
+        ),
+    ] {
+        faults.rules.insert(endpoint.into(), rule);
+    }
+    let sim = plan_sim(50, faults).await;
+    let (store, _dir) = store().await;
+    let (db, apps) = (groups(1, 20), groups(21, 50));
+    let request = with_params(
+        two_stages(),
+        &[
+            ("db_groups", &db.join(",")),
+            ("app_groups", &apps.join(", ")),
+        ],
+    );
+    let first = engine(&sim, &store, Arc::default());
+    let run_id = first.start(request).await.unwrap();
+    let id = run_id.clone();
+    let task = tokio::spawn(async move { first.execute(&id, &CancellationToken::new()).await });
+    // The process dies in the middle of the first stage, requests in flight.
+    while switched(&sim).len() < 10 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    task.abort();
+    let _ = task.await;
+    assert!(switched(&sim).len() < 50, "the crash came before the end");
+
+    let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let summary = engine(&sim, &store, events.clone())
+        .execute(&run_id, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(summary.status, RunStatus::Succeeded, "{:?}", summary.error);
+
+    let acted = switched(&sim);
+    for g in db.iter().chain(&apps) {
+        assert_eq!(acted.get(g), Some(&1), "{g} switched exactly once");
+        assert_eq!(production(&sim, g), "eu-de-02", "{g} moved");
+    }
+    // Stage order: no application group was touched before every database group moved.
+    let journal = sim.sim.journal();
+    let last_db = journal
+        .iter()
+        .filter(|e| e.endpoint == "evs.action" && group_of(e).is_some_and(|g| db.contains(&g)))
+        .map(|e| e.seq)
+        .max()
+        .unwrap();
+    let first_app = journal
+        .iter()
+        .filter(|e| group_of(e).is_some_and(|g| apps.contains(&g)))
+        .map(|e| e.seq)
+        .min()
+        .unwrap();
+    assert!(
+        last_db < first_app,
+        "stage `apps` started before `databases` ended"
+    );
+    assert!(
+        most_in_flight(&sim, &db) <= 4,
+        "databases: {} in flight",
+        most_in_flight(&sim, &db)
+    );
+    assert!(
+        most_in_flight(&sim, &apps) <= 6,
+        "apps: {} in flight",
+        most_in_flight(&sim, &apps)
+    );
+    assert!(most_in_flight(&sim, &apps) > 1, "items ran in parallel");
+
+    // The resume took the stored list: items done before the crash were not run again.
+    let again = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e, RunEvent::ItemStarted { step_id, .. } if step_id == "databases"))
+        .count();
+    assert!(
+        again < 20,
+        "{again} database items started again after the crash"
+    );
+    let chain = store.verify().await.unwrap();
+    assert!(chain.is_ok(), "audit chain intact: {chain:?}");
+}
+
+#[tokio::test]
+async fn throttling_slows_a_plan_without_failing_it() {
+    let mut faults = Faults::default();
+    faults.rules.insert(
+        "evs.get".into(),
+        FaultRule {
+            per_second: Some(15),
+            ..FaultRule::default()
+        },
+    );
+    let sim = plan_sim(12, faults).await;
+    let (store, _dir) = store().await;
+    let request = with_params(
+        two_stages(),
+        &[
+            ("db_groups", &groups(1, 6).join(",")),
+            ("app_groups", &groups(7, 12).join(",")),
+        ],
+    );
+    let summary = engine(&sim, &store, Arc::default())
+        .run(request, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(summary.status, RunStatus::Succeeded, "{:?}", summary.error);
+    let throttled = sim
+        .sim
+        .journal()
+        .iter()
+        .filter(|e| e.status == Some(429))
+        .count();
+    assert!(throttled > 0, "the gateway throttled some reads");
+    let acted = switched(&sim);
+    assert!(groups(1, 12).iter().all(|g| acted.get(g) == Some(&1)));
+}
+
+#[tokio::test]
+async fn the_shipped_az_plan_discovers_the_groups_of_an_az_and_moves_only_those() {
+    let sim = plan_sim(8, Faults::default()).await;
+    // Two groups already run in the other AZ: the plan must leave them alone.
+    for g in ["g0003", "g0006"] {
+        sim.sim.with_evs_group(g, |g| {
+            std::mem::swap(&mut g.priority_station, &mut g.secondary_station);
+        });
+    }
+    let (store, _dir) = store().await;
+    let book = runbook::load(&repo("runbooks/evs-az-switchover.yaml")).unwrap();
+    let summary = engine(&sim, &store, Arc::default())
+        .run(
+            with_params(book, &[("from_az", "eu-de-01")]),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(summary.status, RunStatus::Succeeded, "{:?}", summary.error);
+    let acted = switched(&sim);
+    assert_eq!(acted.len(), 6, "{acted:?}");
+    assert!(!acted.contains_key("g0003") && !acted.contains_key("g0006"));
+    for g in groups(1, 8) {
+        assert_eq!(production(&sim, &g), "eu-de-02", "{g}");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_item_does_not_stop_the_others_and_fails_the_run_naming_it() {
+    let sim = plan_sim(5, Faults::default()).await;
+    // g0002 is not healthy: its precheck fails.
+    sim.sim.with_evs_group("g0002", |g| {
+        g.fault_level = drover::runbook::model::FaultLevel::LinkDown
+    });
+    let (store, _dir) = store().await;
+    let book = runbook::load(&repo("runbooks/evs-az-switchover.yaml")).unwrap();
+    let summary = engine(&sim, &store, Arc::default())
+        .run(
+            with_params(
+                book,
+                &[("from_az", "eu-de-01"), ("group_ids", "g0001,g0002,g0003")],
+            ),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(summary.status, RunStatus::Failed);
+    let error = summary.error.unwrap();
+    assert!(
+        error.contains("1 of 3 items failed") && error.contains("g0002"),
+        "{error}"
+    );
+    let acted = switched(&sim);
+    assert_eq!(
+        acted.keys().cloned().collect::<Vec<_>>(),
+        ["g0001", "g0003"]
+    );
+    assert_eq!(
+        production(&sim, "g0004"),
+        "eu-de-01",
+        "groups not listed stay"
+    );
+}
