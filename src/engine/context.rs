@@ -142,6 +142,23 @@ impl RunContext {
     }
 }
 
+/// Why a step is skipped by its `when`, or `None` when it runs.
+pub(crate) fn decide_when(
+    ctx: &RunContext,
+    when: Option<&str>,
+) -> Result<Option<String>, StepError> {
+    let Some(when) = when else {
+        return Ok(None);
+    };
+    match ctx.render(when)?.trim() {
+        "true" | "True" => Ok(None),
+        "false" | "False" | "" => Ok(Some(format!("`when` is false ({when})"))),
+        other => Err(StepError::Failed(format!(
+            "`when` rendered `{other}`, expected true or false"
+        ))),
+    }
+}
+
 /// How often a sleep, wait or poll looks for a cancel request.
 pub const CANCEL_CHECK: Duration = Duration::from_secs(1);
 

@@ -16,9 +16,9 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::context::{ItemScope, RunContext, StepError, StepState};
+use super::context::{ItemScope, RunContext, StepError, StepState, decide_when};
 use super::crash;
-use super::run::{EngineError, Flow, decide_when};
+use super::run::{EngineError, Flow};
 use super::{Cloud, Engine, RunEvent};
 use crate::runbook::{Block, MAX_ITEMS, OnFailure, template};
 use crate::store::{Expansion, StepStatus};

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::context::{RunContext, StepError, StepState};
+use super::context::{RunContext, StepError, StepState, decide_when};
 use super::crash;
 use super::step;
 use super::{Cloud, Engine, RunEvent};
@@ -578,23 +578,6 @@ impl<C: Cloud> Engine<C> {
                     .map(|s| &s.output),
             ),
         })
-    }
-}
-
-/// Why a step is skipped by its `when`, or `None` when it runs.
-pub(super) fn decide_when(
-    ctx: &RunContext,
-    when: Option<&str>,
-) -> Result<Option<String>, StepError> {
-    let Some(when) = when else {
-        return Ok(None);
-    };
-    match ctx.render(when)?.trim() {
-        "true" | "True" => Ok(None),
-        "false" | "False" | "" => Ok(Some(format!("`when` is false ({when})"))),
-        other => Err(StepError::Failed(format!(
-            "`when` rendered `{other}`, expected true or false"
-        ))),
     }
 }
 
