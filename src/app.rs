@@ -223,10 +223,7 @@ impl PlanView {
                     format!("{:<18} {item} {what}", format!("{step_id}[{index}]"))
                 }
             }
-            other => match step_line(other) {
-                Some(line) => line,
-                None => return None,
-            },
+            other => step_line(other)?,
         })
     }
 }
