@@ -207,27 +207,8 @@ impl Store {
                     .await?;
             }
             for target in &run.targets {
-                let leased = sqlx::query("INSERT INTO target_leases (target, run_id, acquired_at) VALUES ($1, $2, $3) ON CONFLICT (target) DO NOTHING")
-                    .bind(target)
-                    .bind(&run.id)
-                    .bind(&at)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if leased == 1 {
-                    continue;
-                }
-                let holder = sqlx::query("SELECT l.run_id, r.runbook, r.created_at FROM target_leases l JOIN runs r ON r.id = l.run_id WHERE l.target = $1")
-                    .bind(target)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if let Some(row) = holder {
-                    return Err(StoreError::LeaseHeld {
-                        target: target.clone(),
-                        run_id: row.get(0),
-                        runbook: row.get(1),
-                        since: row.get(2),
-                    });
+                if let Some(held) = lease(tx, target, &run.id, &at).await? {
+                    return Err(held);
                 }
             }
             let data = serde_json::json!({
@@ -384,27 +365,11 @@ impl Store {
             let mut refused = Vec::new();
             for (item, targets) in &expansion.leases {
                 for target in targets {
-                    let leased = sqlx::query("INSERT INTO target_leases (target, run_id, acquired_at) VALUES ($1, $2, $3) ON CONFLICT (target) DO NOTHING")
-                        .bind(target)
-                        .bind(run_id)
-                        .bind(&at)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                    if leased == 1 {
-                        continue;
-                    }
-                    let holder = sqlx::query("SELECT l.run_id, r.runbook FROM target_leases l JOIN runs r ON r.id = l.run_id WHERE l.target = $1")
-                        .bind(target)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    if let Some(row) = holder {
-                        let holder: String = row.get(0);
-                        if holder != run_id {
-                            let runbook: String = row.get(1);
-                            refused.push((item.clone(), format!("{target} is held by run {holder} ({runbook})")));
-                            break;
-                        }
+                    if let Some(StoreError::LeaseHeld { run_id: holder, runbook, .. }) =
+                        lease(tx, target, run_id, &at).await?
+                    {
+                        refused.push((item.clone(), format!("{target} is held by run {holder} ({runbook})")));
+                        break;
                     }
                 }
             }
@@ -538,6 +503,38 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Leases `target` to `run_id` unless another run holds it; that holder as a
+/// `LeaseHeld` error. A lease the run holds already is kept.
+async fn lease(
+    tx: &mut sqlx::AnyConnection,
+    target: &str,
+    run_id: &str,
+    at: &str,
+) -> Result<Option<StoreError>, StoreError> {
+    let leased = sqlx::query("INSERT INTO target_leases (target, run_id, acquired_at) VALUES ($1, $2, $3) ON CONFLICT (target) DO NOTHING")
+        .bind(target)
+        .bind(run_id)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if leased == 1 {
+        return Ok(None);
+    }
+    let holder = sqlx::query("SELECT l.run_id, r.runbook, r.created_at FROM target_leases l JOIN runs r ON r.id = l.run_id WHERE l.target = $1")
+        .bind(target)
+        .fetch_optional(&mut *tx)
+        .await?;
+    Ok(holder
+        .filter(|row| row.get::<String, _>(0) != run_id)
+        .map(|row| StoreError::LeaseHeld {
+            target: target.to_string(),
+            run_id: row.get(0),
+            runbook: row.get(1),
+            since: row.get(2),
+        }))
 }
 
 fn run_record(r: &AnyRow) -> Result<RunRecord, StoreError> {

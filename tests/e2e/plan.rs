@@ -304,3 +304,39 @@ async fn a_failed_item_does_not_stop_the_others_and_fails_the_run_naming_it() {
         "groups not listed stay"
     );
 }
+
+#[tokio::test]
+async fn an_item_whose_group_another_run_holds_fails_alone_naming_the_holder() {
+    let sim = plan_sim(2, Faults::default()).await;
+    let (store, _dir) = store().await;
+    let e = engine(&sim, &store, Arc::default());
+    // Started, not executed: its lease on g0002 stays.
+    let holder = e
+        .start(crate::engine::request(
+            "evs-switchover",
+            &[("group_id", "g0002")],
+        ))
+        .await
+        .unwrap();
+    let book = runbook::load(&repo("runbooks/evs-az-switchover.yaml")).unwrap();
+    let summary = e
+        .run(
+            with_params(
+                book,
+                &[("from_az", "eu-de-01"), ("group_ids", "g0001 g0002")],
+            ),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(summary.status, RunStatus::Failed);
+    let error = summary.error.unwrap();
+    assert!(
+        error.contains("g0002") && error.contains(&holder),
+        "{error}"
+    );
+    assert_eq!(
+        switched(&sim).keys().cloned().collect::<Vec<_>>(),
+        ["g0001"]
+    );
+}
