@@ -23,6 +23,23 @@ use super::{Cloud, Engine, RunEvent};
 use crate::runbook::{Block, MAX_ITEMS, OnFailure, template};
 use crate::store::{Expansion, StepStatus};
 
+impl RunContext {
+    /// The context item `id` of a block runs in, seeing `steps`.
+    fn for_item(&self, id: &str, item: &Value, steps: BTreeMap<String, StepState>) -> RunContext {
+        RunContext {
+            run: self.run.clone(),
+            runbook: self.runbook.clone(),
+            steps,
+            outcome: self.outcome,
+            env: self.env.clone(),
+            item: Some(ItemScope {
+                prefix: format!("{id}."),
+                value: item.clone(),
+            }),
+        }
+    }
+}
+
 /// How an item ended in this execution.
 enum ItemEnd {
     Done(StepStatus, Option<String>),
@@ -462,17 +479,7 @@ impl<C: Cloud> Engine<C> {
                 steps.insert(step.id.clone(), state.clone());
             }
         }
-        let mut ictx = RunContext {
-            run: ctx.run.clone(),
-            runbook: ctx.runbook.clone(),
-            steps,
-            outcome: ctx.outcome,
-            env: ctx.env.clone(),
-            item: Some(ItemScope {
-                prefix: prefix.clone(),
-                value: item.clone(),
-            }),
-        };
+        let mut ictx = ctx.for_item(&id, item, steps);
         let mut failed: Option<String> = None;
         for step in &block.steps {
             let mut stored_step = step.clone();
@@ -522,17 +529,7 @@ impl<C: Cloud> Engine<C> {
 /// steps cannot be rendered yet and leases nothing; an invalid one fails
 /// its step when rendered).
 fn item_targets(ctx: &RunContext, block: &Block, id: &str, item: &Value) -> Vec<String> {
-    let ictx = RunContext {
-        run: ctx.run.clone(),
-        runbook: ctx.runbook.clone(),
-        steps: BTreeMap::new(),
-        outcome: ctx.outcome,
-        env: ctx.env.clone(),
-        item: Some(ItemScope {
-            prefix: format!("{id}."),
-            value: item.clone(),
-        }),
-    };
+    let ictx = ctx.for_item(id, item, BTreeMap::new());
     let mut out: Vec<String> = block
         .steps
         .iter()

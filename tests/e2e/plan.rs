@@ -100,6 +100,15 @@ fn production(sim: &Sim, id: &str) -> String {
         .unwrap()
 }
 
+/// The shipped AZ plan with `params`, to its end.
+async fn az_plan(sim: &Sim, store: &Store, params: &[(&str, &str)]) -> drover::engine::RunSummary {
+    let book = runbook::load(&repo("runbooks/evs-az-switchover.yaml")).unwrap();
+    engine(sim, store, Arc::default())
+        .run(with_params(book, params), &CancellationToken::new())
+        .await
+        .unwrap()
+}
+
 fn two_stages() -> runbook::Runbook {
     runbook::load(&repo("tests/fixtures/runbooks/two-stage-plan.yaml")).unwrap()
 }
@@ -251,14 +260,7 @@ async fn the_shipped_az_plan_discovers_the_groups_of_an_az_and_moves_only_those(
         });
     }
     let (store, _dir) = store().await;
-    let book = runbook::load(&repo("runbooks/evs-az-switchover.yaml")).unwrap();
-    let summary = engine(&sim, &store, Arc::default())
-        .run(
-            with_params(book, &[("from_az", "eu-de-01")]),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+    let summary = az_plan(&sim, &store, &[("from_az", "eu-de-01")]).await;
     assert_eq!(summary.status, RunStatus::Succeeded, "{:?}", summary.error);
     let acted = switched(&sim);
     assert_eq!(acted.len(), 6, "{acted:?}");
@@ -276,17 +278,12 @@ async fn a_failed_item_does_not_stop_the_others_and_fails_the_run_naming_it() {
         g.fault_level = drover::runbook::model::FaultLevel::LinkDown
     });
     let (store, _dir) = store().await;
-    let book = runbook::load(&repo("runbooks/evs-az-switchover.yaml")).unwrap();
-    let summary = engine(&sim, &store, Arc::default())
-        .run(
-            with_params(
-                book,
-                &[("from_az", "eu-de-01"), ("group_ids", "g0001,g0002,g0003")],
-            ),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+    let summary = az_plan(
+        &sim,
+        &store,
+        &[("from_az", "eu-de-01"), ("group_ids", "g0001,g0002,g0003")],
+    )
+    .await;
     assert_eq!(summary.status, RunStatus::Failed);
     let error = summary.error.unwrap();
     assert!(
@@ -318,17 +315,12 @@ async fn an_item_whose_group_another_run_holds_fails_alone_naming_the_holder() {
         ))
         .await
         .unwrap();
-    let book = runbook::load(&repo("runbooks/evs-az-switchover.yaml")).unwrap();
-    let summary = e
-        .run(
-            with_params(
-                book,
-                &[("from_az", "eu-de-01"), ("group_ids", "g0001 g0002")],
-            ),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+    let summary = az_plan(
+        &sim,
+        &store,
+        &[("from_az", "eu-de-01"), ("group_ids", "g0001 g0002")],
+    )
+    .await;
     assert_eq!(summary.status, RunStatus::Failed);
     let error = summary.error.unwrap();
     assert!(
