@@ -40,7 +40,9 @@ pub use attempt::{AttemptKind, AttemptRecord, IntentOutcome, NewAttempt, Outcome
 pub use audit::{BrokenLink, Event};
 pub use claim::{DEFAULT_CLAIM_TTL, Node};
 pub use fire::FireKey;
-pub use run::{Expansion, NewRun, POSITION_STRIDE, Phase, RunRecord, StepRecord, Trigger};
+pub use run::{
+    Expansion, NewRun, POSITION_STRIDE, Phase, REFUSED_ITEM, RunRecord, StepRecord, Trigger,
+};
 
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (

@@ -21,7 +21,7 @@ use super::crash;
 use super::run::{EngineError, Flow};
 use super::{Cloud, Engine, RunEvent};
 use crate::runbook::{Block, MAX_ITEMS, OnFailure, template};
-use crate::store::{Expansion, StepStatus};
+use crate::store::{Expansion, REFUSED_ITEM, StepStatus};
 
 impl RunContext {
     /// The context item `id` of a block runs in, seeing `steps`.
@@ -340,6 +340,7 @@ impl<C: Cloud> Engine<C> {
         let mut seen = std::collections::HashSet::new();
         for item in &items {
             let label = item_label(item);
+            check_label(&label).map_err(&problem)?;
             if !seen.insert(label.clone()) {
                 return Err(problem(format!(
                     "`for_each` gave `{label}` twice; each item must be distinct"
@@ -356,9 +357,13 @@ impl<C: Cloud> Engine<C> {
             )));
         }
 
+        // A group is an item of one block of a run: in two stages it would
+        // be switched over and back. Leases cannot tell (the run holds it).
+        let mut claimed = earlier_targets(ctx, block);
         let width = block.steps.len() as i64 + 1;
         let mut rows = Vec::with_capacity(items.len() * width as usize);
         let mut leases = Vec::with_capacity(items.len());
+        let mut refused = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let id = item_id(&block.id, i);
             let at = position + 1 + i as i64 * width;
@@ -366,12 +371,31 @@ impl<C: Cloud> Engine<C> {
             for (j, step) in block.steps.iter().enumerate() {
                 rows.push((format!("{id}.{}", step.id), at + 1 + j as i64));
             }
-            let targets = if ctx.run.dry_run {
-                Vec::new()
-            } else {
-                item_targets(ctx, block, &id, item)
-            };
-            leases.push((id, targets));
+            let targets = item_targets(ctx, block, &id, item);
+            for target in &targets {
+                match claimed.get(target) {
+                    Some((owner, label)) if *owner == block.id => {
+                        return Err(problem(format!(
+                            "`for_each` gave `{}` and `{label}`, which both name {target}; each item must be distinct",
+                            item_label(item)
+                        )));
+                    }
+                    Some((owner, label)) => {
+                        refused.push((
+                            id.clone(),
+                            format!(
+                                "{target} is also item `{label}` of block `{owner}` of this run; a group may be in one block of a run"
+                            ),
+                        ));
+                        break;
+                    }
+                    None => {}
+                }
+            }
+            for target in &targets {
+                claimed.insert(target.clone(), (block.id.clone(), item_label(item)));
+            }
+            leases.push((id, if ctx.run.dry_run { Vec::new() } else { targets }));
         }
         let output = json!({ "items": items, "max_parallel": max_parallel, "count": items.len() });
         let refused = self
@@ -383,6 +407,7 @@ impl<C: Cloud> Engine<C> {
                     output: output.clone(),
                     rows: rows.clone(),
                     leases,
+                    refused,
                 },
             )
             .await?;
@@ -396,17 +421,21 @@ impl<C: Cloud> Engine<C> {
             },
         );
         for (id, _) in rows {
-            let refusal = refused.iter().find(|(r, _)| *r == id);
+            let (item, inner) = match id.split_once("].") {
+                Some((item, _)) => (format!("{item}]"), true),
+                None => (id.clone(), false),
+            };
+            let (status, error) = match refused.iter().find(|(r, _)| *r == item) {
+                Some(_) if inner => (StepStatus::Skipped, Some(REFUSED_ITEM.to_string())),
+                Some((_, why)) => (StepStatus::Failed, Some(why.clone())),
+                None => (StepStatus::Pending, None),
+            };
             ctx.steps.insert(
                 id,
                 StepState {
-                    status: if refusal.is_some() {
-                        StepStatus::Failed
-                    } else {
-                        StepStatus::Pending
-                    },
+                    status,
                     output: json!({}),
-                    error: refusal.map(|(_, why)| why.clone()),
+                    error,
                 },
             );
         }
@@ -450,9 +479,10 @@ impl<C: Cloud> Engine<C> {
                 .map(|by| format!("the run was cancelled by {by}"))
         };
         if let Some(reason) = skip_reason {
-            self.store
-                .set_step(&ctx.run.id, &id, StepStatus::Skipped, None, Some(&reason))
-                .await?;
+            let ids: Vec<String> = std::iter::once(id.clone())
+                .chain(block.steps.iter().map(|s| format!("{id}.{}", s.id)))
+                .collect();
+            self.store.skip_item(&ctx.run.id, &ids, &reason).await?;
             self.emit(RunEvent::ItemFinished {
                 step_id: block.id.clone(),
                 index,
@@ -522,6 +552,56 @@ impl<C: Cloud> Engine<C> {
         });
         Ok(ItemEnd::Done(status, failed))
     }
+}
+
+/// The longest item label kept: labels reach events, logs and errors.
+const MAX_LABEL: usize = 255;
+
+/// An item's label must read as one short line.
+fn check_label(label: &str) -> Result<(), String> {
+    if label.is_empty() {
+        return Err("`for_each` gave an empty item".to_string());
+    }
+    if label.chars().count() > MAX_LABEL {
+        let head: String = label.chars().take(40).collect();
+        return Err(format!(
+            "`for_each` gave an item of {} characters (`{}...`); at most {MAX_LABEL}",
+            label.chars().count(),
+            head.escape_debug()
+        ));
+    }
+    if label.chars().any(char::is_control) {
+        return Err(format!(
+            "`for_each` gave an item with a control character: `{}`",
+            label.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// The targets of the items of the run's other blocks that were expanded,
+/// each with its block and item label.
+fn earlier_targets(ctx: &RunContext, block: &Block) -> BTreeMap<String, (String, String)> {
+    let mut out = BTreeMap::new();
+    for other in ctx.runbook.steps.iter().filter_map(|e| match e {
+        crate::runbook::Entry::Block(b) if b.id != block.id => Some(b),
+        _ => None,
+    }) {
+        let Some(items) = ctx
+            .steps
+            .get(&other.id)
+            .and_then(|s| s.output.get("items"))
+            .and_then(Value::as_array)
+        else {
+            continue;
+        };
+        for (i, item) in items.iter().enumerate() {
+            for target in item_targets(ctx, other, &item_id(&other.id, i), item) {
+                out.insert(target, (other.id.clone(), item_label(item)));
+            }
+        }
+    }
+    out
 }
 
 /// The cloud resources an item's steps name, rendered with the item and

@@ -47,6 +47,9 @@ macro_rules! run_columns {
 /// block's items fit between the block and the step after it.
 pub const POSITION_STRIDE: i64 = 1 << 20;
 
+/// Why the steps of an item refused at expansion did not run.
+pub const REFUSED_ITEM: &str = "the item was refused when the block was reached";
+
 /// The rows a `for_each` block adds when it is reached.
 #[derive(Debug, Clone)]
 pub struct Expansion {
@@ -56,6 +59,9 @@ pub struct Expansion {
     pub rows: Vec<(String, i64)>,
     /// Per item: its row id and the targets it leases (none in a dry run).
     pub leases: Vec<(String, Vec<String>)>,
+    /// Items failed before any lease, with the reason (a group that is an
+    /// item of another block of the run, say). They lease nothing.
+    pub refused: Vec<(String, String)>,
 }
 
 /// A run to create.
@@ -282,6 +288,34 @@ impl Store {
         .await
     }
 
+    /// Skips an item of a block and its steps (`ids`: the item's row first),
+    /// each with its audit event, in one transaction.
+    pub async fn skip_item(
+        &self,
+        run_id: &str,
+        ids: &[String],
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        self.write(async |tx| {
+            self.fence(tx, run_id).await?;
+            let at = now();
+            for id in ids {
+                sqlx::query("UPDATE steps SET status = 'skipped', error = $1, finished_at = $2 WHERE run_id = $3 AND step_id = $4")
+                    .bind(reason)
+                    .bind(&at)
+                    .bind(run_id)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                let data = serde_json::json!({ "status": "skipped", "error": reason });
+                self.append(tx, "drover", "step.status", Some(run_id), Some(id), data)
+                    .await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Sets a step's status (and output or error), with its audit event.
     pub async fn set_step(
         &self,
@@ -362,8 +396,11 @@ impl Store {
                 }
                 insert.execute(&mut *tx).await?;
             }
-            let mut refused = Vec::new();
+            let mut refused = expansion.refused.clone();
             for (item, targets) in &expansion.leases {
+                if refused.iter().any(|(r, _)| r == item) {
+                    continue;
+                }
                 for target in targets {
                     if let Some(StoreError::LeaseHeld { run_id: holder, runbook, .. }) =
                         lease(tx, target, run_id, &at).await?
@@ -381,6 +418,17 @@ impl Store {
                     .bind(item)
                     .execute(&mut *tx)
                     .await?;
+                // Its steps will not run: skipped, not left pending.
+                let inner = format!("{item}.");
+                for (step, _) in expansion.rows.iter().filter(|(id, _)| id.starts_with(&inner)) {
+                    sqlx::query("UPDATE steps SET status = 'skipped', error = $1, finished_at = $2 WHERE run_id = $3 AND step_id = $4")
+                        .bind(REFUSED_ITEM)
+                        .bind(&at)
+                        .bind(run_id)
+                        .bind(step)
+                        .execute(&mut *tx)
+                        .await?;
+                }
             }
             let data = serde_json::json!({
                 "items": expansion.leases.len(),

@@ -281,7 +281,12 @@ async fn a_failed_item_does_not_stop_the_others_and_fails_the_run_naming_it() {
     let summary = az_plan(
         &sim,
         &store,
-        &[("from_az", "eu-de-01"), ("group_ids", "g0001,g0002,g0003")],
+        // One at a time, the failing group first: the default is continue.
+        &[
+            ("from_az", "eu-de-01"),
+            ("group_ids", "g0002,g0001,g0003"),
+            ("max_parallel", "1"),
+        ],
     )
     .await;
     assert_eq!(summary.status, RunStatus::Failed);
@@ -331,4 +336,119 @@ async fn an_item_whose_group_another_run_holds_fails_alone_naming_the_holder() {
         switched(&sim).keys().cloned().collect::<Vec<_>>(),
         ["g0001"]
     );
+}
+
+#[tokio::test]
+async fn a_group_in_two_stages_of_one_run_is_switched_once_and_the_later_item_fails_naming_the_first()
+ {
+    let sim = plan_sim(3, Faults::default()).await;
+    let (store, _dir) = store().await;
+    let summary = engine(&sim, &store, Arc::default())
+        .run(
+            with_params(
+                two_stages(),
+                &[("db_groups", "g0001 g0002"), ("app_groups", "g0002 g0003")],
+            ),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(summary.status, RunStatus::Failed);
+    let error = summary.error.unwrap();
+    assert!(
+        error.contains("1 of 2 items failed") && error.contains("block `databases`"),
+        "{error}"
+    );
+    let acted = switched(&sim);
+    assert_eq!(acted.get("g0002"), Some(&1), "{acted:?} {error}");
+    assert_eq!(acted.len(), 3, "{acted:?} {error}");
+    // The apps item for g0002 sent nothing: refused at expansion.
+    let apps_reads = sim
+        .sim
+        .journal()
+        .iter()
+        .filter(|e| group_of(e).as_deref() == Some("g0002"))
+        .filter(|e| e.endpoint == "evs.action")
+        .count();
+    assert_eq!(apps_reads, 1);
+    // Nothing of the finished run is left pending: the refused item's steps are skipped.
+    let steps = store.steps(&summary.run_id).await.unwrap();
+    let pending: Vec<_> = steps
+        .iter()
+        .filter(|s| s.status == drover::store::StepStatus::Pending)
+        .map(|s| &s.step_id)
+        .collect();
+    assert!(pending.is_empty(), "{pending:?}");
+}
+
+#[tokio::test]
+async fn an_item_that_is_not_one_printable_line_fails_the_block_before_anything_is_sent() {
+    let sim = plan_sim(2, Faults::default()).await;
+    let (store, _dir) = store().await;
+    for (groups, expect) in [
+        (r#"["g0001", "g0002\nINFO forged"]"#, "control character"),
+        (r#"["g0001", "g0001"]"#, "twice"),
+    ] {
+        let summary = az_plan(
+            &sim,
+            &store,
+            &[("from_az", "eu-de-01"), ("group_ids", groups)],
+        )
+        .await;
+        assert_eq!(summary.status, RunStatus::Failed);
+        let error = summary.error.unwrap();
+        assert!(error.contains(expect), "{error}");
+        assert!(!error.contains('\n'), "{error}");
+    }
+    let long = format!(r#"["{}"]"#, "g".repeat(300));
+    let summary = az_plan(
+        &sim,
+        &store,
+        &[("from_az", "eu-de-01"), ("group_ids", &long)],
+    )
+    .await;
+    assert!(summary.error.unwrap().contains("300 characters"));
+    assert!(switched(&sim).is_empty());
+}
+
+#[tokio::test]
+async fn on_item_failure_abort_starts_no_item_after_a_failure_and_skips_their_steps() {
+    let sim = plan_sim(4, Faults::default()).await;
+    sim.sim.with_evs_group("g0001", |g| {
+        g.fault_level = drover::runbook::model::FaultLevel::LinkDown
+    });
+    let (store, _dir) = store().await;
+    let text = std::fs::read_to_string(repo("tests/fixtures/runbooks/two-stage-plan.yaml"))
+        .unwrap()
+        .replace(
+            "max_parallel: 4",
+            "max_parallel: 1\n    on_item_failure: abort",
+        );
+    let book = runbook::parse(&text, std::path::Path::new("abort-plan.yaml")).unwrap();
+    let summary = engine(&sim, &store, Arc::default())
+        .run(
+            with_params(
+                book,
+                &[("db_groups", "g0001 g0002 g0003"), ("app_groups", "g0004")],
+            ),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(summary.status, RunStatus::Failed);
+    assert!(switched(&sim).is_empty(), "{:?}", switched(&sim));
+    let steps = store.steps(&summary.run_id).await.unwrap();
+    let status = |id: &str| steps.iter().find(|s| s.step_id == id).unwrap().status;
+    use drover::store::StepStatus::*;
+    assert_eq!(status("databases[0]"), Failed);
+    for id in [
+        "databases[1]",
+        "databases[1].switchover",
+        "databases[2].verify",
+    ] {
+        assert_eq!(status(id), Skipped, "{id}");
+    }
+    // The failed stage stops the run: apps is skipped, never expanded.
+    assert_eq!(status("apps"), Skipped);
+    assert!(steps.iter().all(|s| s.status != Pending), "{steps:?}");
 }

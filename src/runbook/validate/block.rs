@@ -6,7 +6,7 @@ use crate::policy::RetryPolicy;
 use crate::runbook::model::RawStep;
 use crate::runbook::template::{self, Scope};
 use crate::runbook::value::Templated;
-use crate::runbook::{Block, DEFAULT_MAX_PARALLEL, Kind, MAX_BLOCK_STEPS};
+use crate::runbook::{Block, DEFAULT_MAX_PARALLEL, Kind, MAX_BLOCK_STEPS, OnFailure};
 use crate::yaml::{Node, Sink};
 
 /// A `for_each` block: the list expression, `max_parallel`, and its steps,
@@ -165,7 +165,7 @@ pub(super) fn build_block(
         for_each: for_each?,
         max_parallel,
         on_failure: raw.on_failure.0.unwrap_or_default(),
-        on_item_failure: raw.on_item_failure.0.unwrap_or_default(),
+        on_item_failure: raw.on_item_failure.0.unwrap_or(OnFailure::Continue),
         when: raw.when.map(|w| w.value),
         steps,
         line: node.loc.line().unwrap_or(0),
