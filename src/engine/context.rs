@@ -49,6 +49,12 @@ pub(crate) struct RunContext {
 pub(crate) struct ItemScope {
     pub prefix: String,
     pub value: Value,
+    /// The run outside the block as templates see it, built once per block
+    /// and shared by its items (a discovery output of thousands of groups is
+    /// not copied per item or per render).
+    pub outer: minijinja::Value,
+    /// A change was held back (dry run) by a step before the block.
+    pub held_back: bool,
 }
 
 impl RunContext {
@@ -88,9 +94,37 @@ impl RunContext {
         )
     }
 
-    pub(crate) fn template_value(&self) -> Value {
+    /// What templates see: the run, its parameters and steps, and within a
+    /// block the item and its own steps over the shared outer view.
+    pub(crate) fn template_value(&self) -> minijinja::Value {
+        use minijinja::value::{Value as Jinja, merge_maps};
+        match &self.item {
+            None => Jinja::from(minijinja::value::Serde(self.view())),
+            Some(item) => {
+                let outer_steps = item.outer.get_attr("steps").unwrap_or_default();
+                let own = minijinja::context! {
+                    item => Jinja::from(minijinja::value::Serde(&item.value)),
+                    steps => merge_maps([outer_steps, Jinja::from(minijinja::value::Serde(&self.steps))]),
+                };
+                // The last map that has a key wins.
+                merge_maps([item.outer.clone(), own])
+            }
+        }
+    }
+
+    /// The view of the run outside any item, for the items of a block: the
+    /// main steps only.
+    pub(crate) fn outer_view(&self) -> minijinja::Value {
+        let mut view = self.view();
+        if let Some(steps) = view.get_mut("steps").and_then(Value::as_object_mut) {
+            steps.retain(|id, _| !id.contains('['));
+        }
+        minijinja::Value::from(minijinja::value::Serde(view))
+    }
+
+    fn view(&self) -> Value {
         json!({
-            "item": self.item.as_ref().map(|i| i.value.clone()),
+            "item": Value::Null,
             "params": self.params(),
             "steps": self.steps,
             "run": {
@@ -113,13 +147,12 @@ impl RunContext {
             return Ok(source.to_string());
         }
         let env = template::environment();
-        env.render_str(source, minijinja::value::Serde(self.template_value()))
-            .map_err(|e| {
-                StepError::Failed(format!(
-                    "cannot render `{source}`: {}",
-                    e.detail().unwrap_or(&e.to_string())
-                ))
-            })
+        env.render_str(source, self.template_value()).map_err(|e| {
+            StepError::Failed(format!(
+                "cannot render `{source}`: {}",
+                e.detail().unwrap_or(&e.to_string())
+            ))
+        })
     }
 
     /// Renders every string inside a JSON value.
@@ -356,11 +389,12 @@ impl<C: Cloud> StepRun<'_, C> {
     /// In a dry run after a change was held back, a check cannot say
     /// anything about that change: its mismatches are reported, not failed.
     pub fn unverifiable(&self, mismatches: &[String]) -> bool {
-        let held_back = self
-            .ctx
-            .steps
-            .values()
-            .any(|st| st.output.get("held_back") == Some(&Value::Bool(true)));
+        let held_back = self.ctx.item.as_ref().is_some_and(|i| i.held_back)
+            || self
+                .ctx
+                .steps
+                .values()
+                .any(|st| st.output.get("held_back") == Some(&Value::Bool(true)));
         if held_back {
             self.note(format!(
                 "dry run: not checked, a change before this step was held back ({})",

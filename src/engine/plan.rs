@@ -24,8 +24,15 @@ use crate::runbook::{Block, MAX_ITEMS, OnFailure, template};
 use crate::store::{Expansion, REFUSED_ITEM, StepStatus};
 
 impl RunContext {
-    /// The context item `id` of a block runs in, seeing `steps`.
-    fn for_item(&self, id: &str, item: &Value, steps: BTreeMap<String, StepState>) -> RunContext {
+    /// The context item `id` of a block runs in: its own `steps` (by local
+    /// id) over `outer`, the run's view outside the block.
+    fn for_item(
+        &self,
+        id: &str,
+        item: &Value,
+        steps: BTreeMap<String, StepState>,
+        outer: &Outer,
+    ) -> RunContext {
         RunContext {
             run: self.run.clone(),
             runbook: self.runbook.clone(),
@@ -35,6 +42,25 @@ impl RunContext {
             item: Some(ItemScope {
                 prefix: format!("{id}."),
                 value: item.clone(),
+                outer: outer.view.clone(),
+                held_back: outer.held_back,
+            }),
+        }
+    }
+}
+
+/// What the items of a block share of the run outside it.
+struct Outer {
+    view: minijinja::Value,
+    held_back: bool,
+}
+
+impl Outer {
+    fn of(ctx: &RunContext) -> Outer {
+        Outer {
+            view: ctx.outer_view(),
+            held_back: ctx.steps.iter().any(|(id, st)| {
+                !id.contains('[') && st.output.get("held_back") == Some(&Value::Bool(true))
             }),
         }
     }
@@ -152,12 +178,7 @@ impl<C: Cloud> Engine<C> {
         });
 
         // What an item may read of the run: the main steps, not other items.
-        let base: BTreeMap<String, StepState> = ctx
-            .steps
-            .iter()
-            .filter(|(k, _)| !k.contains('['))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let outer = Outer::of(ctx);
         let abort = AtomicBool::new(
             block.on_item_failure == OnFailure::Abort
                 && (0..items.len()).any(|i| {
@@ -174,11 +195,11 @@ impl<C: Cloud> Engine<C> {
         let shared = &*ctx;
         let mut runs: Vec<futures_util::future::BoxFuture<'_, _>> = Vec::new();
         for (index, item) in items.iter().enumerate() {
-            let (base, known, abort) = (&base, &known, &abort);
+            let (outer, known, abort) = (&outer, &known, &abort);
             // Boxed: the compiler cannot prove an unboxed stream of these Send.
             runs.push(Box::pin(async move {
                 let end = self
-                    .run_item(shared, block, index, item, base, known, abort, cancel)
+                    .run_item(shared, block, index, item, outer, known, abort, cancel)
                     .await;
                 (index, end)
             }));
@@ -308,7 +329,7 @@ impl<C: Cloud> Engine<C> {
         let jinja = template::environment();
         let value = jinja
             .compile_expression(&block.for_each)
-            .and_then(|e| e.eval(minijinja::value::Serde(ctx.template_value())))
+            .and_then(|e| e.eval(ctx.template_value()))
             .map_err(|e| {
                 problem(format!(
                     "cannot evaluate `for_each` (`{}`): {}",
@@ -359,7 +380,8 @@ impl<C: Cloud> Engine<C> {
 
         // A group is an item of one block of a run: in two stages it would
         // be switched over and back. Leases cannot tell (the run holds it).
-        let mut claimed = earlier_targets(ctx, block);
+        let outer = Outer::of(ctx);
+        let mut claimed = earlier_targets(ctx, block, &outer);
         let width = block.steps.len() as i64 + 1;
         let mut rows = Vec::with_capacity(items.len() * width as usize);
         let mut leases = Vec::with_capacity(items.len());
@@ -371,7 +393,7 @@ impl<C: Cloud> Engine<C> {
             for (j, step) in block.steps.iter().enumerate() {
                 rows.push((format!("{id}.{}", step.id), at + 1 + j as i64));
             }
-            let targets = item_targets(ctx, block, &id, item);
+            let targets = item_targets(ctx, block, &id, item, &outer);
             for target in &targets {
                 match claimed.get(target) {
                     Some((owner, label)) if *owner == block.id => {
@@ -449,7 +471,7 @@ impl<C: Cloud> Engine<C> {
         block: &Block,
         index: usize,
         item: &Value,
-        base: &BTreeMap<String, StepState>,
+        outer: &Outer,
         known: &BTreeMap<String, StepState>,
         abort: &AtomicBool,
         cancel: &CancellationToken,
@@ -503,13 +525,13 @@ impl<C: Cloud> Engine<C> {
             item: label.clone(),
         });
         let prefix = format!("{id}.");
-        let mut steps = base.clone();
+        let mut steps = BTreeMap::new();
         for step in &block.steps {
             if let Some(state) = known.get(&format!("{prefix}{}", step.id)) {
                 steps.insert(step.id.clone(), state.clone());
             }
         }
-        let mut ictx = ctx.for_item(&id, item, steps);
+        let mut ictx = ctx.for_item(&id, item, steps, outer);
         let mut failed: Option<String> = None;
         for step in &block.steps {
             let mut stored_step = step.clone();
@@ -581,7 +603,11 @@ fn check_label(label: &str) -> Result<(), String> {
 
 /// The targets of the items of the run's other blocks that were expanded,
 /// each with its block and item label.
-fn earlier_targets(ctx: &RunContext, block: &Block) -> BTreeMap<String, (String, String)> {
+fn earlier_targets(
+    ctx: &RunContext,
+    block: &Block,
+    outer: &Outer,
+) -> BTreeMap<String, (String, String)> {
     let mut out = BTreeMap::new();
     for other in ctx.runbook.steps.iter().filter_map(|e| match e {
         crate::runbook::Entry::Block(b) if b.id != block.id => Some(b),
@@ -596,7 +622,7 @@ fn earlier_targets(ctx: &RunContext, block: &Block) -> BTreeMap<String, (String,
             continue;
         };
         for (i, item) in items.iter().enumerate() {
-            for target in item_targets(ctx, other, &item_id(&other.id, i), item) {
+            for target in item_targets(ctx, other, &item_id(&other.id, i), item, outer) {
                 out.insert(target, (other.id.clone(), item_label(item)));
             }
         }
@@ -608,8 +634,14 @@ fn earlier_targets(ctx: &RunContext, block: &Block) -> BTreeMap<String, (String,
 /// what the run knows before the block (an id read from the item's own
 /// steps cannot be rendered yet and leases nothing; an invalid one fails
 /// its step when rendered).
-fn item_targets(ctx: &RunContext, block: &Block, id: &str, item: &Value) -> Vec<String> {
-    let ictx = ctx.for_item(id, item, BTreeMap::new());
+fn item_targets(
+    ctx: &RunContext,
+    block: &Block,
+    id: &str,
+    item: &Value,
+    outer: &Outer,
+) -> Vec<String> {
+    let ictx = ctx.for_item(id, item, BTreeMap::new(), outer);
     let mut out: Vec<String> = block
         .steps
         .iter()
