@@ -381,20 +381,40 @@ async fn audit(
                 writeln!(out, "  recovered (all main steps done) at {at}")?;
             }
             for step in &steps {
-                writeln!(
-                    out,
-                    "  step {:<18} {:<9}{}",
-                    step.step_id,
-                    step.status,
-                    step.error
-                        .as_deref()
-                        .map(|e| format!(" {e}"))
-                        .unwrap_or_default()
-                )?;
+                let error = step
+                    .error
+                    .as_deref()
+                    .map(|e| format!(" {e}"))
+                    .unwrap_or_default();
+                // A block's items each head their own steps and attempts.
+                let indent = match crate::engine::plan::split_item_id(&step.step_id) {
+                    Some((block, index, None)) => {
+                        let label = steps
+                            .iter()
+                            .find(|s| s.step_id == block)
+                            .and_then(|s| s.output.as_ref()?.get("items")?.get(index))
+                            .map(crate::engine::plan::item_label)
+                            .unwrap_or_default();
+                        writeln!(
+                            out,
+                            "  item {:<18} {:<9} {label}{error}",
+                            step.step_id, step.status
+                        )?;
+                        "    "
+                    }
+                    Some((_, _, Some(local))) => {
+                        writeln!(out, "    step {local:<16} {:<9}{error}", step.status)?;
+                        "      "
+                    }
+                    None => {
+                        writeln!(out, "  step {:<18} {:<9}{error}", step.step_id, step.status)?;
+                        "    "
+                    }
+                };
                 for a in attempts.iter().filter(|a| a.step_id == step.step_id) {
                     writeln!(
                         out,
-                        "    {} #{} {:<10} {} -> {}{}{}",
+                        "{indent}{} #{} {:<10} {} -> {}{}{}",
                         a.started_at,
                         a.attempt,
                         a.kind,
@@ -408,7 +428,7 @@ async fn audit(
                     )?;
                 }
                 for ap in approvals.iter().filter(|a| a.step_id == step.step_id) {
-                    writeln!(out, "    {} {} by {}", ap.at, ap.decision, ap.approver)?;
+                    writeln!(out, "{indent}{} {} by {}", ap.at, ap.decision, ap.approver)?;
                 }
             }
             Ok(Outcome::Success)

@@ -382,3 +382,59 @@ fn demo_runs_the_switchover_against_the_simulator() {
 fn config_uses(config: &std::path::Path, url: &str) -> bool {
     std::fs::read_to_string(config).is_ok_and(|c| c.contains(url))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_show_groups_a_plans_attempts_under_each_item() {
+    let h = harness(SimConfig {
+        transition: std::time::Duration::from_millis(100),
+        ..SimConfig::default()
+    })
+    .await;
+    h.sim.sim.add_evs_group("g2", "eu-de-01", "eu-de-02");
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", h.db.display());
+    let config = crate::helpers::write_config_for(&h.sim, &url, dir.path());
+    let run = |args: &[&str]| drover_with(&config, &h.sim, args).output().unwrap();
+    let out = run(&[
+        "run",
+        "evs-az-switchover",
+        "-p",
+        "from_az=eu-de-01",
+        "-p",
+        "group_ids=g1,g2",
+        "--approve",
+        "alice",
+    ]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    let run_id = text
+        .split_whitespace()
+        .skip_while(|w| *w != "run")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let show = stdout(&run(&["audit", "show", &run_id]));
+    let lines: Vec<&str> = show.lines().collect();
+    for (index, group) in ["g1", "g2"].iter().enumerate() {
+        let head = lines
+            .iter()
+            .position(|l| l.starts_with(&format!("  item groups[{index}]")))
+            .unwrap_or_else(|| panic!("no item line for {group}:\n{show}"));
+        assert!(lines[head].contains(group), "{}", lines[head]);
+        // Its steps follow, indented under it, each with its own attempts.
+        assert!(lines[head + 1].starts_with("    step precheck"), "{show}");
+        let switchover = lines[head..]
+            .iter()
+            .position(|l| l.starts_with("    step switchover"))
+            .unwrap()
+            + head;
+        assert!(
+            lines[switchover + 1].starts_with("      ") && lines[switchover + 1].contains("intent"),
+            "{show}"
+        );
+        assert!(
+            lines[switchover + 1].contains(&format!("/{group}/action")),
+            "{show}"
+        );
+    }
+}

@@ -452,3 +452,91 @@ async fn on_item_failure_abort_starts_no_item_after_a_failure_and_skips_their_st
     assert_eq!(status("apps"), Skipped);
     assert!(steps.iter().all(|s| s.status != Pending), "{steps:?}");
 }
+
+/// The shipped SDRS AZ plan with `params`, to its end, against `sdrs` groups.
+async fn sdrs_az_plan(sim: &Sim, store: &Store, params: &[(&str, &str)]) -> RunStatus {
+    let book = runbook::load(&repo("runbooks/sdrs-az-switchover.yaml")).unwrap();
+    engine(sim, store, Arc::default())
+        .run(with_params(book, params), &CancellationToken::new())
+        .await
+        .unwrap()
+        .status
+}
+
+/// SDRS groups the simulator moved, per group, and where production is now.
+fn sdrs_moves(sim: &Sim) -> (BTreeMap<String, usize>, BTreeMap<String, String>) {
+    let mut moved = BTreeMap::new();
+    for e in sim.sim.journal() {
+        if e.endpoint == "sdrs.action" && e.changed {
+            let id = e.path.split("server-groups/").nth(1).unwrap();
+            *moved
+                .entry(id.split('/').next().unwrap().to_string())
+                .or_default() += 1;
+        }
+    }
+    let production = sim.sim.with_sdrs(|s| {
+        s.groups
+            .iter()
+            .map(|(id, g)| (id.clone(), g.production_az().to_string()))
+            .collect()
+    });
+    (moved, production)
+}
+
+#[tokio::test]
+async fn the_shipped_sdrs_az_plan_moves_each_protected_group_of_the_az_once_and_no_other() {
+    let sim = start_sim(SimConfig {
+        sdrs_groups: (1..=6).map(|i| format!("pg{i:02}")).collect(),
+        transition: Duration::from_millis(200),
+        ..SimConfig::default()
+    })
+    .await;
+    // Two groups run in the other AZ already: the plan must leave them.
+    sim.sim.with_sdrs(|s| {
+        for id in ["pg05", "pg06"] {
+            s.groups.get_mut(id).unwrap().priority_station =
+                drover::runbook::model::PriorityStation::Target;
+        }
+    });
+    let (store, _dir) = store().await;
+    assert_eq!(
+        sdrs_az_plan(&sim, &store, &[("from_az", "eu-de-01")]).await,
+        RunStatus::Succeeded
+    );
+    let (moved, production) = sdrs_moves(&sim);
+    assert_eq!(
+        moved,
+        ["pg01", "pg02", "pg03", "pg04"]
+            .into_iter()
+            .map(|g| (g.to_string(), 1))
+            .collect()
+    );
+    assert!(
+        production.values().all(|az| az == "eu-de-02"),
+        "{production:?}"
+    );
+
+    // A listed group whose production is not in from_az is left out.
+    let sim = start_sim(SimConfig {
+        sdrs_groups: vec!["pg01".into(), "pg02".into(), "pg03".into()],
+        transition: Duration::from_millis(200),
+        ..SimConfig::default()
+    })
+    .await;
+    sim.sim.with_sdrs(|s| {
+        s.groups.get_mut("pg02").unwrap().priority_station =
+            drover::runbook::model::PriorityStation::Target;
+    });
+    assert_eq!(
+        sdrs_az_plan(
+            &sim,
+            &store,
+            &[("from_az", "eu-de-01"), ("group_ids", "pg01,pg02")]
+        )
+        .await,
+        RunStatus::Succeeded
+    );
+    let (moved, production) = sdrs_moves(&sim);
+    assert_eq!(moved.keys().cloned().collect::<Vec<_>>(), ["pg01"]);
+    assert_eq!(production["pg03"], "eu-de-01", "not listed: stays");
+}

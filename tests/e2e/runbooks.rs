@@ -111,6 +111,7 @@ fn shipped_runbooks_are_valid() {
         "sdrs-failover",
         "sdrs-drill",
         "evs-az-switchover",
+        "sdrs-az-switchover",
     ] {
         assert!(names.iter().any(|n| n == want), "{want} is shipped");
     }
@@ -121,7 +122,7 @@ fn validate_command_exits_zero_for_the_shipped_runbooks() {
     let out = drover(&["validate", "runbooks/"]);
     assert!(out.status.success(), "{}", stdout(&out));
     assert!(
-        stdout(&out).contains("7 runbook(s) valid"),
+        stdout(&out).contains("8 runbook(s) valid"),
         "{}",
         stdout(&out)
     );

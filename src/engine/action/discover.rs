@@ -52,7 +52,25 @@ fn filter<C: Cloud>(
     })
 }
 
-fn output(groups: Vec<Value>) -> Value {
+/// The groups that match `filter`, whatever the cloud filtered: a plan acts
+/// on what it lists, so a filter the service ignored must not widen it.
+/// `name_part`: the name filter matches a part of the name (SDRS).
+fn output(mut groups: Vec<Value>, filter: &GroupFilter, name_part: bool) -> Value {
+    groups.retain(|g| {
+        let is = |key: &str, want: &Option<String>| {
+            want.as_ref()
+                .is_none_or(|w| g[key].as_str() == Some(w.as_str()))
+        };
+        let name = filter.name.as_ref().is_none_or(|w| {
+            let have = g["name"].as_str().unwrap_or("");
+            if name_part {
+                have.contains(w.as_str())
+            } else {
+                have == w
+            }
+        });
+        is("status", &filter.status) && is("production_az", &filter.production_az) && name
+    });
     let ids: Vec<Value> = groups.iter().map(|g| g["id"].clone()).collect();
     json!({ "count": groups.len(), "ids": ids, "groups": groups })
 }
@@ -73,6 +91,8 @@ pub(crate) async fn evs_groups<C: Cloud>(
             .into_iter()
             .map(|g| json!({ "id": g.id, "name": g.name, "status": g.status, "production_az": g.priority_station }))
             .collect(),
+        &filter,
+        false,
     ))
 }
 
@@ -96,5 +116,7 @@ pub(crate) async fn sdrs_groups<C: Cloud>(
                 json!({ "id": g.id, "name": g.name, "status": g.status, "production_az": production })
             })
             .collect(),
+        &filter,
+        true,
     ))
 }
