@@ -50,6 +50,88 @@ pub struct RunDetail {
     pub steps: Vec<StepRecord>,
     /// Approvals given.
     pub approvals: Vec<ApprovalRecord>,
+    /// Each `for_each` block that was reached, with its items' status.
+    #[serde(default)]
+    pub blocks: Vec<BlockSummary>,
+}
+
+/// A `for_each` block of a run: how many items stand where, and each item.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BlockSummary {
+    /// The block's step id.
+    pub id: String,
+    pub status: store::StepStatus,
+    /// Items in all.
+    pub count: usize,
+    pub pending: usize,
+    pub running: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    /// In item order.
+    pub items: Vec<ItemSummary>,
+}
+
+/// One item of a block.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ItemSummary {
+    pub index: usize,
+    /// The item as people read it (a group id).
+    pub item: String,
+    pub status: store::StepStatus,
+    /// Why it failed or was skipped.
+    pub error: Option<String>,
+}
+
+/// The blocks among `steps` (a block's items are rows `block[i]`).
+fn block_summaries(steps: &[StepRecord]) -> Vec<BlockSummary> {
+    use crate::engine::plan::{item_label, split_item_id};
+    let mut out: Vec<BlockSummary> = Vec::new();
+    for step in steps {
+        let Some((block, index, None)) = split_item_id(&step.step_id) else {
+            continue;
+        };
+        if out.last().is_none_or(|b| b.id != block) {
+            let Some(row) = steps.iter().find(|s| s.step_id == block) else {
+                continue;
+            };
+            out.push(BlockSummary {
+                id: block.to_string(),
+                status: row.status,
+                count: 0,
+                pending: 0,
+                running: 0,
+                succeeded: 0,
+                failed: 0,
+                skipped: 0,
+                items: Vec::new(),
+            });
+        }
+        let Some(summary) = out.last_mut() else {
+            continue;
+        };
+        let label = steps
+            .iter()
+            .find(|s| s.step_id == block)
+            .and_then(|s| s.output.as_ref()?.get("items")?.get(index))
+            .map(item_label)
+            .unwrap_or_default();
+        summary.count += 1;
+        *match step.status {
+            store::StepStatus::Pending => &mut summary.pending,
+            store::StepStatus::Running => &mut summary.running,
+            store::StepStatus::Succeeded => &mut summary.succeeded,
+            store::StepStatus::Failed => &mut summary.failed,
+            store::StepStatus::Skipped => &mut summary.skipped,
+        } += 1;
+        summary.items.push(ItemSummary {
+            index,
+            item: label,
+            status: step.status,
+            error: step.error.clone(),
+        });
+    }
+    out
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -258,9 +340,11 @@ pub(super) async fn run_detail(d: &Daemon, id: &str) -> Result<RunDetail, ApiErr
         .run(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no run {id}")))?;
+    let steps = d.store().steps(id).await?;
     Ok(RunDetail {
         run,
-        steps: d.store().steps(id).await?,
+        blocks: block_summaries(&steps),
+        steps,
         approvals: d.store().approvals(id).await?,
     })
 }
@@ -444,4 +528,63 @@ pub(super) async fn approve_run(
         at: crate::store::now(),
     };
     Ok((StatusCode::CREATED, Json(view)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Phase, StepStatus};
+    use serde_json::json;
+
+    fn row(id: &str, status: StepStatus, output: Option<Value>, error: Option<&str>) -> StepRecord {
+        StepRecord {
+            step_id: id.into(),
+            position: 0,
+            phase: Phase::Main,
+            status,
+            output,
+            error: error.map(str::to_string),
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    #[test]
+    fn a_run_view_counts_each_blocks_items_by_status_and_names_them() {
+        use StepStatus::*;
+        let steps = vec![
+            row("discover", Succeeded, Some(json!({"count": 3})), None),
+            row(
+                "groups",
+                Running,
+                Some(json!({"items": ["g1", "g2", "g3"]})),
+                None,
+            ),
+            row("groups[0]", Succeeded, None, None),
+            row("groups[0].switchover", Succeeded, None, None),
+            row("groups[1]", Failed, None, Some("step `precheck` failed: x")),
+            row("groups[1].switchover", Skipped, None, None),
+            row("groups[2]", Running, None, None),
+            row("groups[2].switchover", Running, None, None),
+            row("after", Pending, None, None),
+        ];
+        let blocks = block_summaries(&steps);
+        assert_eq!(blocks.len(), 1);
+        let b = &blocks[0];
+        assert_eq!((b.id.as_str(), b.status, b.count), ("groups", Running, 3));
+        assert_eq!(
+            (b.succeeded, b.failed, b.running, b.pending, b.skipped),
+            (1, 1, 1, 0, 0)
+        );
+        let items: Vec<(&str, StepStatus)> = b
+            .items
+            .iter()
+            .map(|i| (i.item.as_str(), i.status))
+            .collect();
+        assert_eq!(items, [("g1", Succeeded), ("g2", Failed), ("g3", Running)]);
+        assert_eq!(
+            b.items[1].error.as_deref(),
+            Some("step `precheck` failed: x")
+        );
+    }
 }
