@@ -871,3 +871,79 @@ async fn random_kills_under_faults_never_switch_twice() {
     assert_eq!((duplicates, stuck), (0, 0));
     assert!(kills >= runs as usize / 2, "only {kills} kills landed");
 }
+
+/// A recovery plan killed where its block is expanded and while its items
+/// are in flight, then resumed: every group switched exactly once and moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_killed_at_its_expansion_or_mid_item_resumes_each_group_once() {
+    use futures_util::stream::{self, StreamExt};
+    let groups = ["g1", "g2", "g3", "g4"];
+    let points = [
+        "block.after_expand=return",
+        "mutate.after_intent=return",
+        "mutate.after_send=2*off->return",
+        "mutate.after_outcome=return",
+        "wait.after_poll=3*off->return",
+    ];
+    let failures: Vec<String> = stream::iter(points)
+        .map(|point| async move {
+            let sim = start_sim(SimConfig {
+                transition: Duration::from_millis(400),
+                evs_groups: groups.iter().map(|g| g.to_string()).collect(),
+                ..SimConfig::default()
+            })
+            .await;
+            let dir = tempfile::tempdir().unwrap();
+            let db = dir.path().join("audit.db");
+            let config = write_config(&sim, &db, dir.path());
+            let runbook = dir.path().join("plan.yaml");
+            let text = std::fs::read_to_string(crate::helpers::repo(
+                "runbooks/evs-az-switchover.yaml",
+            ))
+            .unwrap()
+            .replace("interval: 5s", "interval: 100ms")
+            .replace("initial: 1s, max: 30s", "initial: 100ms, max: 200ms");
+            std::fs::write(&runbook, text).unwrap();
+            let w = World {
+                sim,
+                dir,
+                config,
+                runbook,
+                params: vec![
+                    ("from_az".into(), "eu-de-01".into()),
+                    ("group_ids".into(), groups.join(",")),
+                    ("max_parallel".into(), "2".into()),
+                ],
+                db,
+            };
+            let out = w.start(Some(point)).output().await.unwrap();
+            if out.status.signal() != Some(libc_sigabrt()) {
+                return Some(format!("{point}: did not die: {}", output_text(&out)));
+            }
+            let (id, _) = w.run().await;
+            let out = w.resume(&id, None).output().await.unwrap();
+            let (_, status) = w.run().await;
+            if !out.status.success() || status != "succeeded" {
+                return Some(format!("{point}: resume ended {status}: {}", output_text(&out)));
+            }
+            let acted = w.acted();
+            let moved = groups
+                .iter()
+                .filter(|g| {
+                    w.sim.sim.with_evs_group(g, |g| g.priority_station == "eu-de-02") == Some(true)
+                })
+                .count();
+            if acted != groups.len() || moved != groups.len() {
+                return Some(format!(
+                    "{point}: {acted} switchovers acted on and {moved} groups moved, expected {} each",
+                    groups.len()
+                ));
+            }
+            w.audit_verifies().await.err().map(|e| format!("{point}: {e}"))
+        })
+        .buffer_unordered(3)
+        .filter_map(|f| async move { f })
+        .collect()
+        .await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
