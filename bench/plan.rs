@@ -3,7 +3,8 @@
 //! transition, no rate limit, no faults), all groups in flight at once
 //! (`max_parallel` = the group count), audit store on a SQLite file.
 //! Prints the wall time of each plan and its ratio to the one-group plan,
-//! audit events written per second, and the process's peak resident memory
+//! audit events written per second and per write transaction (how well
+//! group commit shares them), and the process's peak resident memory
 //! (simulator included) after each size.
 //! Run: `cargo bench --bench plan`.
 
@@ -107,6 +108,7 @@ async fn main() {
         let took = start.elapsed();
         assert_eq!(summary.status, RunStatus::Succeeded, "{:?}", summary.error);
         let events = store.events(None).await.unwrap().len();
+        let transactions = store.transactions().await;
         let moved = (0..size)
             .filter(|i| {
                 sim.with_evs_group(&groups[*i], |g| g.priority_station == "eu-de-02") == Some(true)
@@ -115,10 +117,11 @@ async fn main() {
         assert_eq!(moved, size, "every group moved");
         let base = *one.get_or_insert(took.as_secs_f64());
         println!(
-            "{size:>5} groups: {:6.2} s ({:.2}x the one-group plan), {events} audit events ({:.0}/s), peak RSS {:.1} MiB",
+            "{size:>5} groups: {:6.2} s ({:.2}x the one-group plan), {events} audit events ({:.0}/s) in {transactions} write transactions ({:.1} events each), peak RSS {:.1} MiB",
             took.as_secs_f64(),
             took.as_secs_f64() / base,
             events as f64 / took.as_secs_f64(),
+            events as f64 / transactions.max(1) as f64,
             peak_rss_mib()
         );
         shutdown.cancel();

@@ -434,6 +434,13 @@ impl Store {
         Ok(audit::verify(&events))
     }
 
+    /// Write transactions this process committed or rolled back so far
+    /// (each shared by the writes that joined it): for benchmarks.
+    #[doc(hidden)]
+    pub async fn transactions(&self) -> u64 {
+        self.db.transactions().await
+    }
+
     /// Runs raw SQL: for tests that tamper with the trail on purpose.
     #[doc(hidden)]
     pub async fn execute_unchecked(&self, sql: &'static str) -> Result<u64, StoreError> {

@@ -112,6 +112,11 @@ impl Db {
         *self.head.lock().unwrap_or_else(|p| p.into_inner()) = head;
     }
 
+    /// Batches opened so far.
+    pub async fn transactions(&self) -> u64 {
+        self.writer.lock().await.batches
+    }
+
     /// The reader connection: committed rows only.
     pub async fn read(&self) -> MutexGuard<'_, AnyConnection> {
         self.reader.lock().await
@@ -396,10 +401,6 @@ mod tests {
     use super::super::tests::stores;
     use super::*;
 
-    async fn batches(store: &Store) -> u64 {
-        store.db.writer.lock().await.batches
-    }
-
     /// Events of `kind` a reader sees.
     async fn seen(store: &Store, kind: &str) -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE kind = $1")
@@ -475,7 +476,7 @@ mod tests {
     async fn concurrent_writes_share_commits_and_each_is_durable_once_it_returns() {
         let (stores, _dir) = stores().await;
         for store in stores {
-            let before = batches(&store).await;
+            let before = store.transactions().await;
             let (started, _signals) = mpsc::unbounded_channel();
             let handles: Vec<_> = (0..200)
                 .map(|i| {
@@ -491,7 +492,7 @@ mod tests {
             for handle in handles {
                 handle.await.unwrap();
             }
-            let used = batches(&store).await - before;
+            let used = store.transactions().await - before;
             assert!(used < 50, "200 concurrent writes took {used} transactions");
             assert_eq!(store.verify().await.unwrap(), Ok(200));
         }
@@ -501,7 +502,7 @@ mod tests {
     async fn a_failed_write_undoes_its_own_rows_only_and_the_others_commit() {
         let (stores, _dir) = stores().await;
         for store in stores {
-            let before = batches(&store).await;
+            let before = store.transactions().await;
             let (handles, _signals) = queued(
                 &store,
                 &[("a", Then::Keep), ("b", Then::Fail), ("c", Then::Keep)],
@@ -512,7 +513,11 @@ mod tests {
             let failed = results[1].as_ref().unwrap().as_ref().unwrap_err();
             assert!(failed.to_string().contains("failed on purpose"), "{failed}");
             assert!(results[2].as_ref().unwrap().is_ok());
-            assert_eq!(batches(&store).await - before, 1, "one shared transaction");
+            assert_eq!(
+                store.transactions().await - before,
+                1,
+                "one shared transaction"
+            );
             assert_eq!(
                 (
                     seen(&store, "a").await,
