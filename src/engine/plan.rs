@@ -393,20 +393,20 @@ impl<C: Cloud> Engine<C> {
             for (j, step) in block.steps.iter().enumerate() {
                 rows.push((format!("{id}.{}", step.id), at + 1 + j as i64));
             }
-            let targets = item_targets(ctx, block, &id, item, &outer);
-            for target in &targets {
+            let changes = item_targets(ctx, block, &id, item, &outer, true);
+            for target in &changes {
                 match claimed.get(target) {
-                    Some((owner, label)) if *owner == block.id => {
+                    Some((owner, who)) if *owner == block.id => {
                         return Err(problem(format!(
-                            "`for_each` gave `{}` and `{label}`, which both name {target}; each item must be distinct",
+                            "`for_each` gave `{}` and {who}, which both change {target}; each item must be distinct",
                             item_label(item)
                         )));
                     }
-                    Some((owner, label)) => {
+                    Some((_, who)) => {
                         refused.push((
                             id.clone(),
                             format!(
-                                "{target} is also item `{label}` of block `{owner}` of this run; a group may be in one block of a run"
+                                "{target} is also changed by {who} of this run; a run changes a group in one place only"
                             ),
                         ));
                         break;
@@ -414,10 +414,16 @@ impl<C: Cloud> Engine<C> {
                     None => {}
                 }
             }
-            for target in &targets {
-                claimed.insert(target.clone(), (block.id.clone(), item_label(item)));
+            for target in &changes {
+                let who = format!("`{}`", item_label(item));
+                claimed.insert(target.clone(), (block.id.clone(), who));
             }
-            leases.push((id, if ctx.run.dry_run { Vec::new() } else { targets }));
+            let targets = if ctx.run.dry_run {
+                Vec::new()
+            } else {
+                item_targets(ctx, block, &id, item, &outer, false)
+            };
+            leases.push((id, targets));
         }
         let output = json!({ "items": items, "max_parallel": max_parallel, "count": items.len() });
         let refused = self
@@ -601,14 +607,23 @@ fn check_label(label: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The targets of the items of the run's other blocks that were expanded,
-/// each with its block and item label.
+/// What the rest of the run changes: per target, who changes it (a step or
+/// a block) and how people read that (`step \`x\``, `item \`g1\` of block
+/// \`db\``). Reading a group twice is fine; changing it twice is not.
 fn earlier_targets(
     ctx: &RunContext,
     block: &Block,
     outer: &Outer,
 ) -> BTreeMap<String, (String, String)> {
     let mut out = BTreeMap::new();
+    for entry in &ctx.runbook.steps {
+        let crate::runbook::Entry::Step(step) = entry else {
+            continue;
+        };
+        for target in named_targets(ctx, std::slice::from_ref(step), true) {
+            out.insert(target, (step.id.clone(), format!("step `{}`", step.id)));
+        }
+    }
     for other in ctx.runbook.steps.iter().filter_map(|e| match e {
         crate::runbook::Entry::Block(b) if b.id != block.id => Some(b),
         _ => None,
@@ -622,8 +637,9 @@ fn earlier_targets(
             continue;
         };
         for (i, item) in items.iter().enumerate() {
-            for target in item_targets(ctx, other, &item_id(&other.id, i), item, outer) {
-                out.insert(target, (other.id.clone(), item_label(item)));
+            for target in item_targets(ctx, other, &item_id(&other.id, i), item, outer, true) {
+                let who = format!("item `{}` of block `{}`", item_label(item), other.id);
+                out.insert(target, (other.id.clone(), who));
             }
         }
     }
@@ -640,15 +656,26 @@ fn item_targets(
     id: &str,
     item: &Value,
     outer: &Outer,
+    changed_only: bool,
 ) -> Vec<String> {
     let ictx = ctx.for_item(id, item, BTreeMap::new(), outer);
-    let mut out: Vec<String> = block
-        .steps
+    named_targets(&ictx, &block.steps, changed_only)
+}
+
+/// The targets `steps` name, rendered in `ctx`; with `changed_only`, only
+/// those of steps that change cloud state.
+fn named_targets(
+    ctx: &RunContext,
+    steps: &[crate::runbook::Step],
+    changed_only: bool,
+) -> Vec<String> {
+    let mut out: Vec<String> = steps
         .iter()
+        .filter(|s| !changed_only || s.action.is_mutating())
         .flat_map(|s| s.action.identifiers())
         .filter_map(|(_, field, value)| {
             let prefix = field.lease_prefix()?;
-            let rendered = ictx.render(&value.value).ok()?;
+            let rendered = ctx.render(&value.value).ok()?;
             let rendered = rendered.trim();
             field.check(rendered).ok()?;
             Some(format!(

@@ -540,3 +540,39 @@ async fn the_shipped_sdrs_az_plan_moves_each_protected_group_of_the_az_once_and_
     assert_eq!(moved.keys().cloned().collect::<Vec<_>>(), ["pg01"]);
     assert_eq!(production["pg03"], "eu-de-01", "not listed: stays");
 }
+
+#[tokio::test]
+async fn a_later_block_may_read_the_groups_an_earlier_one_changed() {
+    let sim = plan_sim(2, Faults::default()).await;
+    let (store, _dir) = store().await;
+    let text =
+        std::fs::read_to_string(repo("tests/fixtures/runbooks/two-stage-plan.yaml")).unwrap();
+    // The second stage only checks where production went, for the same groups.
+    let apps = text.find("  - id: apps").unwrap();
+    let text = format!(
+        "{}{}",
+        &text[..apps],
+        r#"  - id: confirm
+    for_each: "{{ params.app_groups }}"
+    steps:
+      - id: check
+        action: evs.check_group
+        with:
+          group: "{{ item }}"
+          expect: { priority_station: eu-de-02 }
+"#
+    );
+    let book = runbook::parse(&text, std::path::Path::new("confirm-plan.yaml")).unwrap();
+    let summary = engine(&sim, &store, Arc::default())
+        .run(
+            with_params(
+                book,
+                &[("db_groups", "g0001 g0002"), ("app_groups", "g0001 g0002")],
+            ),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(summary.status, RunStatus::Succeeded, "{:?}", summary.error);
+    assert_eq!(switched(&sim).values().sum::<usize>(), 2);
+}
