@@ -389,12 +389,7 @@ async fn audit(
                 // A block's items each head their own steps and attempts.
                 let indent = match crate::engine::plan::split_item_id(&step.step_id) {
                     Some((block, index, None)) => {
-                        let label = steps
-                            .iter()
-                            .find(|s| s.step_id == block)
-                            .and_then(|s| s.output.as_ref()?.get("items")?.get(index))
-                            .map(crate::engine::plan::item_label)
-                            .unwrap_or_default();
+                        let label = crate::engine::plan::stored_item_label(&steps, block, index);
                         writeln!(
                             out,
                             "  item {:<18} {:<9} {label}{error}",

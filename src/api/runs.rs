@@ -85,7 +85,7 @@ pub struct ItemSummary {
 
 /// The blocks among `steps` (a block's items are rows `block[i]`).
 fn block_summaries(steps: &[StepRecord]) -> Vec<BlockSummary> {
-    use crate::engine::plan::{item_label, split_item_id};
+    use crate::engine::plan::{split_item_id, stored_item_label};
     let mut out: Vec<BlockSummary> = Vec::new();
     for step in steps {
         let Some((block, index, None)) = split_item_id(&step.step_id) else {
@@ -110,12 +110,7 @@ fn block_summaries(steps: &[StepRecord]) -> Vec<BlockSummary> {
         let Some(summary) = out.last_mut() else {
             continue;
         };
-        let label = steps
-            .iter()
-            .find(|s| s.step_id == block)
-            .and_then(|s| s.output.as_ref()?.get("items")?.get(index))
-            .map(item_label)
-            .unwrap_or_default();
+        let label = stored_item_label(steps, block, index);
         summary.count += 1;
         *match step.status {
             store::StepStatus::Pending => &mut summary.pending,

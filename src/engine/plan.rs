@@ -95,6 +95,17 @@ pub fn item_id(block: &str, index: usize) -> String {
     format!("{block}[{index}]")
 }
 
+/// The label of item `index` of `block`, read from the block's stored
+/// output among a run's `steps` (empty when it is not there).
+pub fn stored_item_label(steps: &[crate::store::StepRecord], block: &str, index: usize) -> String {
+    steps
+        .iter()
+        .find(|s| s.step_id == block)
+        .and_then(|s| s.output.as_ref()?.get("items")?.get(index))
+        .map(item_label)
+        .unwrap_or_default()
+}
+
 /// Splits a stored step id `block[i].step` (or `block[i]`) into its parts.
 pub fn split_item_id(step_id: &str) -> Option<(&str, usize, Option<&str>)> {
     let (block, rest) = step_id.split_once('[')?;
@@ -378,10 +389,10 @@ impl<C: Cloud> Engine<C> {
             )));
         }
 
-        // A group is an item of one block of a run: in two stages it would
-        // be switched over and back. Leases cannot tell (the run holds it).
+        // A run changes a group in one place only: in two stages it would be
+        // switched over and back. Leases cannot tell (the run holds them).
         let outer = Outer::of(ctx);
-        let mut claimed = earlier_targets(ctx, block, &outer);
+        let mut claimed = changed_elsewhere(ctx, block, &outer);
         let width = block.steps.len() as i64 + 1;
         let mut rows = Vec::with_capacity(items.len() * width as usize);
         let mut leases = Vec::with_capacity(items.len());
@@ -610,7 +621,7 @@ fn check_label(label: &str) -> Result<(), String> {
 /// What the rest of the run changes: per target, who changes it (a step or
 /// a block) and how people read that (`step \`x\``, `item \`g1\` of block
 /// \`db\``). Reading a group twice is fine; changing it twice is not.
-fn earlier_targets(
+fn changed_elsewhere(
     ctx: &RunContext,
     block: &Block,
     outer: &Outer,

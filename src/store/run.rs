@@ -298,22 +298,33 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.write(async |tx| {
             self.fence(tx, run_id).await?;
-            let at = now();
-            for id in ids {
-                sqlx::query("UPDATE steps SET status = 'skipped', error = $1, finished_at = $2 WHERE run_id = $3 AND step_id = $4")
-                    .bind(reason)
-                    .bind(&at)
-                    .bind(run_id)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                let data = serde_json::json!({ "status": "skipped", "error": reason });
-                self.append(tx, "drover", "step.status", Some(run_id), Some(id), data)
-                    .await?;
-            }
-            Ok(())
+            self.skip_rows(tx, run_id, ids, reason, &now()).await
         })
         .await
+    }
+
+    /// Inside a write: marks steps `ids` skipped, each with its audit event.
+    async fn skip_rows(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        run_id: &str,
+        ids: &[String],
+        reason: &str,
+        at: &str,
+    ) -> Result<(), StoreError> {
+        for id in ids {
+            sqlx::query("UPDATE steps SET status = 'skipped', error = $1, finished_at = $2 WHERE run_id = $3 AND step_id = $4")
+                .bind(reason)
+                .bind(at)
+                .bind(run_id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            let data = serde_json::json!({ "status": "skipped", "error": reason });
+            self.append(tx, "drover", "step.status", Some(run_id), Some(id), data)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Sets a step's status (and output or error), with its audit event.
@@ -420,15 +431,13 @@ impl Store {
                     .await?;
                 // Its steps will not run: skipped, not left pending.
                 let inner = format!("{item}.");
-                for (step, _) in expansion.rows.iter().filter(|(id, _)| id.starts_with(&inner)) {
-                    sqlx::query("UPDATE steps SET status = 'skipped', error = $1, finished_at = $2 WHERE run_id = $3 AND step_id = $4")
-                        .bind(REFUSED_ITEM)
-                        .bind(&at)
-                        .bind(run_id)
-                        .bind(step)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                let steps: Vec<String> = expansion
+                    .rows
+                    .iter()
+                    .filter(|(id, _)| id.starts_with(&inner))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                self.skip_rows(tx, run_id, &steps, REFUSED_ITEM, &at).await?;
             }
             let data = serde_json::json!({
                 "items": expansion.leases.len(),

@@ -23,19 +23,56 @@ async fn run_then_audit_list_show_export_and_verify_on_postgresql() {
     }
 }
 
+/// A simulator with fast transitions and a config for `drover` on the
+/// harness's SQLite file or on `database`.
+struct CliWorld {
+    h: crate::engine::Harness,
+    url: String,
+    config: std::path::PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl CliWorld {
+    async fn new(database: Option<String>) -> CliWorld {
+        let h = harness(SimConfig {
+            transition: std::time::Duration::from_millis(100),
+            ..SimConfig::default()
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let url = database.unwrap_or_else(|| format!("sqlite://{}", h.db.display()));
+        let config = crate::helpers::write_config_for(&h.sim, &url, dir.path());
+        CliWorld {
+            h,
+            url,
+            config,
+            dir,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        drover_with(&self.config, &self.h.sim, args)
+            .output()
+            .unwrap()
+    }
+}
+
+/// The run id `drover run` printed.
+fn printed_run_id(text: &str) -> String {
+    text.split_whitespace()
+        .skip_while(|w| *w != "run")
+        .nth(1)
+        .unwrap()
+        .to_string()
+}
+
 /// A run, then every `drover audit` command, on the harness's SQLite file
 /// or on `database`.
 async fn audit_cycle(database: Option<String>) {
-    let h = harness(SimConfig {
-        transition: std::time::Duration::from_millis(100),
-        ..SimConfig::default()
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let url = database.unwrap_or_else(|| format!("sqlite://{}", h.db.display()));
-    let config = crate::helpers::write_config_for(&h.sim, &url, dir.path());
-    let store = drover::store::Store::open(&url).await.unwrap();
-    let run = |args: &[&str]| drover_with(&config, &h.sim, args).output().unwrap();
+    let w = CliWorld::new(database).await;
+    let url = &w.url;
+    let store = drover::store::Store::open(url).await.unwrap();
+    let run = |args: &[&str]| w.run(args);
 
     let out = run(&[
         "run",
@@ -51,12 +88,7 @@ async fn audit_cycle(database: Option<String>) {
         text.contains("approve            approved by alice"),
         "{text}"
     );
-    let run_id = text
-        .split_whitespace()
-        .skip_while(|w| *w != "run")
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let run_id = printed_run_id(&text);
     assert!(
         text.contains(&format!(
             "run {run_id} (evs-switchover) succeeded; recovery time"
@@ -109,8 +141,8 @@ async fn audit_cycle(database: Option<String>) {
 
     // The whole trail copied into a fresh database verifies there too.
     let target = match drover::store::scratch_postgres().await {
-        Some(url) if !url.starts_with("sqlite") && !config_uses(&config, &url) => url,
-        _ => format!("sqlite://{}", dir.path().join("copy.db").display()),
+        Some(url) if !url.starts_with("sqlite") && !config_uses(&w.config, &url) => url,
+        _ => format!("sqlite://{}", w.dir.path().join("copy.db").display()),
     };
     let copied = run(&["audit", "copy", "--to", &target]);
     let text = stdout(&copied);
@@ -385,16 +417,9 @@ fn config_uses(config: &std::path::Path, url: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_show_groups_a_plans_attempts_under_each_item() {
-    let h = harness(SimConfig {
-        transition: std::time::Duration::from_millis(100),
-        ..SimConfig::default()
-    })
-    .await;
-    h.sim.sim.add_evs_group("g2", "eu-de-01", "eu-de-02");
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", h.db.display());
-    let config = crate::helpers::write_config_for(&h.sim, &url, dir.path());
-    let run = |args: &[&str]| drover_with(&config, &h.sim, args).output().unwrap();
+    let w = CliWorld::new(None).await;
+    w.h.sim.sim.add_evs_group("g2", "eu-de-01", "eu-de-02");
+    let run = |args: &[&str]| w.run(args);
     let out = run(&[
         "run",
         "evs-az-switchover",
@@ -407,12 +432,7 @@ async fn audit_show_groups_a_plans_attempts_under_each_item() {
     ]);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}");
-    let run_id = text
-        .split_whitespace()
-        .skip_while(|w| *w != "run")
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let run_id = printed_run_id(&text);
     let show = stdout(&run(&["audit", "show", &run_id]));
     let lines: Vec<&str> = show.lines().collect();
     for (index, group) in ["g1", "g2"].iter().enumerate() {

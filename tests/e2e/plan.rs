@@ -100,13 +100,23 @@ fn production(sim: &Sim, id: &str) -> String {
         .unwrap()
 }
 
-/// The shipped AZ plan with `params`, to its end.
-async fn az_plan(sim: &Sim, store: &Store, params: &[(&str, &str)]) -> drover::engine::RunSummary {
-    let book = runbook::load(&repo("runbooks/evs-az-switchover.yaml")).unwrap();
+/// `book` with `params`, to its end.
+async fn run_book(
+    sim: &Sim,
+    store: &Store,
+    book: runbook::Runbook,
+    params: &[(&str, &str)],
+) -> drover::engine::RunSummary {
     engine(sim, store, Arc::default())
         .run(with_params(book, params), &CancellationToken::new())
         .await
         .unwrap()
+}
+
+/// The shipped AZ plan with `params`, to its end.
+async fn az_plan(sim: &Sim, store: &Store, params: &[(&str, &str)]) -> drover::engine::RunSummary {
+    let book = runbook::load(&repo("runbooks/evs-az-switchover.yaml")).unwrap();
+    run_book(sim, store, book, params).await
 }
 
 fn two_stages() -> runbook::Runbook {
@@ -343,16 +353,13 @@ async fn a_group_in_two_stages_of_one_run_is_switched_once_and_the_later_item_fa
  {
     let sim = plan_sim(3, Faults::default()).await;
     let (store, _dir) = store().await;
-    let summary = engine(&sim, &store, Arc::default())
-        .run(
-            with_params(
-                two_stages(),
-                &[("db_groups", "g0001 g0002"), ("app_groups", "g0002 g0003")],
-            ),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+    let summary = run_book(
+        &sim,
+        &store,
+        two_stages(),
+        &[("db_groups", "g0001 g0002"), ("app_groups", "g0002 g0003")],
+    )
+    .await;
     assert_eq!(summary.status, RunStatus::Failed);
     let error = summary.error.unwrap();
     assert!(
@@ -425,16 +432,13 @@ async fn on_item_failure_abort_starts_no_item_after_a_failure_and_skips_their_st
             "max_parallel: 1\n    on_item_failure: abort",
         );
     let book = runbook::parse(&text, std::path::Path::new("abort-plan.yaml")).unwrap();
-    let summary = engine(&sim, &store, Arc::default())
-        .run(
-            with_params(
-                book,
-                &[("db_groups", "g0001 g0002 g0003"), ("app_groups", "g0004")],
-            ),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+    let summary = run_book(
+        &sim,
+        &store,
+        book,
+        &[("db_groups", "g0001 g0002 g0003"), ("app_groups", "g0004")],
+    )
+    .await;
     assert_eq!(summary.status, RunStatus::Failed);
     assert!(switched(&sim).is_empty(), "{:?}", switched(&sim));
     let steps = store.steps(&summary.run_id).await.unwrap();
@@ -456,11 +460,7 @@ async fn on_item_failure_abort_starts_no_item_after_a_failure_and_skips_their_st
 /// The shipped SDRS AZ plan with `params`, to its end, against `sdrs` groups.
 async fn sdrs_az_plan(sim: &Sim, store: &Store, params: &[(&str, &str)]) -> RunStatus {
     let book = runbook::load(&repo("runbooks/sdrs-az-switchover.yaml")).unwrap();
-    engine(sim, store, Arc::default())
-        .run(with_params(book, params), &CancellationToken::new())
-        .await
-        .unwrap()
-        .status
+    run_book(sim, store, book, params).await.status
 }
 
 /// SDRS groups the simulator moved, per group, and where production is now.
@@ -563,16 +563,13 @@ async fn a_later_block_may_read_the_groups_an_earlier_one_changed() {
 "#
     );
     let book = runbook::parse(&text, std::path::Path::new("confirm-plan.yaml")).unwrap();
-    let summary = engine(&sim, &store, Arc::default())
-        .run(
-            with_params(
-                book,
-                &[("db_groups", "g0001 g0002"), ("app_groups", "g0001 g0002")],
-            ),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+    let summary = run_book(
+        &sim,
+        &store,
+        book,
+        &[("db_groups", "g0001 g0002"), ("app_groups", "g0001 g0002")],
+    )
+    .await;
     assert_eq!(summary.status, RunStatus::Succeeded, "{:?}", summary.error);
     assert_eq!(switched(&sim).values().sum::<usize>(), 2);
 }
