@@ -445,8 +445,8 @@ impl Store {
     #[doc(hidden)]
     pub async fn execute_unchecked(&self, sql: &'static str) -> Result<u64, StoreError> {
         self.write(async |tx| {
-            // It may rewrite the chain: the head is read again.
-            self.db.set_head(None);
+            // It may rewrite the chain or a claim: both are read again.
+            self.db.forget();
             Ok(sqlx::query(sql).execute(tx).await?.rows_affected())
         })
         .await
@@ -543,7 +543,7 @@ impl Store {
         .bind(&hash)
         .execute(&mut *tx)
         .await?;
-        db.set_head(Some((seq, hash)));
+        db.set_head((seq, hash));
         Ok(())
     }
 }

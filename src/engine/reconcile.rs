@@ -265,10 +265,10 @@ pub(crate) async fn mutate<C: Cloud>(s: &StepRun<'_, C>, m: &Mutation) -> Result
     let policy = &s.step.retry;
     let request = m.request();
     let intents: Vec<_> = store
-        .attempts(run_id)
+        .step_attempts(run_id, step_id)
         .await?
         .into_iter()
-        .filter(|a| &a.step_id == step_id && a.kind == AttemptKind::Intent)
+        .filter(|a| a.kind == AttemptKind::Intent)
         .collect();
     let mut attempt = u32::try_from(intents.len()).unwrap_or(u32::MAX) + 1;
 

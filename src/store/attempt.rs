@@ -215,11 +215,30 @@ impl Store {
 
     /// A run's attempts in order.
     pub async fn attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.attempts_where(run_id, None).await
+    }
+
+    /// The attempts of one step of a run, in order (a plan's run holds
+    /// thousands of other steps' attempts).
+    pub async fn step_attempts(
+        &self,
+        run_id: &str,
+        step_id: &str,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.attempts_where(run_id, Some(step_id)).await
+    }
+
+    async fn attempts_where(
+        &self,
+        run_id: &str,
+        step_id: Option<&str>,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, step_id, attempt, kind, request, request_body, pre_image, http_status, error_code, error_message, outcome, started_at, duration_ms, job_id
-             FROM step_attempts WHERE run_id = $1 ORDER BY id",
+             FROM step_attempts WHERE run_id = $1 AND ($2 IS NULL OR step_id = $2) ORDER BY id",
         )
         .bind(run_id)
+        .bind(step_id)
         .fetch_all(&mut *self.db.read().await)
         .await?;
         rows.iter()

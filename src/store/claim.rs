@@ -239,6 +239,7 @@ impl Store {
             .bind(epoch)
             .execute(&mut *tx)
             .await?;
+            self.db.set_fenced(run_id, None);
             if let Some(previous) = owner.filter(|_| !this_process) {
                 let data =
                     serde_json::json!({ "node": node.name, "epoch": epoch + 1, "from": previous });
@@ -340,8 +341,9 @@ impl Store {
             .bind(run_id)
             .bind(&self.claims.node.name)
             .bind(held.epoch)
-            .execute(tx)
+            .execute(&mut *tx)
             .await?;
+            self.db.set_fenced(run_id, None);
             Ok(())
         })
         .await
@@ -459,6 +461,10 @@ impl Store {
                 why: "this process does not hold its claim".into(),
             });
         };
+        // Seen by an earlier write of this batch, which only this process writes to.
+        if self.db.fenced(run_id, held.epoch) {
+            return Ok(());
+        }
         let row = sqlx::query("SELECT owner, epoch FROM runs WHERE id = $1")
             .bind(run_id)
             .fetch_optional(&mut *tx)
@@ -468,6 +474,7 @@ impl Store {
             None => (None, -1),
         };
         if owner.as_deref() == Some(&self.claims.node.name) && epoch == held.epoch {
+            self.db.set_fenced(run_id, Some(epoch));
             return Ok(());
         }
         self.claims.set(run_id, None);

@@ -6,20 +6,25 @@
 //! A process has one writer connection behind a fair (first come, first
 //! served) async mutex, and one reader connection that sees committed rows
 //! only. A writer takes the mutex, opens a transaction (a batch) if none is
-//! open, does its work (inside a savepoint unless it is the batch's first
-//! member, so that its failure undoes its own rows only) and lets the mutex
-//! go. Then it queues for the mutex again, behind every writer that arrived
-//! meanwhile and joins the batch; the first member to get the mutex back
-//! commits the batch for all. Every member, failed or not, returns once the
-//! batch ended, so that what it saw inside (another member's row, say) is
-//! durable or gone before it acts on it.
+//! open, and does its work (inside a savepoint unless it is the batch's
+//! first member, so that its failure undoes its own rows only). If no other
+//! writer is waiting for the mutex, or the batch is full, it commits the
+//! batch for all its members before it lets the mutex go; otherwise the
+//! next writer in line joins the batch and the question is asked again
+//! after its work. Every member, failed or not, returns once the batch
+//! ended, so that what it saw inside (another member's row, say) is durable
+//! or gone before it acts on it. A write costs one hand-over of the mutex,
+//! and a batch holds everyone who queued while it was written.
 //!
 //! Cancellation leaves the batch whole: a member dropped inside its work is
 //! undone by the next holder of the mutex, a commit whose future was dropped
-//! is reported as of unknown outcome, and a member dropped before the commit
-//! leaves a task that commits the batch for the others.
+//! is reported as of unknown outcome, a member dropped before the commit
+//! leaves a task that commits the batch for the others, and so does a
+//! writer dropped while it waited in line (one that was counted on to
+//! commit).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sqlx::AnyConnection;
 use tokio::sync::{Mutex, MutexGuard, watch};
@@ -29,22 +34,38 @@ use super::{Backend, StoreError};
 /// The advisory lock key of the store's writers on PostgreSQL ("drover" in ASCII).
 pub(super) const WRITER_LOCK: i64 = 0x6472_6f76_6572;
 
+/// A batch this full is committed even while writers wait: the first
+/// member's wait stays bounded (a few hundred writes) under any load.
+const MAX_MEMBERS: usize = 256;
+
 /// The store's connections.
 #[derive(Debug)]
 pub(crate) struct Db {
     writer: Mutex<Writer>,
-    /// The audit chain's head as the open batch left it (see [`Db::head`]).
-    head: Arc<std::sync::Mutex<Option<Head>>>,
+    /// Writers waiting in line for the writer mutex.
+    waiting: AtomicUsize,
+    /// What the open batch's writes learnt (see [`Db::head`], [`Db::fenced`]).
+    memo: Arc<std::sync::Mutex<Memo>>,
     reader: Mutex<AnyConnection>,
 }
 
 /// The last event of the chain: its sequence number and hash.
 pub(crate) type Head = (i64, String);
 
+/// What the writes of the open batch learnt that later ones need not read
+/// again. The batch holds the writer lock of every process, so only its own
+/// writes change it; whatever undoes a write forgets all of it.
+#[derive(Debug, Default)]
+struct Memo {
+    head: Option<Head>,
+    /// Runs whose claim row showed this process as owner, with the epoch.
+    fenced: std::collections::HashSet<(String, i64)>,
+}
+
 #[derive(Debug)]
 struct Writer {
     conn: AnyConnection,
-    head: Arc<std::sync::Mutex<Option<Head>>>,
+    memo: Arc<std::sync::Mutex<Memo>>,
     backend: Backend,
     batch: Option<Batch>,
     batches: u64,
@@ -86,16 +107,17 @@ async fn run(conn: &mut AnyConnection, sql: &'static str) -> Result<(), sqlx::Er
 
 impl Db {
     pub fn new(writer: AnyConnection, reader: AnyConnection, backend: Backend) -> Arc<Db> {
-        let head = Arc::new(std::sync::Mutex::new(None));
+        let memo = Arc::new(std::sync::Mutex::new(Memo::default()));
         Arc::new(Db {
-            head: head.clone(),
+            memo: memo.clone(),
             writer: Mutex::new(Writer {
-                head,
+                memo,
                 conn: writer,
                 backend,
                 batch: None,
                 batches: 0,
             }),
+            waiting: AtomicUsize::new(0),
             reader: Mutex::new(reader),
         })
     }
@@ -104,12 +126,38 @@ impl Db {
     /// (`None`: read it). The batch holds the writer lock of every process,
     /// so nobody else appends meanwhile; whatever undoes a write forgets it.
     pub fn head(&self) -> Option<Head> {
-        self.head.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.memo().head.clone()
     }
 
-    /// Inside a write: the head after an append (`None`: forget it).
-    pub fn set_head(&self, head: Option<Head>) {
-        *self.head.lock().unwrap_or_else(|p| p.into_inner()) = head;
+    /// Inside a write: the head after an append.
+    pub fn set_head(&self, head: Head) {
+        self.memo().head = Some(head);
+    }
+
+    /// Inside a write: forget what the batch learnt (the write may rewrite
+    /// anything).
+    pub fn forget(&self) {
+        *self.memo() = Memo::default();
+    }
+
+    /// Inside a write: an earlier write of the open batch saw run `run_id`
+    /// claimed by this process at `epoch`.
+    pub fn fenced(&self, run_id: &str, epoch: i64) -> bool {
+        self.memo().fenced.contains(&(run_id.to_string(), epoch))
+    }
+
+    /// Inside a write: run `run_id`'s claim row shows this process at `epoch`
+    /// (`None`: the write changes it, read it again).
+    pub fn set_fenced(&self, run_id: &str, epoch: Option<i64>) {
+        let mut memo = self.memo();
+        memo.fenced.retain(|(r, _)| r != run_id);
+        if let Some(epoch) = epoch {
+            memo.fenced.insert((run_id.to_string(), epoch));
+        }
+    }
+
+    fn memo(&self) -> std::sync::MutexGuard<'_, Memo> {
+        self.memo.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Batches opened so far.
@@ -129,12 +177,20 @@ impl Db {
         self: &Arc<Self>,
         work: impl AsyncFnOnce(&mut AnyConnection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        let mut in_line = InLine {
+            db: self.clone(),
+            stage: Stage::Queued,
+        };
+        self.waiting.fetch_add(1, Ordering::SeqCst);
         let mut writer = self.writer.lock().await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        in_line.stage = Stage::Holding;
         writer.settle().await;
         if writer.batch.is_none() {
             writer.open().await?;
         }
         let (id, ended) = writer.join()?;
+        in_line.stage = Stage::Joined;
         let mut member = Member {
             db: self.clone(),
             id,
@@ -147,13 +203,55 @@ impl Db {
             }
             Err(e) => Err(e),
         };
-        drop(writer);
-        let mut writer = self.writer.lock().await;
-        writer.finish(id).await;
+        // The last in line commits for all (the next one would join).
+        if self.waiting.load(Ordering::SeqCst) == 0 || writer.full() {
+            writer.finish(id).await;
+        }
         drop(writer);
         let outcome = member.outcome(ended).await;
         let value = result?;
         outcome.map(|()| value).map_err(StoreError::Commit)
+    }
+}
+
+/// A writer from the moment it queues for the mutex until it joined a
+/// batch. Dropped meanwhile, it may have been the one the holder before it
+/// counted on to commit: it leaves a task that commits the open batch unless
+/// another writer is in line.
+struct InLine {
+    db: Arc<Db>,
+    stage: Stage,
+}
+
+#[derive(PartialEq)]
+enum Stage {
+    /// Waiting for the mutex (counted in `waiting`).
+    Queued,
+    Holding,
+    /// A member now: [`Member`] answers for the batch.
+    Joined,
+}
+
+impl Drop for InLine {
+    fn drop(&mut self) {
+        match self.stage {
+            Stage::Joined => return,
+            Stage::Queued => {
+                self.db.waiting.fetch_sub(1, Ordering::SeqCst);
+            }
+            Stage::Holding => {}
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let db = self.db.clone();
+            runtime.spawn(async move {
+                let mut writer = db.writer.lock().await;
+                if db.waiting.load(Ordering::SeqCst) == 0
+                    && let Some(id) = writer.batch.as_ref().map(|b| b.id)
+                {
+                    writer.finish(id).await;
+                }
+            });
+        }
     }
 }
 
@@ -194,7 +292,7 @@ impl Writer {
     /// every daemon sharing the database serialise the same way (the audit
     /// chain is appended to in every write).
     async fn open(&mut self) -> Result<(), StoreError> {
-        self.forget_head();
+        self.forget_memo();
         self.batches += 1;
         // Marked before it is sent: a begin interrupted half-way is rolled back.
         self.batch = Some(Batch {
@@ -225,6 +323,13 @@ impl Writer {
             batch.unfinished = None;
         }
         Ok(())
+    }
+
+    /// The open batch has as many members as one may have.
+    fn full(&self) -> bool {
+        self.batch
+            .as_ref()
+            .is_some_and(|b| b.members >= MAX_MEMBERS)
     }
 
     /// Joins the open batch: its id and its end.
@@ -274,7 +379,7 @@ impl Writer {
         result: Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         if result.is_err() {
-            self.forget_head();
+            self.forget_memo();
         }
         let Writer { conn, batch, .. } = self;
         let Some(open) = batch.as_mut() else {
@@ -302,13 +407,13 @@ impl Writer {
     /// Undoes what an interrupted holder of the mutex left behind.
     async fn settle(&mut self) {
         let Writer {
-            conn, batch, head, ..
+            conn, batch, memo, ..
         } = self;
         let Some(open) = batch.as_mut() else {
             return;
         };
         if open.committing || open.unfinished.is_some() {
-            *head.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            *memo.lock().unwrap_or_else(|p| p.into_inner()) = Memo::default();
         }
         if open.committing {
             let _ = run(conn, "ROLLBACK").await;
@@ -372,11 +477,11 @@ impl Writer {
             }
         };
         end(batch, outcome);
-        self.forget_head();
+        self.forget_memo();
     }
 
-    fn forget_head(&self) {
-        *self.head.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    fn forget_memo(&self) {
+        *self.memo.lock().unwrap_or_else(|p| p.into_inner()) = Memo::default();
     }
 }
 
@@ -619,6 +724,109 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(store.verify().await.unwrap(), Ok(1));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_batch_is_committed_while_writers_still_wait() {
+        let (stores, _dir) = stores().await;
+        for store in stores {
+            let before = store.transactions().await;
+            let kinds: Vec<String> = (0..=2 * MAX_MEMBERS).map(|i| format!("e{i}")).collect();
+            let writers: Vec<_> = kinds.iter().map(|k| (k.as_str(), Then::Keep)).collect();
+            let (handles, _signals) = queued(&store, &writers).await;
+            for handle in handles {
+                handle.await.unwrap().unwrap();
+            }
+            // Without a bound, the first member would wait for all of them.
+            assert_eq!(store.transactions().await - before, 3);
+            assert_eq!(
+                store.verify().await.unwrap(),
+                Ok(2 * MAX_MEMBERS as u64 + 1)
+            );
+        }
+    }
+
+    /// The holder of the mutex saw a writer in line and left the commit to
+    /// it; that writer is dropped before its turn: the batch is committed
+    /// anyway, not left open with its members waiting.
+    #[tokio::test]
+    async fn a_writer_dropped_in_line_commits_the_batch_left_to_it() {
+        let (stores, _dir) = stores().await;
+        for store in stores {
+            let mut writer = store.db.writer.lock().await;
+            writer.open().await.unwrap();
+            let (_, mut ended) = writer.join().unwrap();
+            let undo = writer.start_work().await.unwrap();
+            let work = store
+                .append(&mut writer.conn, "test", "a", None, None, json!({}))
+                .await;
+            writer.close_work(undo, work).await.unwrap();
+            let mut in_line = Box::pin(store.record_event("test", "b", None, json!({})));
+            assert!(futures_util::poll!(&mut in_line).is_pending());
+            assert_eq!(store.db.waiting.load(Ordering::SeqCst), 1);
+            drop(writer);
+            drop(in_line);
+            let outcome = tokio::time::timeout(
+                std::time::Duration::from_secs(30),
+                ended.wait_for(Option::is_some),
+            )
+            .await
+            .expect("the batch ended")
+            .unwrap()
+            .clone();
+            assert_eq!(outcome, Some(Ok(())));
+            assert_eq!((seen(&store, "a").await, seen(&store, "b").await), (1, 0));
+            assert_eq!(store.db.waiting.load(Ordering::SeqCst), 0);
+        }
+    }
+
+    /// A claim taken again inside a batch raises the epoch: a later write
+    /// of the same batch, made under the old claim, is fenced although an
+    /// earlier one saw the old claim in place.
+    #[tokio::test]
+    async fn a_claim_changed_inside_a_batch_is_read_again_by_the_next_fence() {
+        use super::super::tests::new_run;
+        use crate::store::StepStatus;
+        let (stores, _dir) = stores().await;
+        for store in stores {
+            store.create_run(&new_run("r1", &[])).await.unwrap();
+            let before = store.transactions().await;
+            let held = store.db.writer.lock().await;
+            let step = |status| {
+                let store = store.clone();
+                tokio::spawn(
+                    async move { store.set_step("r1", "precheck", status, None, None).await },
+                )
+            };
+            let mut handles = vec![step(StepStatus::Running)];
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            let claimer = store.clone();
+            let claim = tokio::spawn(async move { claimer.claim("r1").await });
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            handles.push(step(StepStatus::Succeeded));
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            drop(held);
+            let late = handles
+                .pop()
+                .unwrap()
+                .await
+                .unwrap()
+                .unwrap_err()
+                .to_string();
+            assert!(
+                late.contains("no longer executed by this process"),
+                "{late}"
+            );
+            handles.pop().unwrap().await.unwrap().unwrap();
+            assert_eq!(claim.await.unwrap().unwrap(), 2);
+            assert_eq!(store.transactions().await - before, 1, "one batch");
         }
     }
 
