@@ -134,26 +134,6 @@ impl Store {
         self.write(async |tx| {
             self.fence(tx, &a.run_id).await?;
             let at = now();
-            let row = sqlx::query(
-                "INSERT INTO step_attempts (run_id, step_id, attempt, kind, request, request_body, pre_image, http_status, error_code, error_message, outcome, started_at, duration_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
-            )
-            .bind(&a.run_id)
-            .bind(&a.step_id)
-            .bind(a.attempt as i64)
-            .bind(a.kind.as_str())
-            .bind(&a.request)
-            .bind(a.request_body.as_ref().map(Value::to_string))
-            .bind(a.pre_image.as_ref().map(Value::to_string))
-            .bind(outcome.and_then(|o| o.http_status).map(i64::from))
-            .bind(outcome.and_then(|o| o.error_code.clone()))
-            .bind(outcome.and_then(|o| o.error_message.clone()))
-            .bind(outcome.map(|o| o.outcome.clone()))
-            .bind(&at)
-            .bind(outcome.map(|o| o.duration.as_millis() as i64))
-            .fetch_one(&mut *tx)
-            .await?;
-            let id: i64 = row.get(0);
             let kind = if outcome.is_none() {
                 "step.intent"
             } else {
@@ -164,15 +144,36 @@ impl Store {
                 "outcome": outcome.map(|o| &o.outcome), "http_status": outcome.and_then(|o| o.http_status),
                 "error_code": outcome.and_then(|o| o.error_code.clone()),
             });
-            self.append(
-                tx,
-                "drover",
-                kind,
-                Some(&a.run_id),
-                Some(&a.step_id),
-                data,
-            )
-            .await?;
+            let rows = self
+                .execute_and_append(
+                    tx,
+                    and_event!(
+                        "INSERT INTO step_attempts (run_id, step_id, attempt, kind, request, request_body, pre_image, http_status, error_code, error_message, outcome, started_at, duration_ms)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+                        14, 15, 16, 17, 18, 19, 20, 21, 22
+                    ),
+                    |q| {
+                        q.bind(&a.run_id)
+                            .bind(&a.step_id)
+                            .bind(a.attempt as i64)
+                            .bind(a.kind.as_str())
+                            .bind(&a.request)
+                            .bind(a.request_body.as_ref().map(Value::to_string))
+                            .bind(a.pre_image.as_ref().map(Value::to_string))
+                            .bind(outcome.and_then(|o| o.http_status).map(i64::from))
+                            .bind(outcome.and_then(|o| o.error_code.clone()))
+                            .bind(outcome.and_then(|o| o.error_message.clone()))
+                            .bind(outcome.map(|o| o.outcome.clone()))
+                            .bind(&at)
+                            .bind(outcome.map(|o| o.duration.as_millis() as i64))
+                    },
+                    ("drover", kind, Some(&a.run_id), Some(&a.step_id), data),
+                )
+                .await?;
+            let id: i64 = rows
+                .first()
+                .ok_or_else(|| StoreError::Corrupt("an attempt was stored without an id".into()))?
+                .get(0);
             Ok(id)
         })
         .await
@@ -188,24 +189,23 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.write(async |tx| {
             self.fence(tx, run_id).await?;
-            sqlx::query("UPDATE step_attempts SET outcome = $1, http_status = $2, error_code = $3, error_message = $4, duration_ms = $5, job_id = COALESCE($6, job_id) WHERE id = $7")
-                .bind(&o.outcome)
-                .bind(o.http_status.map(i64::from))
-                .bind(&o.error_code)
-                .bind(&o.error_message)
-                .bind(o.duration.as_millis() as i64)
-                .bind(&o.job_id)
-                .bind(attempt_id)
-                .execute(&mut *tx)
-                .await?;
             let data = serde_json::json!({ "attempt_id": attempt_id, "outcome": o.outcome, "http_status": o.http_status, "error_code": o.error_code, "job_id": o.job_id });
-            self.append(
+            self.execute_and_append(
                 tx,
-                "drover",
-                "step.outcome",
-                Some(run_id),
-                Some(step_id),
-                data,
+                and_event!(
+                    "UPDATE step_attempts SET outcome = $1, http_status = $2, error_code = $3, error_message = $4, duration_ms = $5, job_id = COALESCE($6, job_id) WHERE id = $7",
+                    8, 9, 10, 11, 12, 13, 14, 15, 16
+                ),
+                |q| {
+                    q.bind(&o.outcome)
+                        .bind(o.http_status.map(i64::from))
+                        .bind(&o.error_code)
+                        .bind(&o.error_message)
+                        .bind(o.duration.as_millis() as i64)
+                        .bind(&o.job_id)
+                        .bind(attempt_id)
+                },
+                ("drover", "step.outcome", Some(run_id), Some(step_id), data),
             )
             .await?;
             Ok(())

@@ -340,31 +340,36 @@ impl Store {
             self.fence(tx, run_id).await?;
             let at = now();
             let started = status == StepStatus::Running;
-            sqlx::query(
-                "UPDATE steps SET status = $1, output = COALESCE($2, output), error = $3,
-                     started_at = CASE WHEN $4 THEN $5 ELSE started_at END,
-                     finished_at = CASE WHEN $6 THEN NULL ELSE $7 END
-                 WHERE run_id = $8 AND step_id = $9",
-            )
-            .bind(status.as_str())
-            .bind(output.map(Value::to_string))
-            .bind(error)
-            .bind(started)
-            .bind(&at)
-            .bind(started)
-            .bind(&at)
-            .bind(run_id)
-            .bind(step_id)
-            .execute(&mut *tx)
-            .await?;
             let data = serde_json::json!({ "status": status.as_str(), "error": error });
-            self.append(
+            self.execute_and_append(
                 tx,
-                "drover",
-                "step.status",
-                Some(run_id),
-                Some(step_id),
-                data,
+                and_event!(
+                    "UPDATE steps SET status = $1, output = COALESCE($2, output), error = $3,
+                         started_at = CASE WHEN $4 THEN $5 ELSE started_at END,
+                         finished_at = CASE WHEN $6 THEN NULL ELSE $7 END
+                     WHERE run_id = $8 AND step_id = $9",
+                    10,
+                    11,
+                    12,
+                    13,
+                    14,
+                    15,
+                    16,
+                    17,
+                    18
+                ),
+                |q| {
+                    q.bind(status.as_str())
+                        .bind(output.map(Value::to_string))
+                        .bind(error)
+                        .bind(started)
+                        .bind(&at)
+                        .bind(started)
+                        .bind(&at)
+                        .bind(run_id)
+                        .bind(step_id)
+                },
+                ("drover", "step.status", Some(run_id), Some(step_id), data),
             )
             .await?;
             Ok(())
