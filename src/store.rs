@@ -410,6 +410,16 @@ impl Store {
         self.db.write(work).await
     }
 
+    /// As [`Store::write`], without a savepoint of its own: for a work whose
+    /// only statements that change rows are sent by
+    /// [`Store::execute_and_append`] at its end (see `Db::write_unguarded`).
+    pub(crate) async fn write_unguarded<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut AnyConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.db.write_unguarded(work).await
+    }
+
     /// Names this process `node` in the claims it takes, which live `ttl`
     /// unless renewed. For a store no run has been started on yet.
     pub fn with_node(mut self, node: Node, ttl: Duration) -> Store {
@@ -526,6 +536,7 @@ impl Store {
         let event = self
             .next_event(tx, actor, kind, run_id, step_id, data)
             .await?;
+        self.db.changing();
         event
             .bind(sqlx::query(INSERT_EVENT))
             .execute(&mut *tx)
@@ -550,6 +561,7 @@ impl Store {
         let event = self
             .next_event(tx, actor, kind, run_id, step_id, data)
             .await?;
+        self.db.changing();
         let rows = match self.backend {
             Backend::Sqlite => {
                 event

@@ -131,7 +131,7 @@ impl Store {
         a: &NewAttempt,
         outcome: Option<&Outcome>,
     ) -> Result<i64, StoreError> {
-        self.write(async |tx| {
+        self.write_unguarded(async |tx| {
             self.fence(tx, &a.run_id).await?;
             let at = now();
             let kind = if outcome.is_none() {
@@ -187,7 +187,7 @@ impl Store {
         attempt_id: i64,
         o: &Outcome,
     ) -> Result<(), StoreError> {
-        self.write(async |tx| {
+        self.write_unguarded(async |tx| {
             self.fence(tx, run_id).await?;
             let data = serde_json::json!({ "attempt_id": attempt_id, "outcome": o.outcome, "http_status": o.http_status, "error_code": o.error_code, "job_id": o.job_id });
             self.execute_and_append(

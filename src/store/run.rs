@@ -336,7 +336,7 @@ impl Store {
         output: Option<&Value>,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
-        self.write(async |tx| {
+        self.write_unguarded(async |tx| {
             self.fence(tx, run_id).await?;
             let at = now();
             let started = status == StepStatus::Running;
