@@ -210,14 +210,7 @@ impl Db {
         guarded: bool,
         work: impl AsyncFnOnce(&mut AnyConnection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut in_line = InLine {
-            db: self.clone(),
-            stage: Stage::Queued,
-        };
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        let mut writer = self.writer.lock().await;
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        in_line.stage = Stage::Holding;
+        let (mut writer, mut in_line) = self.queue().await;
         writer.settle().await;
         // A batch that can only be rolled back takes nobody else down with it.
         if let Some(id) = writer
@@ -245,14 +238,38 @@ impl Db {
             }
             Err(e) => Err(e),
         };
-        // The last in line commits for all (the next one would join).
-        if self.waiting.load(Ordering::SeqCst) == 0 || writer.full() {
+        if writer.full() {
+            writer.finish(id).await;
+            drop(writer);
+        } else if self.waiting.load(Ordering::SeqCst) > 0 {
+            drop(writer);
+        } else {
+            // The last in line commits for all, after queueing once more:
+            // whoever arrives meanwhile joins the batch first (and, seeing
+            // this one in line, leaves the commit to it).
+            drop(writer);
+            let (mut writer, mut in_line) = self.queue().await;
+            in_line.stage = Stage::Joined;
             writer.finish(id).await;
         }
-        drop(writer);
         let outcome = member.outcome(ended).await;
         let value = result?;
         outcome.map(|()| value).map_err(StoreError::Commit)
+    }
+}
+
+impl Db {
+    /// The writer mutex, counted in `waiting` while queued for it.
+    async fn queue(self: &Arc<Self>) -> (MutexGuard<'_, Writer>, InLine) {
+        let mut in_line = InLine {
+            db: self.clone(),
+            stage: Stage::Queued,
+        };
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let writer = self.writer.lock().await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        in_line.stage = Stage::Holding;
+        (writer, in_line)
     }
 }
 
