@@ -7,11 +7,12 @@
 //! served) async mutex, and one reader connection that sees committed rows
 //! only. A writer takes the mutex, opens a transaction (a batch) if none is
 //! open, and does its work (inside a savepoint unless it is the batch's
-//! first member, so that its failure undoes its own rows only). If no other
-//! writer is waiting for the mutex, or the batch is full, it commits the
-//! batch for all its members before it lets the mutex go; otherwise the
-//! next writer in line joins the batch and the question is asked again
-//! after its work. Every member, failed or not, returns once the batch
+//! first member, so that its failure undoes its own rows only). If the
+//! batch is full it commits it for all its members; if another writer is
+//! waiting for the mutex it lets the mutex go and that writer joins the
+//! batch (the question is asked again after its work); if it is the last in
+//! line it queues once more, behind whoever arrived meanwhile (they join
+//! and, seeing it in line, leave the commit to it), and then commits. Every member, failed or not, returns once the batch
 //! ended, so that what it saw inside (another member's row, say) is durable
 //! or gone before it acts on it. A write costs one hand-over of the mutex,
 //! and a batch holds everyone who queued while it was written.
