@@ -329,7 +329,7 @@ pub fn describe_summary(summary: &RunSummary) -> String {
             summary.runbook,
             summary
                 .recovery_ms
-                .map(|ms| format!("; recovery time {}", human(Duration::from_millis(ms))))
+                .map(|ms| recovery_text(ms, summary.rto_ms))
                 .unwrap_or_default()
         ),
         RunStatus::Running => match &summary.error {
@@ -388,6 +388,19 @@ pub fn human(d: Duration) -> String {
         format!("{secs:.1}s")
     } else {
         format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
+    }
+}
+
+/// "; recovery time 4m12s", against the runbook's objective when it sets one.
+fn recovery_text(ms: u64, rto_ms: Option<u64>) -> String {
+    let took = human(Duration::from_millis(ms));
+    match rto_ms {
+        Some(rto) => format!(
+            "; recovery time {took}, {} the RTO of {}",
+            if ms <= rto { "within" } else { "over" },
+            crate::runbook::value::format_duration(Duration::from_millis(rto))
+        ),
+        None => format!("; recovery time {took}"),
     }
 }
 
@@ -587,4 +600,20 @@ pub fn prompt_approvers(prompt: &str, needed: usize) -> Result<Prompted, String>
         }
     }
     Ok(Prompted::Approved(names))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn recovery_time_is_read_against_the_rto() {
+        assert_eq!(super::recovery_text(4_000, None), "; recovery time 4.0s");
+        assert_eq!(
+            super::recovery_text(4_000, Some(900_000)),
+            "; recovery time 4.0s, within the RTO of 15m"
+        );
+        assert_eq!(
+            super::recovery_text(960_000, Some(900_000)),
+            "; recovery time 16m00s, over the RTO of 15m"
+        );
+    }
 }

@@ -38,6 +38,8 @@ pub struct Runbook {
     pub steps: Vec<Entry>,
     /// Steps that always run afterwards.
     pub finally: Vec<Step>,
+    /// Recovery time objective: trigger to the end of the last main step.
+    pub rto: Option<Duration>,
     /// Schedules for the daemon.
     pub schedules: Vec<Schedule>,
     /// The file it was loaded from.

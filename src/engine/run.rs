@@ -49,6 +49,8 @@ pub struct RunSummary {
     pub error: Option<String>,
     /// Trigger to the end of the last main step, when they all succeeded.
     pub recovery_ms: Option<u64>,
+    /// The runbook's recovery time objective (`rto`), if it sets one.
+    pub rto_ms: Option<u64>,
     /// Steps and their final status, in run order.
     pub steps: Vec<(String, StepStatus)>,
     pub dry_run: bool,
@@ -564,6 +566,10 @@ impl<C: Cloud> Engine<C> {
             } else {
                 None
             },
+            rto_ms: ctx
+                .runbook
+                .rto
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             steps,
             dry_run: ctx.run.dry_run,
             production: Production::from_outputs(

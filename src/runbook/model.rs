@@ -34,6 +34,10 @@ pub struct RawRunbook {
     /// Retry policy for every step that does not set its own.
     #[serde(default)]
     pub retry: Checked<RawRetry>,
+    /// Recovery time objective: how long a run may take from its trigger to
+    /// the end of its last main step (`15m`); runs are measured against it.
+    #[serde(default)]
+    pub rto: Checked<Option<Located<Rto>>>,
     /// The steps, in order.
     pub steps: Located<Vec<Checked<RawStep>>>,
     /// Steps that always run after the others, whatever the outcome.
@@ -270,7 +274,7 @@ pub struct RawSchedule {
 }
 
 pub use super::value::{
-    DurationSpec, FixedDuration, MAX_DURATION_TEXT, format_duration, parse_duration,
+    DurationSpec, FixedDuration, MAX_DURATION_TEXT, Rto, format_duration, parse_duration,
 };
 
 pub use crate::cloud::vocabulary::{

@@ -128,6 +128,7 @@ pub(super) fn validate(raw: model::RawRunbook, root: &Node, sink: &Sink) -> Opti
         steps,
         finally,
         schedules,
+        rto: raw.rto.0.flatten().map(|r| r.value.0),
         path: Default::default(),
         digest: String::new(),
         source: String::new(),

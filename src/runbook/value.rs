@@ -372,6 +372,22 @@ impl<'de> Deserialize<'de> for FixedDuration {
     }
 }
 
+/// A runbook's `rto`: a fixed duration longer than zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[schemars(with = "String")]
+pub struct Rto(#[serde(with = "duration_text")] pub Duration);
+
+impl<'de> Deserialize<'de> for Rto {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match FixedDuration::deserialize(d)? {
+            FixedDuration(d) if d.is_zero() => Err(de::Error::custom(
+                "rto must be longer than zero, such as `15m`",
+            )),
+            FixedDuration(d) => Ok(Rto(d)),
+        }
+    }
+}
+
 mod duration_text {
     use std::time::Duration;
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

@@ -95,6 +95,8 @@ async fn audit_cycle(database: Option<String>) {
         )),
         "{text}"
     );
+    // Measured against the runbook's `rto: 15m`.
+    assert!(text.contains(", within the RTO of 15m"), "{text}");
 
     let list = stdout(&run(&["audit", "list"]));
     assert!(
