@@ -15,9 +15,9 @@
 //! timer while the database works, so the engine can be tested in paused
 //! time.
 
-/// `$sql` followed by the insert of an audit event whose parameters are
-/// numbered from `$first` on (the nine after `$sql`'s own), for
-/// [`Store::execute_and_append`]: one round trip on SQLite.
+/// `$sql` alone, and `$sql` followed by the insert of an audit event whose
+/// nine parameters are numbered `$a` to `$i` (the numbers after `$sql`'s
+/// own), for [`Store::execute_and_append`]: one round trip on SQLite.
 macro_rules! and_event {
     ($sql:literal, $a:literal, $b:literal, $c:literal, $d:literal, $e:literal, $f:literal, $g:literal, $h:literal, $i:literal) => {
         (
