@@ -537,10 +537,7 @@ impl Store {
             .next_event(tx, actor, kind, run_id, step_id, data)
             .await?;
         self.db.changing();
-        event
-            .bind(sqlx::query(INSERT_EVENT))
-            .execute(&mut *tx)
-            .await?;
+        event.insert(tx).await?;
         self.db.set_head((event.seq, event.hash));
         Ok(())
     }
@@ -571,10 +568,7 @@ impl Store {
             }
             Backend::Postgres => {
                 let rows = bind(sqlx::query(sql.0)).fetch_all(&mut *tx).await?;
-                event
-                    .bind(sqlx::query(INSERT_EVENT))
-                    .execute(&mut *tx)
-                    .await?;
+                event.insert(tx).await?;
                 rows
             }
         };
@@ -649,6 +643,14 @@ struct NextEvent {
 }
 
 impl NextEvent {
+    /// Inserts it as a statement of its own.
+    async fn insert(&self, tx: &mut AnyConnection) -> Result<(), sqlx::Error> {
+        self.bind(sqlx::query(INSERT_EVENT))
+            .execute(tx)
+            .await
+            .map(|_| ())
+    }
+
     /// `query` with the event's nine values bound after its own.
     fn bind<'q>(&self, query: AnyQuery<'q>) -> AnyQuery<'q> {
         query
@@ -700,6 +702,35 @@ mod tests {
             targets: targets.iter().map(|t| t.to_string()).collect(),
             idempotency: None,
             fire: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_steps_attempts_are_its_own_and_the_runs_are_all() {
+        let (stores, _dir) = stores().await;
+        for store in stores {
+            store.create_run(&new_run("r1", &[])).await.unwrap();
+            let mut ids = Vec::new();
+            for step_id in ["precheck", "notify", "precheck"] {
+                let attempt = NewAttempt {
+                    run_id: "r1".into(),
+                    step_id: step_id.into(),
+                    attempt: 1,
+                    kind: AttemptKind::Intent,
+                    request: "POST /x".into(),
+                    ..Default::default()
+                };
+                ids.push(store.record_attempt(&attempt, None).await.unwrap());
+            }
+            let own: Vec<i64> = store
+                .step_attempts("r1", "precheck")
+                .await
+                .unwrap()
+                .iter()
+                .map(|a| a.id)
+                .collect();
+            assert_eq!(own, [ids[0], ids[2]]);
+            assert_eq!(store.attempts("r1").await.unwrap().len(), 3);
         }
     }
 
