@@ -9,6 +9,9 @@ use clap::{Parser, Subcommand};
 use serde::Serialize;
 
 use crate::app;
+
+mod audit;
+mod report;
 use crate::runbook::{self, Runbook};
 use crate::yaml::Diagnostic;
 
@@ -66,6 +69,9 @@ pub enum Command {
         #[command(subcommand)]
         command: RunsCommand,
     },
+    /// Evidence: one run as a self-contained HTML report, or the compliance
+    /// summary of a period (`--since 90d`).
+    Report(ReportArgs),
     /// Read and verify the audit trail.
     Audit {
         /// Config file (default: config/drover.yaml if present).
@@ -103,6 +109,33 @@ pub struct RunArgs {
     pub json: bool,
 }
 
+/// Options of `drover report`.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// The run to report on (its id).
+    #[arg(required_unless_present = "since", conflicts_with = "since")]
+    pub run: Option<String>,
+    /// Summarise the runs of this period instead: `90d`, `12w`, `36h`, or a
+    /// date or time (`2026-09-01`).
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Only this runbook (with `--since`).
+    #[arg(long, requires = "since")]
+    pub runbook: Option<String>,
+    /// Flag a runbook and target whose last successful drill is older than this.
+    #[arg(long, default_value = "8d", value_name = "AGE", requires = "since")]
+    pub max_drill_age: String,
+    /// `html` (a self-contained document) or `json`.
+    #[arg(long, default_value = "html", value_parser = ["html", "json"])]
+    pub format: String,
+    /// Write here instead of stdout.
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Config file (default: config/drover.yaml if present).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
 /// `drover audit` commands.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -132,8 +165,24 @@ pub enum AuditCommand {
         #[arg(long)]
         since: Option<String>,
     },
-    /// Recompute the hash chain; names the first broken link (exit 1).
-    Verify,
+    /// Recompute the hash chain; names the first broken link (exit 1). With
+    /// `audit.public_key` configured, stored checkpoints are checked too.
+    Verify {
+        /// Also prove the chain up to this signed checkpoint was not rewritten
+        /// (a file from `drover audit checkpoint`, kept away from the database).
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Sign the chain's current head with the key in DROVER_AUDIT__SIGNING_KEY,
+    /// store the checkpoint and print it (or write it to a file).
+    Checkpoint {
+        /// Write the checkpoint here instead of stdout.
+        #[arg(short = 'o', long = "out", value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Make a new checkpoint signing key: the private key for the
+    /// environment, the public key for the config.
+    Keygen,
     /// Copy the whole audit store into an empty database (e.g. SQLite into
     /// PostgreSQL before running several daemons); stop the daemon first.
     Copy {
@@ -195,7 +244,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         Command::Sim(args) => sim(args, out).await,
         Command::Run(args) => run_command(args, out).await,
         Command::Demo { config, json } => demo(config, json, out).await,
-        Command::Audit { config, command } => audit(config, command, out).await,
+        Command::Audit { config, command } => audit::audit(config, command, out).await,
+        Command::Report(args) => report::report(args, out).await,
         Command::Daemon { config } => daemon(config).await,
         Command::Runs {
             server,
@@ -296,223 +346,6 @@ async fn demo(config: Option<PathBuf>, json: bool, out: &mut dyn Write) -> anyho
         )?;
     }
     Ok(summary_outcome(&summary))
-}
-
-async fn audit(
-    config: Option<PathBuf>,
-    command: AuditCommand,
-    out: &mut dyn Write,
-) -> anyhow::Result<Outcome> {
-    let config = app::load_config(config.as_deref())?;
-    let store = app::open_store(&config).await?;
-    match command {
-        AuditCommand::List { limit, json } => {
-            let runs = store.runs(limit).await?;
-            if json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&runs)?)?;
-            } else if runs.is_empty() {
-                writeln!(
-                    out,
-                    "no runs recorded in {}",
-                    crate::redact::url(&config.database_url)
-                )?;
-            } else {
-                writeln!(
-                    out,
-                    "{:<36}  {:<24}  {:<10}  {:<9}  {:<12}  created",
-                    "run", "runbook", "status", "trigger", "by"
-                )?;
-                for r in runs {
-                    let dry = if r.dry_run { " (dry run)" } else { "" };
-                    writeln!(
-                        out,
-                        "{:<36}  {:<24}  {:<10}  {:<9}  {:<12}  {}{dry}",
-                        r.id, r.runbook, r.status, r.trigger, r.requested_by, r.created_at
-                    )?;
-                }
-            }
-            Ok(Outcome::Success)
-        }
-        AuditCommand::Show { run, json } => {
-            let Some(record) = store.run(&run).await? else {
-                anyhow::bail!(
-                    "run {run} not found in {}",
-                    crate::redact::url(&config.database_url)
-                );
-            };
-            let steps = store.steps(&run).await?;
-            let attempts = store.attempts(&run).await?;
-            let approvals = store.approvals(&run).await?;
-            if json {
-                let doc = serde_json::json!({ "run": record, "steps": steps, "attempts": attempts, "approvals": approvals });
-                writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
-                return Ok(Outcome::Success);
-            }
-            writeln!(
-                out,
-                "run {} ({}, {}): {}",
-                record.id, record.runbook, record.kind, record.status
-            )?;
-            writeln!(
-                out,
-                "  runbook version {} from {}",
-                record.runbook_digest, record.runbook_path
-            )?;
-            writeln!(
-                out,
-                "  {} by {} at {}; params {}",
-                record.trigger,
-                record.requested_by,
-                record.created_at,
-                serde_json::to_string(&record.params)?
-            )?;
-            if let Some(end) = &record.finished_at {
-                writeln!(
-                    out,
-                    "  finished {end}{}",
-                    record
-                        .error
-                        .as_deref()
-                        .map(|e| format!(": {e}"))
-                        .unwrap_or_default()
-                )?;
-            }
-            if let Some(at) = &record.recovered_at {
-                writeln!(out, "  recovered (all main steps done) at {at}")?;
-            }
-            for step in &steps {
-                let error = step
-                    .error
-                    .as_deref()
-                    .map(|e| format!(" {e}"))
-                    .unwrap_or_default();
-                // A block's items each head their own steps and attempts.
-                let indent = match crate::engine::plan::split_item_id(&step.step_id) {
-                    Some((block, index, None)) => {
-                        let label = crate::engine::plan::stored_item_label(&steps, block, index);
-                        writeln!(
-                            out,
-                            "  item {:<18} {:<9} {label}{error}",
-                            step.step_id, step.status
-                        )?;
-                        "    "
-                    }
-                    Some((_, _, Some(local))) => {
-                        writeln!(out, "    step {local:<16} {:<9}{error}", step.status)?;
-                        "      "
-                    }
-                    None => {
-                        writeln!(out, "  step {:<18} {:<9}{error}", step.step_id, step.status)?;
-                        "    "
-                    }
-                };
-                for a in attempts.iter().filter(|a| a.step_id == step.step_id) {
-                    writeln!(
-                        out,
-                        "{indent}{} #{} {:<10} {} -> {}{}{}",
-                        a.started_at,
-                        a.attempt,
-                        a.kind,
-                        a.request,
-                        a.outcome.as_deref().unwrap_or("NO OUTCOME (intent)"),
-                        a.http_status.map(|s| format!(" [{s}]")).unwrap_or_default(),
-                        a.error_code
-                            .as_deref()
-                            .map(|c| format!(" {c}"))
-                            .unwrap_or_default()
-                    )?;
-                }
-                for ap in approvals.iter().filter(|a| a.step_id == step.step_id) {
-                    writeln!(out, "{indent}{} {} by {}", ap.at, ap.decision, ap.approver)?;
-                }
-            }
-            Ok(Outcome::Success)
-        }
-        AuditCommand::Export { format, since } => {
-            let since = since.as_deref().map(parse_since).transpose()?;
-            let events = store.events(since).await?;
-            if format == "jsonl" {
-                for e in events {
-                    writeln!(out, "{}", serde_json::to_string(&e)?)?;
-                }
-            } else {
-                let mut w = csv::Writer::from_writer(Vec::new());
-                w.write_record([
-                    "seq",
-                    "at",
-                    "actor",
-                    "kind",
-                    "run_id",
-                    "step_id",
-                    "data",
-                    "prev_hash",
-                    "hash",
-                ])?;
-                for e in events {
-                    w.write_record([
-                        e.seq.to_string(),
-                        e.at,
-                        e.actor,
-                        e.kind,
-                        e.run_id.unwrap_or_default(),
-                        e.step_id.unwrap_or_default(),
-                        e.data.to_string(),
-                        e.prev_hash,
-                        e.hash,
-                    ])?;
-                }
-                out.write_all(&w.into_inner()?)?;
-            }
-            Ok(Outcome::Success)
-        }
-        AuditCommand::Copy { to } => {
-            let target = crate::store::Store::open(&to).await?;
-            let counts = store.copy_into(&target).await?;
-            let rows: Vec<String> = counts.iter().map(|(t, n)| format!("{t} {n}")).collect();
-            writeln!(
-                out,
-                "copied into {}: {}",
-                crate::redact::url(&to),
-                rows.join(", ")
-            )?;
-            match target.verify().await? {
-                Ok(count) => {
-                    writeln!(
-                        out,
-                        "audit chain intact in the copy: {count} events verified"
-                    )?;
-                    Ok(Outcome::Success)
-                }
-                Err(broken) => {
-                    writeln!(out, "the copy does not verify: {broken}")?;
-                    Ok(Outcome::Failure)
-                }
-            }
-        }
-        AuditCommand::Verify => match store.verify().await? {
-            Ok(count) => {
-                writeln!(out, "audit chain intact: {count} events verified")?;
-                Ok(Outcome::Success)
-            }
-            Err(broken) => {
-                writeln!(out, "{broken}")?;
-                Ok(Outcome::Failure)
-            }
-        },
-    }
-}
-
-fn parse_since(text: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&chrono::Utc));
-    }
-    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "--since {text}: expected an RFC 3339 time or a date such as 2026-11-01"
-            )
-        })
 }
 
 async fn sim(args: SimArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {

@@ -7,11 +7,13 @@
 //! Errors carry the same quality as runbook errors: file, line, column (or the
 //! environment variable), what was found and what was expected.
 
+mod audit;
 mod node;
 mod rate;
 
 pub use rate::{DEFAULT_THROTTLE_RETRIES, RateConfig};
 
+pub use audit::AuditConfig;
 pub use node::NodeConfig;
 
 use std::collections::{BTreeMap, HashSet};
@@ -54,6 +56,8 @@ pub struct Config {
     /// Run execution settings.
     pub engine: EngineConfig,
     pub node: NodeConfig,
+    /// Signed audit checkpoints.
+    pub audit: AuditConfig,
 }
 
 /// How logs are written.
@@ -217,6 +221,8 @@ struct RawConfig {
     engine: Checked<RawEngine>,
     #[serde(default)]
     node: Checked<node::RawNode>,
+    #[serde(default)]
+    audit: Checked<audit::RawAudit>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -557,6 +563,7 @@ fn build(raw: RawConfig, sink: &Sink) -> Config {
     };
 
     let node = node::build(raw.node.0.unwrap_or_default(), sink);
+    let audit = audit::build(raw.audit.0.unwrap_or_default(), sink);
 
     Config {
         database_url,
@@ -574,6 +581,7 @@ fn build(raw: RawConfig, sink: &Sink) -> Config {
         scheduler,
         engine,
         node,
+        audit,
     }
 }
 

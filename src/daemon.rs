@@ -6,6 +6,7 @@
 //! tracker); the API and the scheduler go through it. It reuses the engine and
 //! the store as they are.
 
+pub mod checkpoint;
 pub mod follow;
 
 use std::collections::{BTreeMap, HashMap};
@@ -641,6 +642,13 @@ pub async fn serve(
         })
     };
     let config = daemon.config();
+    if let (Some(key), Some(interval)) = (
+        config.audit.signing_key.clone(),
+        config.audit.checkpoint_interval,
+    ) {
+        let store = daemon.store.clone();
+        tokio::spawn(checkpoint::every(store, key, interval, shutdown.clone()));
+    }
     let scheduler_stop = CancellationToken::new();
     let scheduler = tokio::spawn(scheduler::run(
         daemon.jobs.subscribe(),

@@ -26,6 +26,8 @@
 //!   runs SQL, by table family (`run`, `attempt`, `approval`, `fire`,
 //!   `audit`), run claims with fencing (`claim`), and copying a whole store
 //!   (`copy`).
+//! - [`report`]: evidence for auditors: a run's self-contained HTML report
+//!   with its timeline, and the compliance summary of a period.
 //! - [`runbook`]: runbook files -> validated [`runbook::Runbook`] values
 //!   (`model`, `value`, `template`, `validate`, `schema`).
 //! - [`config`]: `config/drover.yaml` plus `DROVER_*` environment overrides.
@@ -38,6 +40,7 @@
 //!   `evs`, `sdrs`, `iam`: the state machines; `faults`).
 //! - [`policy`]: the retry policy value, below runbook, cloud and engine.
 //! - [`redact`]: hiding secrets in URLs and JSON before they are shown or kept.
+//! - [`signing`]: ed25519 keys for signed audit checkpoints.
 //! - [`spelling`]: the macro for closed sets of words kept as text.
 //! - [`telemetry`]: tracing setup.
 //! - [`yaml`]: located YAML and the error-collecting deserializer under both
@@ -53,8 +56,10 @@ pub mod engine;
 pub mod metrics;
 pub mod policy;
 pub mod redact;
+pub mod report;
 pub mod runbook;
 pub mod scheduler;
+pub mod signing;
 pub mod sim;
 pub mod spelling;
 pub mod store;

@@ -34,6 +34,7 @@ macro_rules! and_event {
 pub mod approval;
 pub mod attempt;
 pub mod audit;
+pub mod checkpoint;
 pub mod claim;
 mod commit;
 pub mod copy;
@@ -71,6 +72,16 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "add run claims",
         include_str!("../migrations/postgres/20261129130000_add_run_claims.sql"),
     ),
+    (
+        20261203120000,
+        "create audit checkpoints",
+        include_str!("../migrations/postgres/20261203120000_create_audit_checkpoints.sql"),
+    ),
+    (
+        20261203130000,
+        "add attempt request id",
+        include_str!("../migrations/postgres/20261203130000_add_attempt_request_id.sql"),
+    ),
 ];
 
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -98,6 +109,16 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         20261129130000,
         "add run claims",
         include_str!("../migrations/sqlite/20261129130000_add_run_claims.sql"),
+    ),
+    (
+        20261203120000,
+        "create audit checkpoints",
+        include_str!("../migrations/sqlite/20261203120000_create_audit_checkpoints.sql"),
+    ),
+    (
+        20261203130000,
+        "add attempt request id",
+        include_str!("../migrations/sqlite/20261203130000_add_attempt_request_id.sql"),
     ),
 ];
 
@@ -576,6 +597,25 @@ impl Store {
         Ok(rows)
     }
 
+    /// The chain's head inside the write transaction `tx`: the last event's
+    /// sequence number and hash (0 and the genesis hash when there is none).
+    pub(crate) async fn head_in(
+        &self,
+        tx: &mut AnyConnection,
+    ) -> Result<(i64, String), StoreError> {
+        // The batch's earlier writes know the head; the first one reads it.
+        if let Some(head) = self.db.head() {
+            return Ok(head);
+        }
+        let last = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        Ok(match last {
+            Some(row) => (row.get(0), row.get(1)),
+            None => (0, audit::GENESIS.to_string()),
+        })
+    }
+
     /// The event to append next inside `tx`, linked to the chain's head.
     async fn next_event(
         &self,
@@ -586,24 +626,11 @@ impl Store {
         step_id: Option<&str>,
         data: Value,
     ) -> Result<NextEvent, StoreError> {
-        let (db, node, mut data) = (&self.db, &self.claims.node.name, data);
+        let (node, mut data) = (&self.claims.node.name, data);
         if let Value::Object(fields) = &mut data {
             fields.insert("node".into(), Value::String(node.clone()));
         }
-        // The batch's earlier writes know the head; the first one reads it.
-        let (prev_seq, prev_hash): (i64, String) = match db.head() {
-            Some(head) => head,
-            None => {
-                let last =
-                    sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                match last {
-                    Some(row) => (row.get(0), row.get(1)),
-                    None => (0, audit::GENESIS.to_string()),
-                }
-            }
-        };
+        let (prev_seq, prev_hash) = self.head_in(tx).await?;
         let seq = prev_seq + 1;
         let at = now();
         let hash = audit::link(

@@ -476,6 +476,7 @@ pub(crate) fn failed_outcome(word: &str, e: &CloudError) -> Outcome {
         error_message: Some(e.message.clone()),
         duration: Duration::ZERO,
         job_id: None,
+        request_id: e.request_id.clone(),
     }
 }
 

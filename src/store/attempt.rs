@@ -77,6 +77,8 @@ pub struct Outcome {
     pub duration: Duration,
     /// The SDRS job an accepted call started.
     pub job_id: Option<String>,
+    /// The cloud's request id of the answer (`X-Request-Id` or the error body).
+    pub request_id: Option<String>,
 }
 
 impl AttemptRecord {
@@ -121,6 +123,8 @@ pub struct AttemptRecord {
     pub duration_ms: Option<i64>,
     /// The SDRS job an accepted call started.
     pub job_id: Option<String>,
+    /// The cloud's request id of the answer, when it gave one.
+    pub request_id: Option<String>,
 }
 
 impl Store {
@@ -148,9 +152,9 @@ impl Store {
                 .execute_and_append(
                     tx,
                     and_event!(
-                        "INSERT INTO step_attempts (run_id, step_id, attempt, kind, request, request_body, pre_image, http_status, error_code, error_message, outcome, started_at, duration_ms)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
-                        14, 15, 16, 17, 18, 19, 20, 21, 22
+                        "INSERT INTO step_attempts (run_id, step_id, attempt, kind, request, request_body, pre_image, http_status, error_code, error_message, outcome, started_at, duration_ms, request_id)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
+                        15, 16, 17, 18, 19, 20, 21, 22, 23
                     ),
                     |q| {
                         q.bind(&a.run_id)
@@ -166,6 +170,7 @@ impl Store {
                             .bind(outcome.map(|o| o.outcome.clone()))
                             .bind(&at)
                             .bind(outcome.map(|o| o.duration.as_millis() as i64))
+                            .bind(outcome.and_then(|o| o.request_id.clone()))
                     },
                     ("drover", kind, Some(&a.run_id), Some(&a.step_id), data),
                 )
@@ -189,12 +194,15 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.write_unguarded(async |tx| {
             self.fence(tx, run_id).await?;
-            let data = serde_json::json!({ "attempt_id": attempt_id, "outcome": o.outcome, "http_status": o.http_status, "error_code": o.error_code, "job_id": o.job_id });
+            let data = serde_json::json!({ "attempt_id": attempt_id, "outcome": o.outcome, "http_status": o.http_status, "error_code": o.error_code, "job_id": o.job_id, "request_id": o.request_id });
+            // A reconciliation's verdict (applied, not applied) keeps the
+            // answer it settled: the status, code and request id the cloud
+            // gave, and how long the call took.
             self.execute_and_append(
                 tx,
                 and_event!(
-                    "UPDATE step_attempts SET outcome = $1, http_status = $2, error_code = $3, error_message = $4, duration_ms = $5, job_id = COALESCE($6, job_id) WHERE id = $7",
-                    8, 9, 10, 11, 12, 13, 14, 15, 16
+                    "UPDATE step_attempts SET outcome = $1, http_status = COALESCE($2, http_status), error_code = COALESCE($3, error_code), error_message = COALESCE($4, error_message), duration_ms = COALESCE(NULLIF($5, 0), duration_ms), job_id = COALESCE($6, job_id), request_id = COALESCE($7, request_id) WHERE id = $8",
+                    9, 10, 11, 12, 13, 14, 15, 16, 17
                 ),
                 |q| {
                     q.bind(&o.outcome)
@@ -203,6 +211,7 @@ impl Store {
                         .bind(&o.error_message)
                         .bind(o.duration.as_millis() as i64)
                         .bind(&o.job_id)
+                        .bind(&o.request_id)
                         .bind(attempt_id)
                 },
                 ("drover", "step.outcome", Some(run_id), Some(step_id), data),
@@ -234,7 +243,7 @@ impl Store {
         step_id: Option<&str>,
     ) -> Result<Vec<AttemptRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, step_id, attempt, kind, request, request_body, pre_image, http_status, error_code, error_message, outcome, started_at, duration_ms, job_id
+            "SELECT id, step_id, attempt, kind, request, request_body, pre_image, http_status, error_code, error_message, outcome, started_at, duration_ms, job_id, request_id
              FROM step_attempts WHERE run_id = $1 AND ($2 IS NULL OR step_id = $2) ORDER BY id",
         )
         .bind(run_id)
@@ -266,6 +275,7 @@ impl Store {
                     started_at: r.get(11),
                     duration_ms: r.get(12),
                     job_id: r.get(13),
+                    request_id: r.get(14),
                 })
             })
             .collect()

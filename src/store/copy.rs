@@ -75,6 +75,7 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
             ("started_at", Text),
             ("duration_ms", Int),
             ("job_id", Text),
+            ("request_id", Text),
         ],
     ),
     (
@@ -104,6 +105,16 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
             ("data", Text),
             ("prev_hash", Text),
             ("hash", Text),
+        ],
+    ),
+    (
+        "audit_checkpoints",
+        &[
+            ("seq", Int),
+            ("head", Text),
+            ("at", Text),
+            ("public_key", Text),
+            ("signature", Text),
         ],
     ),
     (

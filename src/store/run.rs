@@ -527,6 +527,24 @@ impl Store {
         rows.iter().map(run_record).collect()
     }
 
+    /// Runs created at or after `since` (RFC 3339, as stored), oldest
+    /// first, of one runbook or of all.
+    pub async fn runs_since(
+        &self,
+        since: &str,
+        runbook: Option<&str>,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let rows = sqlx::query(concat!(
+            run_columns!(),
+            " WHERE created_at >= $1 AND ($2 IS NULL OR runbook = $2) ORDER BY created_at, id"
+        ))
+        .bind(since)
+        .bind(runbook)
+        .fetch_all(&mut *self.db.read().await)
+        .await?;
+        rows.iter().map(run_record).collect()
+    }
+
     /// Runs that were running when their process stopped.
     pub async fn interrupted_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
         let rows = sqlx::query(concat!(
