@@ -225,7 +225,7 @@ impl RunReport {
         let timeline = timeline::Timeline::of(&run, &steps, &approvals);
         Ok(RunReport {
             runbook_source: run.runbook_source.clone(),
-            rto: rto.map(human),
+            rto: rto.map(crate::runbook::value::format_duration),
             within_rto: rto.zip(recovery).map(|(rto, rec)| rec <= rto),
             recovery: recovery.map(human),
             duration: run

@@ -175,7 +175,7 @@ impl Summary {
                 group.real.add(run.status);
             }
             let rto = rto_of(run);
-            group.rto = rto.map(human);
+            group.rto = rto.map(crate::runbook::value::format_duration);
             group.rto_limit = rto;
             group.kind = run.kind;
             match run.status {

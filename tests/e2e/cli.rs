@@ -25,15 +25,15 @@ async fn run_then_audit_list_show_export_and_verify_on_postgresql() {
 
 /// A simulator with fast transitions and a config for `drover` on the
 /// harness's SQLite file or on `database`.
-struct CliWorld {
-    h: crate::engine::Harness,
-    url: String,
-    config: std::path::PathBuf,
-    dir: tempfile::TempDir,
+pub(crate) struct CliWorld {
+    pub h: crate::engine::Harness,
+    pub url: String,
+    pub config: std::path::PathBuf,
+    pub dir: tempfile::TempDir,
 }
 
 impl CliWorld {
-    async fn new(database: Option<String>) -> CliWorld {
+    pub async fn new(database: Option<String>) -> CliWorld {
         let h = harness(SimConfig {
             transition: std::time::Duration::from_millis(100),
             ..SimConfig::default()
@@ -50,15 +50,21 @@ impl CliWorld {
         }
     }
 
-    fn run(&self, args: &[&str]) -> std::process::Output {
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        self.run_env(args, &[])
+    }
+
+    /// As [`CliWorld::run`], with more environment variables.
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
         drover_with(&self.config, &self.h.sim, args)
+            .envs(env.iter().copied())
             .output()
             .unwrap()
     }
 }
 
 /// The run id `drover run` printed.
-fn printed_run_id(text: &str) -> String {
+pub(crate) fn printed_run_id(text: &str) -> String {
     text.split_whitespace()
         .skip_while(|w| *w != "run")
         .nth(1)

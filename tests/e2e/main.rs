@@ -6,6 +6,7 @@ mod config;
 mod crash;
 mod daemon;
 mod engine;
+mod evidence;
 mod ha;
 mod helpers;
 mod killpoints;
