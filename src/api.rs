@@ -4,13 +4,16 @@
 //! sha256); its role decides what the caller may do (see [`allows`]). Errors
 //! are JSON `{code, message}` with a stable `code`. The OpenAPI document at
 //! `/v1/openapi.json` is generated from these handlers, so it cannot drift.
+//! The console (`/ui`, [`ui`]) is served beside them and uses them.
 
 pub mod audit;
 pub mod auth;
 pub mod error;
+pub mod evidence;
 pub mod health;
 pub mod runbooks;
 pub mod runs;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -56,6 +59,7 @@ pub fn router(daemon: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(ui::router())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::map_response(error::body_too_large))
         .with_state(daemon)
@@ -76,6 +80,8 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .routes(routes!(runs::run_events))
         .routes(routes!(runs::cancel_run))
         .routes(routes!(runs::approve_run))
+        .routes(routes!(evidence::run_report))
+        .routes(routes!(evidence::whoami))
         .routes(routes!(runbooks::list_runbooks))
         .routes(routes!(runbooks::get_runbook))
         .routes(routes!(audit::audit_events))
@@ -146,6 +152,8 @@ mod tests {
             ("/v1/runbooks/{name}", "get"),
             ("/v1/audit/events", "get"),
             ("/v1/audit/verify", "get"),
+            ("/v1/runs/{id}/report", "get"),
+            ("/v1/whoami", "get"),
         ] {
             assert!(
                 doc["paths"][path][method].is_object(),

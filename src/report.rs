@@ -25,7 +25,7 @@ use crate::store::checkpoint::Checkpoint;
 use crate::store::{ApprovalRecord, AttemptRecord, RunRecord, StepRecord, Store, StoreError};
 
 /// Styles shared by both documents, screen and print.
-const STYLE: &str = include_str!("report/report.css");
+pub const STYLE: &str = include_str!("report/report.css");
 
 /// Why a report could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -104,9 +104,10 @@ pub struct StepView {
     pub approvals: Vec<ApprovalRecord>,
 }
 
-/// Everything `drover report RUN` shows.
+/// A run as recorded, with its timeline: what the report and the console's
+/// run page show.
 #[derive(Debug, Clone, Serialize)]
-pub struct RunReport {
+pub struct RunView {
     pub run: RunRecord,
     /// The runbook text the run started with.
     pub runbook_source: String,
@@ -122,8 +123,17 @@ pub struct RunReport {
     pub approvals: Vec<ApprovalRecord>,
     /// Attempts by kind: `(kind, count)`.
     pub attempt_counts: Vec<(String, usize)>,
-    pub chain: ChainCheck,
     pub timeline: timeline::Timeline,
+    /// Steps whose action is `approval` (in the runbook version the run started with).
+    pub approval_steps: Vec<String>,
+}
+
+/// Everything `drover report RUN` shows: the run, and the audit chain's check.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    #[serde(flatten)]
+    pub view: RunView,
+    pub chain: ChainCheck,
     /// When the report was made.
     pub generated_at: String,
 }
@@ -166,6 +176,22 @@ impl RunReport {
         run_id: &str,
         trusted: Option<&PublicKey>,
     ) -> Result<RunReport, ReportError> {
+        Ok(RunReport {
+            view: RunView::gather(store, run_id).await?,
+            chain: ChainCheck::of(store, trusted).await?,
+            generated_at: crate::store::now(),
+        })
+    }
+
+    /// The self-contained HTML document.
+    pub fn to_html(&self) -> Result<String, ReportError> {
+        render("run.html", include_str!("report/run.html"), self)
+    }
+}
+
+impl RunView {
+    /// Reads `run_id` with its steps, attempts and approvals.
+    pub async fn gather(store: &Store, run_id: &str) -> Result<RunView, ReportError> {
         let run = store
             .run(run_id)
             .await?
@@ -173,7 +199,6 @@ impl RunReport {
         let records = store.steps(run_id).await?;
         let attempts = store.attempts(run_id).await?;
         let approvals = store.approvals(run_id).await?;
-        let chain = ChainCheck::of(store, trusted).await?;
 
         let steps: Vec<StepView> = records
             .iter()
@@ -217,13 +242,21 @@ impl RunReport {
                 None => attempt_counts.push((a.kind.as_str().to_string(), 1)),
             }
         }
-        let rto = rto_of(&run);
+        let runbook = crate::runbook::parse(&run.runbook_source, Path::new(&run.runbook_path)).ok();
+        let rto = runbook.as_ref().and_then(|r| r.rto);
+        let approval_steps = runbook
+            .iter()
+            .flat_map(|r| r.all_steps())
+            .filter(|s| s.action.name() == "approval")
+            .map(|s| s.id.clone())
+            .collect();
         let recovery = run
             .recovered_at
             .as_deref()
             .and_then(|end| between(&run.created_at, end));
         let timeline = timeline::Timeline::of(&run, &steps, &approvals);
-        Ok(RunReport {
+        Ok(RunView {
+            approval_steps,
             runbook_source: run.runbook_source.clone(),
             rto: rto.map(crate::runbook::value::format_duration),
             within_rto: rto.zip(recovery).map(|(rto, rec)| rec <= rto),
@@ -236,21 +269,18 @@ impl RunReport {
             steps,
             approvals,
             attempt_counts,
-            chain,
             timeline,
-            generated_at: crate::store::now(),
             run,
         })
-    }
-
-    /// The self-contained HTML document.
-    pub fn to_html(&self) -> Result<String, ReportError> {
-        render("run.html", include_str!("report/run.html"), self)
     }
 }
 
 /// Renders `source` (an `.html` template, so every value is escaped) with `value`.
-fn render(name: &str, source: &str, value: &impl Serialize) -> Result<String, ReportError> {
+pub(crate) fn render(
+    name: &str,
+    source: &str,
+    value: &impl Serialize,
+) -> Result<String, ReportError> {
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.add_template(name, source)

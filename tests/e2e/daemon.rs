@@ -18,10 +18,10 @@ use crate::helpers::{JsonHttp, Sim, repo, start_sim};
 
 const ROLES: [&str; 5] = ["viewer", "auditor", "drill", "operator", "admin"];
 
-struct Api {
-    sim: Sim,
-    daemon: Arc<Daemon>,
-    url: String,
+pub(crate) struct Api {
+    pub sim: Sim,
+    pub daemon: Arc<Daemon>,
+    pub url: String,
     http: reqwest::Client,
     json: JsonHttp,
     runbooks: std::path::PathBuf,
@@ -67,7 +67,7 @@ pub(crate) fn config_text_for(sim: &Sim, database: &str, runbooks: &std::path::P
     )
 }
 
-async fn start() -> Api {
+pub(crate) async fn start() -> Api {
     let sim = start_sim(SimConfig {
         evs_groups: vec!["g1".into(), "g2".into()],
         sdrs_groups: vec!["pg1".into()],
@@ -146,7 +146,7 @@ impl Api {
 
     /// The run's detail once `check` holds: looked at again on each of the
     /// run's live events (and once a second, for a change no event follows).
-    async fn wait_for(&self, id: &str, check: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn wait_for(&self, id: &str, check: impl Fn(&Value) -> bool) -> Value {
         let mut events = self.daemon.subscribe(id);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {

@@ -3,6 +3,7 @@
 mod cli;
 mod cloud;
 mod config;
+mod console;
 mod crash;
 mod daemon;
 mod engine;
