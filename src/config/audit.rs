@@ -73,3 +73,56 @@ pub(super) fn build(raw: RawAudit, sink: &Sink) -> AuditConfig {
         checkpoint_interval,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{messages, parse};
+    use crate::signing::SigningKey;
+
+    #[test]
+    fn keys_from_file_and_environment() {
+        let key = SigningKey::generate();
+        let (seed, public) = (key.to_base64(), key.public_key().to_string());
+        let text = format!("audit:\n  public_key: {public}\n  checkpoint_interval: 1h\n");
+        let config = parse(&text, &[("DROVER_AUDIT__SIGNING_KEY", &seed)]).unwrap();
+        assert_eq!(config.audit.public_key, Some(key.public_key()));
+        assert_eq!(
+            config.audit.signing_key.map(|k| k.public_key()),
+            Some(key.public_key())
+        );
+        assert_eq!(
+            config.audit.checkpoint_interval,
+            Some(std::time::Duration::from_secs(3600))
+        );
+    }
+
+    #[test]
+    fn a_private_key_in_the_file_or_a_wrong_pair_is_refused_without_echoing_it() {
+        let key = SigningKey::generate();
+        let seed = key.to_base64();
+        let m = messages(parse(&format!("audit:\n  signing_key: {seed}\n"), &[]));
+        assert!(
+            m.iter()
+                .any(|e| e.contains("2:16") && e.contains("DROVER_AUDIT__SIGNING_KEY")),
+            "{m:?}"
+        );
+        assert!(m.iter().all(|e| !e.contains(&seed)), "{m:?}");
+
+        let other = SigningKey::generate().public_key();
+        let m = messages(parse(
+            &format!("audit:\n  public_key: {other}\n"),
+            &[("DROVER_AUDIT__SIGNING_KEY", &seed)],
+        ));
+        assert!(m.iter().any(|e| e.contains("does not belong")), "{m:?}");
+        assert!(m.iter().all(|e| !e.contains(&seed)), "{m:?}");
+
+        let m = messages(parse("audit:\n  public_key: nope\n", &[]));
+        assert!(
+            m.iter()
+                .any(|e| e.contains("2:15") && e.contains("audit.public_key")),
+            "{m:?}"
+        );
+        let m = messages(parse("", &[("DROVER_AUDIT__SIGNING_KEY", "c2hvcnQ=")]));
+        assert!(m.iter().any(|e| e.contains("5 bytes")), "{m:?}");
+    }
+}
