@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -12,8 +12,7 @@ use super::AppState;
 use super::auth::{Caller, Permission, allows};
 use super::error::{ApiError, ErrorBody};
 use super::runs::checked_run_id;
-use super::ui::report_error;
-use crate::report::RunReport;
+use crate::report::{ReportError, RunReport};
 
 #[utoipa::path(get, path = "/runs/{id}/report", tag = "runs", params(("id" = String, Path, description = "Run id")), security(("bearer" = [])),
     responses((status = 200, description = "The self-contained HTML evidence report", content_type = "text/html", body = String),
@@ -73,6 +72,22 @@ impl WhoAmI {
             trigger_drill: allows(caller.role, Permission::TriggerDrill),
             operate: allows(caller.role, Permission::Operate),
             audit: allows(caller.role, Permission::Audit),
+        }
+    }
+}
+
+/// A report's failure as the API answers it.
+pub(super) fn report_error(e: ReportError) -> ApiError {
+    match e {
+        ReportError::NotFound(_) => ApiError::not_found("no run with that id"),
+        ReportError::Store(e) => e.into(),
+        ReportError::Render(e) => {
+            tracing::error!(error = %e, "Cannot render a page.");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the page could not be rendered; see the daemon log",
+            )
         }
     }
 }

@@ -21,10 +21,10 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::auth::{Caller, Permission};
 use super::error::ApiError;
-use super::evidence::WhoAmI;
+use super::evidence::{WhoAmI, report_error};
 use super::runs::checked_run_id;
 use crate::report::summary::is_drill;
-use crate::report::{ChainCheck, ReportError, RunView, human, render, time};
+use crate::report::{ChainCheck, RunView, human, render, time};
 use crate::store::RunStatus;
 
 /// The policy of every console response: this origin's script and styles
@@ -90,21 +90,6 @@ fn fragment(name: &str, source: &str, value: &impl Serialize) -> Result<Response
     render(name, source, value)
         .map(|html| Html(html).into_response())
         .map_err(report_error)
-}
-
-pub(super) fn report_error(e: ReportError) -> ApiError {
-    match e {
-        ReportError::NotFound(_) => ApiError::not_found("no run with that id"),
-        ReportError::Store(e) => e.into(),
-        ReportError::Render(e) => {
-            tracing::error!(error = %e, "Cannot render a page.");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the page could not be rendered; see the daemon log",
-            )
-        }
-    }
 }
 
 #[derive(Debug, Deserialize)]
