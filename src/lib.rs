@@ -9,9 +9,10 @@
 //! Arrows point down: a module imports only modules below it (a layout test
 //! finds import circles between files).
 //! - [`cli`]: command-line surface (`validate`, `schema`, `run`, `demo`,
-//!   `audit`, `sim`, `daemon`); [`client`]: `drover runs`, the daemon's client.
+//!   `audit`, `report`, `sim`, `daemon`); [`client`]: `drover runs`, the daemon's client.
 //! - [`api`]: the daemon's HTTP API, by resource (`runs`, `runbooks`, `audit`,
-//!   `health`, with `auth` and `error`), and its OpenAPI document.
+//!   `evidence`, `health`, with `auth` and `error`), its OpenAPI document,
+//!   and the console at `/ui` (`ui`: server-rendered views, a small script).
 //! - [`app`]: wiring of config, store, cloud client and engine for the
 //!   commands, the progress printer and the terminal approval prompt.
 //! - [`daemon`]: the long-running service (runs, schedules, reload, shutdown,

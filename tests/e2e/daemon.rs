@@ -199,6 +199,8 @@ async fn every_endpoint_with_every_role() {
         (Method::GET, "/v1/runs".into(), None, &ROLES),
         (Method::GET, format!("/v1/runs/{run}"), None, &ROLES),
         (Method::GET, "/v1/runbooks".into(), None, &ROLES),
+        (Method::GET, format!("/v1/runs/{run}/report"), None, &ROLES),
+        (Method::GET, "/v1/whoami".into(), None, &ROLES),
         (
             Method::GET,
             "/v1/runbooks/evs-switchover".into(),
