@@ -284,6 +284,7 @@ pub(crate) fn render(
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.add_template(name, source)
+        .and_then(|()| env.add_template("timeline.html", include_str!("report/timeline.html")))
         .map_err(|e| ReportError::Render(e.to_string()))?;
     let template = env
         .get_template(name)

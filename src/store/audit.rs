@@ -61,6 +61,22 @@ pub fn link(prev_hash: &str, canonical: &str) -> String {
     hex::encode(h.finalize())
 }
 
+/// The hash `e` must have when it follows an event whose hash is `prev`.
+pub fn hash_after(prev: &str, e: &Event) -> String {
+    link(
+        prev,
+        &canonical(
+            e.seq,
+            &e.at,
+            &e.actor,
+            &e.kind,
+            e.run_id.as_deref(),
+            e.step_id.as_deref(),
+            &e.data,
+        ),
+    )
+}
+
 /// The first place the chain is broken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("audit chain broken at event {seq}: {reason}")]
@@ -87,19 +103,7 @@ pub fn verify<'a>(events: impl IntoIterator<Item = &'a Event>) -> Result<u64, Br
                 reason: "prev_hash does not match the hash of the event before".into(),
             });
         }
-        let computed = link(
-            &prev,
-            &canonical(
-                e.seq,
-                &e.at,
-                &e.actor,
-                &e.kind,
-                e.run_id.as_deref(),
-                e.step_id.as_deref(),
-                &e.data,
-            ),
-        );
-        if computed != e.hash {
+        if hash_after(&prev, e) != e.hash {
             return Err(BrokenLink {
                 seq: e.seq,
                 reason: "content does not match its hash (the event was altered)".into(),

@@ -293,18 +293,7 @@ mod tests {
         for (seq, e) in (1..).zip(events.iter_mut()) {
             e.seq = seq;
             e.prev_hash = prev.clone();
-            e.hash = audit::link(
-                &prev,
-                &audit::canonical(
-                    e.seq,
-                    &e.at,
-                    &e.actor,
-                    &e.kind,
-                    e.run_id.as_deref(),
-                    e.step_id.as_deref(),
-                    &e.data,
-                ),
-            );
+            e.hash = audit::hash_after(&prev, e);
             prev = e.hash.clone();
         }
         events

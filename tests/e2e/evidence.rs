@@ -9,6 +9,20 @@ use scraper::{Html, Selector};
 use crate::cli::{CliWorld, printed_run_id};
 use crate::helpers::stdout;
 
+/// A switchover of `g1` approved by alice through `drover run`; its run id.
+fn switchover(w: &CliWorld) -> String {
+    let out = w.run(&[
+        "run",
+        "evs-switchover",
+        "-p",
+        "group_id=g1",
+        "--approve",
+        "alice",
+    ]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    printed_run_id(&stdout(&out))
+}
+
 fn select<'a>(doc: &'a Html, css: &str) -> Vec<scraper::ElementRef<'a>> {
     doc.select(&Selector::parse(css).unwrap()).collect()
 }
@@ -84,16 +98,7 @@ async fn a_run_report_shows_every_step_attempt_retry_and_reconciliation() {
         fault: Fault::Ambiguous,
         count: 1,
     });
-    let out = w.run(&[
-        "run",
-        "evs-switchover",
-        "-p",
-        "group_id=g1",
-        "--approve",
-        "alice",
-    ]);
-    assert!(out.status.success(), "{}", stdout(&out));
-    let run_id = printed_run_id(&stdout(&out));
+    let run_id = switchover(&w);
 
     let file = w.dir.path().join("report.html");
     let written = w.run(&["report", &run_id, "-o", file.to_str().unwrap()]);
@@ -192,27 +197,10 @@ async fn a_run_report_shows_every_step_attempt_retry_and_reconciliation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_summary_counts_what_the_store_holds() {
     let w = CliWorld::new(None).await;
-    let ok = |args: &[&str]| {
-        let out = w.run(args);
-        assert!(out.status.success(), "{args:?}: {}", stdout(&out));
-    };
-    ok(&[
-        "run",
-        "evs-switchover",
-        "-p",
-        "group_id=g1",
-        "--approve",
-        "alice",
-    ]);
-    ok(&["run", "evs-switchover", "-p", "group_id=g1", "--dry-run"]);
-    ok(&[
-        "run",
-        "evs-switchover",
-        "-p",
-        "group_id=g1",
-        "--approve",
-        "alice",
-    ]);
+    switchover(&w);
+    let dry = w.run(&["run", "evs-switchover", "-p", "group_id=g1", "--dry-run"]);
+    assert!(dry.status.success(), "{}", stdout(&dry));
+    switchover(&w);
     let failed = w.run(&[
         "run",
         "evs-switchover",
@@ -326,16 +314,7 @@ async fn rewrite_chain(url: &str, tamper: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_checkpoint_exposes_a_rechained_trail() {
     let w = CliWorld::new(None).await;
-    let out = w.run(&[
-        "run",
-        "evs-switchover",
-        "-p",
-        "group_id=g1",
-        "--approve",
-        "alice",
-    ]);
-    assert!(out.status.success());
-    let run_id = printed_run_id(&stdout(&out));
+    let run_id = switchover(&w);
 
     let keys = stdout(&w.run(&["audit", "keygen"]));
     let signing = keys
