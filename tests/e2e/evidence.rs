@@ -431,3 +431,63 @@ async fn a_signed_checkpoint_exposes_a_rechained_trail() {
         stdout(&refused)
     );
 }
+
+/// `audit.checkpoint_interval`: the real daemon signs the chain's head by
+/// itself once events were written, with the key from its environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_signs_checkpoints_on_its_interval() {
+    use crate::daemon::{config_text_for, signal, spawn_daemon_with, token, until};
+    let sim = crate::helpers::start_sim(drover::sim::SimConfig {
+        evs_groups: vec!["g1".into()],
+        ..drover::sim::SimConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("audit.db").display());
+    let config = dir.path().join("drover.yaml");
+    let key = drover::signing::SigningKey::generate();
+    let text = config_text_for(&sim, &url, &crate::helpers::repo("runbooks"));
+    std::fs::write(
+        &config,
+        format!(
+            "{text}audit:\n  public_key: {}\n  checkpoint_interval: 1s\n",
+            key.public_key()
+        ),
+    )
+    .unwrap();
+    let seed = key.to_base64();
+    let daemon = spawn_daemon_with(
+        &config,
+        &sim.sim.credentials().password,
+        &[("DROVER_AUDIT__SIGNING_KEY", &seed)],
+    );
+    let (status, created) = crate::helpers::JsonHttp::new(&daemon.url)
+        .call(
+            reqwest::Method::POST,
+            "/v1/runs",
+            &[("authorization", format!("Bearer {}", token("admin")))],
+            Some(serde_json::json!({"runbook": "evs-switchover", "params": {"group_id": "g1"}, "dry_run": true})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let store = drover::store::Store::open(&url).await.unwrap();
+    until(async || !store.checkpoints(1).await.unwrap().is_empty()).await;
+    let checkpoint = store.checkpoints(1).await.unwrap().remove(0);
+    let events = store.events(None).await.unwrap();
+    assert!(checkpoint.verify(&key.public_key(), &events).is_ok());
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "audit.checkpoint" && e.actor == "daemon")
+    );
+    signal(&daemon, "TERM");
+    assert!(
+        daemon
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|l| !l.contains(&seed)),
+        "the key never reaches the log"
+    );
+}
