@@ -56,8 +56,8 @@ async fn main() {
             region: "eu-de".into(),
             project_id: None,
             iam_endpoint: url.clone(),
-            evs_endpoint: url.clone(),
-            sdrs_endpoint: url,
+            evs_endpoint: Some(url.clone()),
+            sdrs_endpoint: Some(url),
             auth: CloudAuth::Password {
                 user: creds.user,
                 domain: creds.domain,

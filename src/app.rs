@@ -517,8 +517,8 @@ pub async fn demo(
     let url = format!("http://{addr}");
     let cloud = CloudConfig {
         iam_endpoint: url.clone(),
-        evs_endpoint: url.clone(),
-        sdrs_endpoint: url,
+        evs_endpoint: Some(url.clone()),
+        sdrs_endpoint: Some(url),
         project_id: Some(creds.project_id.clone()),
         auth: CloudAuth::Password {
             user: creds.user,

@@ -8,12 +8,14 @@
 //! environment variable), what was found and what was expected.
 
 mod audit;
+pub mod endpoint;
 mod node;
 mod rate;
 
 pub use rate::{DEFAULT_THROTTLE_RETRIES, RateConfig};
 
 pub use audit::AuditConfig;
+use endpoint::Service;
 pub use node::NodeConfig;
 
 use std::collections::{BTreeMap, HashSet};
@@ -121,10 +123,11 @@ pub struct CloudConfig {
     pub project_id: Option<String>,
     /// IAM base URL (the token call is `POST {iam}/v3/auth/tokens`).
     pub iam_endpoint: String,
-    /// EVS base URL (paths start `/v2/{project_id}`).
-    pub evs_endpoint: String,
-    /// SDRS base URL (paths start `/v1/{project_id}`).
-    pub sdrs_endpoint: String,
+    /// EVS base URL (paths start `/v2/{project_id}`); `None`: from the
+    /// token's catalog, else OTC's pattern for the region.
+    pub evs_endpoint: Option<String>,
+    /// SDRS base URL (paths start `/v1/{project_id}`); `None` as for EVS.
+    pub sdrs_endpoint: Option<String>,
     /// How requests are authenticated.
     pub auth: CloudAuth,
     /// Whole-request timeout.
@@ -603,16 +606,20 @@ fn check_url(url: &Located<String>, what: &str, sink: &Sink) {
 
 fn build_cloud(raw: RawCloud, sink: &Sink) -> CloudConfig {
     let region = raw.region.map_or_else(|| "eu-de".to_string(), |r| r.value);
-    let endpoint = |value: Option<Located<String>>, what: &str, service: &str| match value {
-        Some(v) => {
-            check_url(&v, what, sink);
-            v.value.trim_end_matches('/').to_string()
-        }
-        None => format!("https://{service}.{region}.otc.t-systems.com"),
+    // The forms people paste (`/v3`, `/v2/{project_id}`, a trailing `/`)
+    // become the service root; anything else is refused with the form expected.
+    let endpoint = |value: Option<Located<String>>, service: Service| {
+        value.map(|v| {
+            endpoint::normalize(service, &v.value).unwrap_or_else(|e| {
+                sink.error(&v.loc, format!("{}: {e}", service.key()));
+                v.value
+            })
+        })
     };
-    let iam_endpoint = endpoint(raw.iam_endpoint, "cloud.iam_endpoint", "iam");
-    let evs_endpoint = endpoint(raw.evs_endpoint, "cloud.evs_endpoint", "evs");
-    let sdrs_endpoint = endpoint(raw.sdrs_endpoint, "cloud.sdrs_endpoint", "sdrs");
+    let iam_endpoint = endpoint(raw.iam_endpoint, Service::Iam)
+        .unwrap_or_else(|| Service::Iam.default_endpoint(&region));
+    let evs_endpoint = endpoint(raw.evs_endpoint, Service::Evs);
+    let sdrs_endpoint = endpoint(raw.sdrs_endpoint, Service::Sdrs);
     let auth = build_auth(raw.auth.0.unwrap_or_default(), sink);
     CloudConfig {
         region,
@@ -792,7 +799,7 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(c.cloud.evs_endpoint, "http://b");
+        assert_eq!(c.cloud.evs_endpoint.as_deref(), Some("http://b"));
         assert_eq!(c.cloud.timeout, Duration::from_secs(7));
         assert_eq!(c.api_listen.to_string(), "0.0.0.0:9000");
     }

@@ -120,8 +120,8 @@ mod tests {
             .unwrap()
             .cloud;
         config.project_id = Some("p1".into());
-        config.evs_endpoint = "http://127.0.0.1:9".into();
-        config.sdrs_endpoint = "http://127.0.0.1:9".into();
+        config.evs_endpoint = Some("http://127.0.0.1:9".into());
+        config.sdrs_endpoint = Some("http://127.0.0.1:9".into());
         config.auth = CloudAuth::None;
         DryRun::new(Arc::new(CloudClient::new(&config).unwrap()))
     }

@@ -21,6 +21,7 @@ use tokio::sync::Mutex;
 use super::auth::{self, CachedToken, SignInput};
 use super::error::{self, CloudError, Reach};
 use super::throttle::{Bucket, throttle_wait};
+use crate::config::endpoint::from_catalog;
 use crate::config::{CloudAuth, CloudConfig};
 
 /// The user agent sent with every request.
@@ -183,6 +184,8 @@ pub struct CloudClient {
     auth: Auth,
     /// Project from the token when the config names none.
     project: Mutex<Option<String>>,
+    /// EVS and SDRS roots found in the token's catalog (by [`Service`]).
+    discovered: Mutex<[Option<String>; 2]>,
     /// Request budgets of EVS and SDRS (`cloud.rate`).
     budgets: [Option<Bucket>; 2],
     /// Hears of every throttled (429) attempt that is sent again.
@@ -274,6 +277,7 @@ impl CloudClient {
             config: config.clone(),
             auth,
             project: Mutex::new(config.project_id.clone()),
+            discovered: Mutex::new([None, None]),
             budgets: [config.rate.evs, config.rate.sdrs]
                 .map(|rate| rate.map(|r| Bucket::new(r, config.rate.burst))),
             on_throttle: None,
@@ -366,12 +370,28 @@ impl CloudClient {
         }
     }
 
-    async fn send_once(&self, req: &Request) -> Result<Answer, CloudError> {
-        let path = self.full_path(req).await?;
-        let base = match req.service {
+    /// The service root a request goes to: configured, else from the
+    /// token's catalog (password auth), else OTC's pattern for the region.
+    pub async fn endpoint(&self, service: Service) -> Result<String, CloudError> {
+        let configured = match service {
             Service::Evs => &self.config.evs_endpoint,
             Service::Sdrs => &self.config.sdrs_endpoint,
         };
+        if let Some(url) = configured {
+            return Ok(url.clone());
+        }
+        if let Auth::Password { .. } = self.auth {
+            self.token(false).await?;
+        }
+        if let Some(url) = self.discovered.lock().await[service as usize].clone() {
+            return Ok(url);
+        }
+        Ok(catalog_service(service).default_endpoint(&self.config.region))
+    }
+
+    async fn send_once(&self, req: &Request) -> Result<Answer, CloudError> {
+        let path = self.full_path(req).await?;
+        let base = self.endpoint(req.service).await?;
         let url = format!("{base}{path}");
         let name = format!("{} {path}", req.method);
         let first = self.attempt(req, &url, &path, &name, false).await;
@@ -537,7 +557,13 @@ impl CloudClient {
             } } },
             "scope": scope
         } });
-        let url = format!("{}/v3/auth/tokens?nocatalog=true", self.config.iam_endpoint);
+        // The catalog is asked for only when an endpoint is to be found in it.
+        let discover = self.config.evs_endpoint.is_none() || self.config.sdrs_endpoint.is_none();
+        let url = format!(
+            "{}/v3/auth/tokens{}",
+            self.config.iam_endpoint,
+            if discover { "" } else { "?nocatalog=true" }
+        );
         let builder = self
             .http
             .post(&url)
@@ -552,6 +578,21 @@ impl CloudClient {
         let Some(token) = answer.subject_token.filter(|_| answer.status == 201) else {
             return Err(local_error("IAM answered without X-Subject-Token"));
         };
+        if discover {
+            let catalog = &envelope["token"]["catalog"];
+            let mut found = self.discovered.lock().await;
+            for service in [Service::Evs, Service::Sdrs] {
+                let url = from_catalog(catalog, catalog_service(service), &self.config.region);
+                if url.is_none() {
+                    tracing::warn!(
+                        service = service.name(),
+                        region = %self.config.region,
+                        "The token's catalog lists no endpoint for this service and region; using OTC's endpoint pattern."
+                    );
+                }
+                found[service as usize] = url;
+            }
+        }
         if let Some(project) = envelope["token"]["project"]["id"].as_str() {
             let mut p = self.project.lock().await;
             if p.is_none() {
@@ -564,6 +605,14 @@ impl CloudClient {
             expires_at,
         });
         Ok(token)
+    }
+}
+
+/// The config's name for a service the client calls.
+fn catalog_service(service: Service) -> crate::config::endpoint::Service {
+    match service {
+        Service::Evs => crate::config::endpoint::Service::Evs,
+        Service::Sdrs => crate::config::endpoint::Service::Sdrs,
     }
 }
 

@@ -82,7 +82,8 @@ pub fn check_password_body(body: &Value, creds: &Credentials) -> Result<(), Toke
     Ok(())
 }
 
-/// The token body IAM answers with (project scope, empty catalog).
+/// The token body IAM answers with (project scope; the catalog is filled in
+/// by the caller unless `nocatalog` was asked for).
 pub fn token_body(creds: &Credentials, issued_at: &str, expires_at: &str) -> Value {
     let domain = json!({ "id": "d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0", "name": creds.domain });
     json!({ "token": {
@@ -94,6 +95,30 @@ pub fn token_body(creds: &Credentials, issued_at: &str, expires_at: &str) -> Val
         "roles": [{ "name": "te_admin", "id": "r0" }],
         "catalog": []
     }})
+}
+
+/// A Keystone v3 catalog naming `base` as IAM (`identity`), EVS (`volumev2`,
+/// with the project in its URL as OTC lists it) and SDRS (`sdrs`), public,
+/// in the project's region.
+pub fn catalog(base: &str, creds: &Credentials) -> Value {
+    let region = &creds.project_name;
+    let entry = |kind: &str, name: &str, url: String| {
+        json!({
+            "type": kind,
+            "name": name,
+            "id": format!("{kind}-0"),
+            "endpoints": [{ "id": format!("{kind}-public"), "interface": "public", "region": region, "region_id": region, "url": url }]
+        })
+    };
+    json!([
+        entry("identity", "iam", format!("{base}/v3")),
+        entry(
+            "volumev2",
+            "cinderv2",
+            format!("{base}/v2/{}", creds.project_id)
+        ),
+        entry("sdrs", "sdrs", format!("{base}/v1/{}", creds.project_id)),
+    ])
 }
 
 /// What a signed request looks like to the verifier.

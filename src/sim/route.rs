@@ -197,7 +197,15 @@ pub(super) async fn process(
             let answer = match authenticate(&mut s, &route, &method, &uri, &headers, &body) {
                 Ok(kind) => {
                     auth = kind;
-                    handle(&mut s, &route, &uri, &body)
+                    match route {
+                        // The catalog names this simulator as every service,
+                        // at the address the client reached it by.
+                        Route::Token => {
+                            let host = headers.get("host").and_then(|h| h.to_str().ok());
+                            issue_token(&mut s, &body, host.unwrap_or("127.0.0.1"), &uri)
+                        }
+                        _ => handle(&mut s, &route, &uri, &body),
+                    }
                 }
                 Err(a) => a,
             };
@@ -410,7 +418,7 @@ pub(super) fn single_key(body: &[u8]) -> Option<(String, Value)> {
 pub(super) fn handle(s: &mut SimState, route: &Route, uri: &Uri, body: &[u8]) -> Answer {
     let now = s.now();
     match route {
-        Route::Token => issue_token(s, body),
+        Route::Token => issue_token(s, body, "127.0.0.1", uri),
         Route::EvsList(_) => {
             // Filters and pages as the reference lists them: `limit` 1 to
             // 1000 (default 1000), `offset`, and `marker` (the last id of the
@@ -590,7 +598,13 @@ pub(super) fn handle(s: &mut SimState, route: &Route, uri: &Uri, body: &[u8]) ->
     }
 }
 
-pub(super) fn issue_token(s: &mut SimState, body: &[u8]) -> Answer {
+/// A password token (201, `X-Subject-Token`) with the project scope and,
+/// unless the query has `nocatalog`, a catalog naming this simulator.
+pub(super) fn issue_token(s: &mut SimState, body: &[u8], host: &str, uri: &Uri) -> Answer {
+    let no_catalog = uri.query().is_some_and(|q| {
+        q.split('&')
+            .any(|p| p.split('=').next() == Some("nocatalog"))
+    });
     let Ok(json) = serde_json::from_slice::<Value>(body) else {
         return Answer::json(
             400,
@@ -603,7 +617,10 @@ pub(super) fn issue_token(s: &mut SimState, body: &[u8]) -> Answer {
             let now = s.now();
             let expires = now + s.token_lifetime;
             let fmt = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
-            let body = iam::token_body(&s.creds, &fmt(s.wall(now)), &fmt(s.wall(expires)));
+            let mut body = iam::token_body(&s.creds, &fmt(s.wall(now)), &fmt(s.wall(expires)));
+            if !no_catalog {
+                body["token"]["catalog"] = iam::catalog(&format!("http://{host}"), &s.creds);
+            }
             s.tokens.insert(token.clone(), Token { expires });
             let mut a = Answer::json(201, body).changed();
             a.headers.push(("x-subject-token", token));

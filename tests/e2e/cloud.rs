@@ -377,7 +377,7 @@ async fn retry_after_is_read_and_connect_failures_are_retryable_even_for_mutatio
     drop(closed);
     let mut cfg = cloud_config(&sim, CloudAuth::Token(SecretString::from("t")));
     cfg.project_id = Some("p".into());
-    cfg.evs_endpoint = format!("http://127.0.0.1:{port}");
+    cfg.evs_endpoint = Some(format!("http://127.0.0.1:{port}"));
     let e = CloudClient::new(&cfg)
         .unwrap()
         .evs_action("g1", EvsAction::Switchover)
@@ -726,5 +726,84 @@ async fn group_lists_follow_every_page_and_filter() {
             && found
                 .iter()
                 .all(|g| g.name.as_deref().is_some_and(|n| n.contains("pg14")))
+    );
+}
+
+/// Only IAM configured, in the form copied from `clouds.yaml` (`.../v3`):
+/// the EVS and SDRS endpoints come from the token's catalog for the region;
+/// with every endpoint configured the token is asked for without a catalog.
+#[tokio::test]
+async fn endpoints_come_from_the_catalog_when_only_iam_is_configured() {
+    let sim = start_sim(config()).await;
+    let creds = sim.sim.credentials();
+    let text = format!(
+        "cloud:\n  region: eu-de\n  iam_endpoint: {}/v3/\n  auth: {{ method: password, user: {}, domain: {} }}\n",
+        sim.url, creds.user, creds.domain
+    );
+    let env = [(
+        "DROVER_CLOUD__AUTH__PASSWORD".to_string(),
+        creds.password.clone(),
+    )]
+    .into();
+    let config =
+        drover::config::Config::parse(&text, std::path::Path::new("drover.yaml"), &env).unwrap();
+    assert_eq!(config.cloud.iam_endpoint, sim.url, "`/v3/` is taken off");
+    assert_eq!(config.cloud.evs_endpoint, None);
+    let c = CloudClient::new(&config.cloud).unwrap();
+    // Without the catalog these would go to the public OTC hosts, which this
+    // machine cannot reach: answers prove the catalog was used.
+    assert_eq!(c.evs_get_group("g1").await.unwrap().status, "available");
+    assert_eq!(c.sdrs_get_group("pg1").await.unwrap().id, "pg1");
+    let journal = sim.sim.journal();
+    let token = journal.iter().find(|e| e.endpoint == "iam.token").unwrap();
+    assert!(token.query.is_none(), "{:?}", token.query);
+    assert_eq!(
+        journal.iter().filter(|e| e.endpoint == "iam.token").count(),
+        1,
+        "one token serves both"
+    );
+
+    // Every endpoint configured (in pasted forms): no catalog asked for.
+    let before = journal.len();
+    let text = format!(
+        "cloud:\n  iam_endpoint: {url}/v3\n  evs_endpoint: {url}/v2/{p}\n  sdrs_endpoint: {url}/v1/{{project_id}}/\n  auth: {{ method: password, user: {}, domain: {} }}\n",
+        creds.user,
+        creds.domain,
+        url = sim.url,
+        p = creds.project_id
+    );
+    let config =
+        drover::config::Config::parse(&text, std::path::Path::new("drover.yaml"), &env).unwrap();
+    assert_eq!(config.cloud.evs_endpoint.as_deref(), Some(sim.url.as_str()));
+    let c = CloudClient::new(&config.cloud).unwrap();
+    c.evs_get_group("g1").await.unwrap();
+    let journal = sim.sim.journal();
+    let token = journal[before..]
+        .iter()
+        .find(|e| e.endpoint == "iam.token")
+        .unwrap();
+    assert!(
+        token
+            .query
+            .as_deref()
+            .is_some_and(|q| q.contains("nocatalog")),
+        "{:?}",
+        token.query
+    );
+
+    // A path that is no service root is refused, showing the form expected.
+    let bad = drover::config::Config::parse(
+        "cloud:\n  evs_endpoint: https://evs.eu-de.otc.t-systems.com/v2/p/os-vendor-replication-consistency-groups\n",
+        std::path::Path::new("drover.yaml"),
+        &Default::default(),
+    )
+    .unwrap_err();
+    let text = bad[0].to_string();
+    assert!(
+        text.contains("drover.yaml:2:17")
+            && text.contains("cloud.evs_endpoint")
+            && text
+                .contains("expected a service root such as `https://evs.eu-de.otc.t-systems.com`"),
+        "{text}"
     );
 }
