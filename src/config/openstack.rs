@@ -1,0 +1,170 @@
+//! Credentials where OpenStack tools keep them: a cloud of `clouds.yaml`
+//! named by `OS_CLOUD`, or the `OS_*` variables, read as openstacksdk reads
+//! them. They fill in only what neither the `DROVER_` variables nor the
+//! config file set (that order is the precedence), and only when no
+//! `cloud.auth` is configured: a config that names its own credentials is
+//! never mixed with another tool's.
+//!
+//! Secrets (password, AK/SK) from `clouds.yaml` are carried as if they came
+//! from the environment, so they become secret strings like drover's own;
+//! no message here quotes a value read from `clouds.yaml`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::yaml::{self, Loc, Node, Sink};
+
+/// What an OpenStack source says, by drover config path (`cloud.auth.user`).
+type Settings = Vec<(&'static [&'static str], String)>;
+
+/// The `clouds.yaml` files openstacksdk reads, in order: `OS_CLIENT_CONFIG_FILE`,
+/// then the current folder, the user's and the system's configuration folder.
+pub fn search_paths(env: &BTreeMap<String, String>) -> Vec<PathBuf> {
+    if let Some(file) = env.get("OS_CLIENT_CONFIG_FILE") {
+        return vec![PathBuf::from(file)];
+    }
+    let user = env
+        .get("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env.get("HOME").map(|h| Path::new(h).join(".config")));
+    let mut paths = vec![PathBuf::from("clouds.yaml")];
+    paths.extend(user.map(|u| u.join("openstack").join("clouds.yaml")));
+    paths.push(PathBuf::from("/etc/openstack/clouds.yaml"));
+    paths
+}
+
+/// Fills `root` (the config tree after the `DROVER_` overrides) from
+/// `clouds.yaml` (when `OS_CLOUD` is set) or the `OS_*` variables, unless it
+/// has a `cloud.auth` of its own.
+pub(super) fn fill(root: &mut Node, env: &BTreeMap<String, String>, sink: &Sink) {
+    if root.get("cloud").and_then(|c| c.get("auth")).is_some() {
+        return;
+    }
+    let (origin, settings) = match env.get("OS_CLOUD") {
+        Some(name) => match from_clouds_yaml(name, env) {
+            Ok((path, settings)) => (format!("{} (OS_CLOUD={name})", path.display()), settings),
+            Err(message) => {
+                sink.error(&Loc::Env("OS_CLOUD".into()), message);
+                return;
+            }
+        },
+        None => ("OS_* variables".to_string(), from_os_variables(env)),
+    };
+    if !settings.iter().any(|(path, _)| path[..2] == ["cloud", "auth"]) {
+        return;
+    }
+    for (path, value) in settings {
+        let exists = path
+            .iter()
+            .try_fold(&*root, |node, key| node.get(key))
+            .is_some();
+        if !exists {
+            let path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+            super::set_path(root, &path, Node::env_text(&origin, &value), &origin);
+        }
+    }
+}
+
+/// The settings of the `OS_*` variables.
+fn from_os_variables(env: &BTreeMap<String, String>) -> Settings {
+    let var = |names: &[&str]| names.iter().find_map(|n| env.get(*n).cloned());
+    let mut out: Settings = Vec::new();
+    let mut put = |path: &'static [&'static str], value: Option<String>| {
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            out.push((path, v));
+        }
+    };
+    put(&["cloud", "iam_endpoint"], var(&["OS_AUTH_URL"]));
+    put(&["cloud", "region"], var(&["OS_REGION_NAME"]));
+    put(&["cloud", "project_id"], var(&["OS_PROJECT_ID", "OS_TENANT_ID"]));
+    put(&["cloud", "project_name"], var(&["OS_PROJECT_NAME", "OS_TENANT_NAME"]));
+    let keys = (var(&["OS_ACCESS_KEY", "OS_AK"]), var(&["OS_SECRET_KEY", "OS_SK"]));
+    if let (Some(ak), Some(sk)) = keys {
+        put(&["cloud", "auth", "method"], Some("aksk".into()));
+        put(&["cloud", "auth", "access_key"], Some(ak));
+        put(&["cloud", "auth", "secret_key"], Some(sk));
+    } else if let Some(user) = var(&["OS_USERNAME"]) {
+        put(&["cloud", "auth", "method"], Some("password".into()));
+        put(&["cloud", "auth", "user"], Some(user));
+        put(
+            &["cloud", "auth", "domain"],
+            var(&["OS_USER_DOMAIN_NAME", "OS_DOMAIN_NAME", "OS_PROJECT_DOMAIN_NAME"]),
+        );
+        put(&["cloud", "auth", "password"], var(&["OS_PASSWORD"]));
+    }
+    out
+}
+
+/// The settings of cloud `name` in the first `clouds.yaml` found, and that file.
+fn from_clouds_yaml(
+    name: &str,
+    env: &BTreeMap<String, String>,
+) -> Result<(PathBuf, Settings), String> {
+    let paths = search_paths(env);
+    let Some((path, text)) = paths
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok().map(|t| (p.clone(), t)))
+    else {
+        let searched: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        return Err(format!(
+            "OS_CLOUD is `{name}` but no clouds.yaml was found (looked in {})",
+            searched.join(", ")
+        ));
+    };
+    // The file holds passwords: a parse error names the place, never the text.
+    let root = yaml::parse(&text, &path).map_err(|d| {
+        let place = match d.loc {
+            Loc::At { line, column } => format!(":{line}:{column}"),
+            _ => String::new(),
+        };
+        format!("{}{place}: not valid YAML", path.display())
+    })?;
+    let cloud = root
+        .get("clouds")
+        .and_then(|c| c.get(name))
+        .ok_or_else(|| format!("{}: no cloud `{name}` under `clouds` (OS_CLOUD)", path.display()))?;
+    let auth = cloud.get("auth");
+    let text = |node: Option<&Node>, key: &str| -> Option<String> {
+        let v = node?.get(key)?;
+        match &v.value {
+            yaml::Value::Str { text, .. } => Some(text.clone()),
+            yaml::Value::Int(i) => Some(i.to_string()),
+            _ => None,
+        }
+        .filter(|t| !t.is_empty())
+    };
+    let mut out: Settings = Vec::new();
+    let mut put = |path: &'static [&'static str], value: Option<String>| {
+        if let Some(v) = value {
+            out.push((path, v));
+        }
+    };
+    put(&["cloud", "iam_endpoint"], text(auth, "auth_url"));
+    put(&["cloud", "region"], text(Some(cloud), "region_name"));
+    put(&["cloud", "project_id"], text(auth, "project_id").or(text(auth, "tenant_id")));
+    put(&["cloud", "project_name"], text(auth, "project_name").or(text(auth, "tenant_name")));
+    put(
+        &["cloud", "evs_endpoint"],
+        text(Some(cloud), "volumev2_endpoint_override")
+            .or(text(Some(cloud), "block_storage_endpoint_override")),
+    );
+    put(&["cloud", "sdrs_endpoint"], text(Some(cloud), "sdrs_endpoint_override"));
+    let ak = text(auth, "ak").or(text(auth, "access_key"));
+    let sk = text(auth, "sk").or(text(auth, "secret_key"));
+    if let (Some(ak), Some(sk)) = (ak, sk) {
+        put(&["cloud", "auth", "method"], Some("aksk".into()));
+        put(&["cloud", "auth", "access_key"], Some(ak));
+        put(&["cloud", "auth", "secret_key"], Some(sk));
+    } else if let Some(user) = text(auth, "username") {
+        put(&["cloud", "auth", "method"], Some("password".into()));
+        put(&["cloud", "auth", "user"], Some(user));
+        put(
+            &["cloud", "auth", "domain"],
+            text(auth, "user_domain_name")
+                .or(text(auth, "domain_name"))
+                .or(text(auth, "project_domain_name")),
+        );
+        put(&["cloud", "auth", "password"], text(auth, "password"));
+    }
+    Ok((path, out))
+}
