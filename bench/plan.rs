@@ -55,6 +55,7 @@ async fn main() {
         let client = CloudClient::new(&CloudConfig {
             region: "eu-de".into(),
             project_id: None,
+            project_name: None,
             iam_endpoint: url.clone(),
             evs_endpoint: Some(url.clone()),
             sdrs_endpoint: Some(url),

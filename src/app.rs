@@ -520,6 +520,7 @@ pub async fn demo(
         evs_endpoint: Some(url.clone()),
         sdrs_endpoint: Some(url),
         project_id: Some(creds.project_id.clone()),
+        project_name: None,
         auth: CloudAuth::Password {
             user: creds.user,
             domain: creds.domain,

@@ -11,6 +11,7 @@ mod audit;
 mod cloud;
 pub mod endpoint;
 mod node;
+pub mod openstack;
 mod rate;
 
 pub use rate::{DEFAULT_THROTTLE_RETRIES, RateConfig};
@@ -121,6 +122,9 @@ pub struct CloudConfig {
     pub region: String,
     /// Project id used in EVS and SDRS paths.
     pub project_id: Option<String>,
+    /// Project name a token is scoped to when no id is given (default: the
+    /// region's name, which is how OTC names a region's main project).
+    pub project_name: Option<String>,
     /// IAM base URL (the token call is `POST {iam}/v3/auth/tokens`).
     pub iam_endpoint: String,
     /// EVS base URL (paths start `/v2/{project_id}`); `None`: from the
@@ -332,6 +336,7 @@ impl Config {
         }
         let sink = Sink::new(file);
         apply_env(&mut root, env, &sink);
+        openstack::fill(&mut root, env, &sink);
         let raw = yaml::from_node::<RawConfig>(&root, &sink).unwrap_or_default();
         let config = build(raw, &sink);
         if sink.is_clean() {

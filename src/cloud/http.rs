@@ -425,7 +425,7 @@ impl CloudClient {
         builder = match &self.auth {
             Auth::None => {
                 return Err(local_error(
-                    "no cloud credentials configured (cloud.auth.method)",
+                    "no cloud credentials: configure cloud.auth (its secret in DROVER_CLOUD__AUTH__*), or set OS_CLOUD for a cloud of clouds.yaml, or the OS_* variables",
                 ));
             }
             Auth::Token(t) => builder.header("x-auth-token", t.expose_secret()),
@@ -547,9 +547,13 @@ impl CloudClient {
         {
             return Ok(t.token.clone());
         }
-        let scope = match &self.config.project_id {
-            Some(id) => json!({ "project": { "id": id } }),
-            None => json!({ "project": { "name": self.config.region } }),
+        // A project by name is looked up in a domain: the user's account.
+        let scope = match (&self.config.project_id, &self.config.project_name) {
+            (Some(id), _) => json!({ "project": { "id": id } }),
+            (None, Some(name)) => {
+                json!({ "project": { "name": name, "domain": { "name": domain } } })
+            }
+            (None, None) => json!({ "project": { "name": self.config.region } }),
         };
         let body = json!({ "auth": {
             "identity": { "methods": ["password"], "password": { "user": {

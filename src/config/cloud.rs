@@ -20,6 +20,8 @@ pub(super) struct RawCloud {
     #[serde(default)]
     project_id: Option<String>,
     #[serde(default)]
+    project_name: Option<String>,
+    #[serde(default)]
     iam_endpoint: Option<Located<String>>,
     #[serde(default)]
     evs_endpoint: Option<Located<String>>,
@@ -84,6 +86,7 @@ pub(super) fn build(raw: RawCloud, sink: &Sink) -> CloudConfig {
     CloudConfig {
         region,
         project_id: raw.project_id,
+        project_name: raw.project_name,
         iam_endpoint,
         evs_endpoint,
         sdrs_endpoint,

@@ -807,3 +807,125 @@ async fn endpoints_come_from_the_catalog_when_only_iam_is_configured() {
         "{text}"
     );
 }
+
+/// An OpenStack user's setup and nothing else: a `clouds.yaml` (password,
+/// project by name; or AK/SK with endpoint overrides) picked by `OS_CLOUD`,
+/// or the `OS_*` variables, and a config naming only the database and the
+/// runbooks. `drover run` switches a group over with each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runbooks_run_with_openstack_credentials_alone() {
+    let sim = start_sim(SimConfig {
+        evs_groups: vec!["g1".into(), "g2".into(), "g3".into()],
+        transition: Duration::from_millis(100),
+        ..SimConfig::default()
+    })
+    .await;
+    let creds = sim.sim.credentials();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("drover.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "database: {{ url: \"sqlite://{}\" }}\nrunbooks: {{ dir: \"{}\" }}\n",
+            dir.path().join("audit.db").display(),
+            crate::helpers::repo("runbooks").display()
+        ),
+    )
+    .unwrap();
+    let clouds = dir.path().join("clouds.yaml");
+    std::fs::write(
+        &clouds,
+        format!(
+            "clouds:\n  sim:\n    region_name: eu-de\n    auth:\n      auth_url: {url}/v3\n      username: {}\n      password: {}\n      user_domain_name: {}\n      project_name: {}\n  sim-keys:\n    region_name: eu-de\n    volumev2_endpoint_override: {url}/v2/$(project_id)s\n    sdrs_endpoint_override: {url}/v1/$(project_id)s\n    auth:\n      auth_url: {url}/v3\n      ak: {}\n      sk: {}\n      project_id: {}\n",
+            creds.user,
+            creds.password,
+            creds.domain,
+            creds.project_name,
+            creds.access_key,
+            creds.secret_key,
+            creds.project_id,
+            url = sim.url
+        ),
+    )
+    .unwrap();
+    let run = |group: &str, env: &[(&str, &str)]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_drover"))
+            .args([
+                "run",
+                "evs-switchover",
+                "-p",
+                &format!("group_id={group}"),
+                "--approve",
+                "alice",
+                "--config",
+            ])
+            .arg(&config)
+            .envs(env.iter().copied())
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{env:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("production is now in eu-de-02"), "{text}");
+    };
+    let file = clouds.display().to_string();
+    let journal = |from: usize| sim.sim.journal()[from..].to_vec();
+
+    run(
+        "g1",
+        &[("OS_CLOUD", "sim"), ("OS_CLIENT_CONFIG_FILE", &file)],
+    );
+    let seen = journal(0);
+    let token = seen.iter().find(|e| e.endpoint == "iam.token").unwrap();
+    assert_eq!(
+        token.body["auth"]["scope"]["project"]["name"], creds.project_name,
+        "the project by name"
+    );
+    assert!(
+        seen.iter()
+            .filter(|e| e.endpoint == "evs.action")
+            .all(|e| e.auth == "token")
+    );
+
+    let from = sim.sim.journal().len();
+    run(
+        "g2",
+        &[("OS_CLOUD", "sim-keys"), ("OS_CLIENT_CONFIG_FILE", &file)],
+    );
+    let seen = journal(from);
+    assert!(
+        seen.iter().all(|e| e.endpoint != "iam.token"),
+        "no token with AK/SK"
+    );
+    assert!(
+        seen.iter()
+            .filter(|e| e.endpoint == "evs.action")
+            .all(|e| e.auth == "aksk")
+    );
+
+    let from = sim.sim.journal().len();
+    let auth_url = format!("{}/v3", sim.url);
+    run(
+        "g3",
+        &[
+            ("OS_AUTH_URL", &auth_url),
+            ("OS_USERNAME", &creds.user),
+            ("OS_PASSWORD", &creds.password),
+            ("OS_USER_DOMAIN_NAME", &creds.domain),
+            ("OS_PROJECT_NAME", &creds.project_name),
+            ("OS_REGION_NAME", "eu-de"),
+        ],
+    );
+    assert!(
+        journal(from)
+            .iter()
+            .any(|e| e.endpoint == "evs.action" && e.auth == "token")
+    );
+    for e in sim.sim.journal() {
+        assert!(!e.body.to_string().contains(&creds.secret_key));
+    }
+}

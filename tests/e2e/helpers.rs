@@ -100,6 +100,7 @@ pub fn cloud_config(sim: &Sim, auth: drover::config::CloudAuth) -> drover::confi
     drover::config::CloudConfig {
         region: "eu-de".into(),
         project_id: None,
+        project_name: None,
         iam_endpoint: sim.url.clone(),
         evs_endpoint: Some(sim.url.clone()),
         sdrs_endpoint: Some(sim.url.clone()),
