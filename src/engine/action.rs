@@ -28,10 +28,21 @@ pub(crate) struct Watch {
     pub what: String,
     /// The read, as recorded.
     pub request: String,
-    /// Time between polls.
+    /// Time between polls once they have grown to it ([`poll_wait`]).
     pub interval: Duration,
     /// The crash point after each recorded poll.
     pub crash_point: &'static str,
+}
+
+/// The wait after the first pending look: a transition that ends within
+/// a second is seen within a second, not a whole interval later.
+pub(crate) const FIRST_POLL_WAIT: Duration = Duration::from_millis(500);
+
+/// The wait after the `polls`-th pending look: [`FIRST_POLL_WAIT`], doubled
+/// each time, at most `interval`.
+pub(crate) fn poll_wait(interval: Duration, polls: u32) -> Duration {
+    let doublings = polls.saturating_sub(1).min(20);
+    (FIRST_POLL_WAIT * (1u32 << doublings)).min(interval)
 }
 
 /// What one look at a watched resource found.
@@ -44,7 +55,8 @@ pub(crate) enum Seen<R> {
 
 /// The one polling loop: `look` reads and judges (an error fails the step at
 /// once); each pending state is recorded as a poll, reported, and waited on
-/// for the interval, bounded by the step's deadline and ended by a cancel.
+/// ([`poll_wait`]: soon at first, growing to the interval), bounded by the
+/// step's deadline and ended by a cancel.
 pub(crate) async fn poll<C, R, F, Fut>(
     s: &StepRun<'_, C>,
     watch: &Watch,
@@ -82,8 +94,10 @@ where
             observed: seen.clone(),
         });
         let what = &watch.what;
-        s.pause(watch.interval, || format!("{what} is still {seen}"))
-            .await?;
+        s.pause(poll_wait(watch.interval, polls), || {
+            format!("{what} is still {seen}")
+        })
+        .await?;
     }
 }
 
@@ -233,4 +247,26 @@ pub(crate) async fn wait<C: Cloud, W: Watched>(
         |g| Ok(g.mismatches(s, until)?.is_empty()),
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polls_start_soon_and_grow_to_the_interval() {
+        let secs = |s: f64| Duration::from_secs_f64(s);
+        let waits: Vec<Duration> = (1..=7).map(|n| poll_wait(secs(10.0), n)).collect();
+        assert_eq!(
+            waits,
+            [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0].map(secs),
+            "doubling from half a second, capped"
+        );
+        assert_eq!(
+            poll_wait(secs(0.2), 1),
+            secs(0.2),
+            "a short interval is kept"
+        );
+        assert_eq!(poll_wait(secs(30.0), u32::MAX), secs(30.0), "no overflow");
+    }
 }

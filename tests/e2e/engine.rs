@@ -792,3 +792,45 @@ async fn discovery_filters_from_parameters_are_checked_before_they_are_sent() {
         .count();
     assert_eq!(listed, 0);
 }
+
+/// A wait looks again soon after the call, then less and less often up to
+/// its `interval`: a 300 ms switchover is seen ended about half a second
+/// after the call, not at the next full interval (10 s here). Real time:
+/// paused time jumps ahead while the store writes, which would blur it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_transition_is_seen_soon_after_it_ends() {
+    let h = harness(SimConfig {
+        transition: Duration::from_millis(300),
+        ..SimConfig::default()
+    })
+    .await;
+    let text = "name: quick\nkind: switchover\nparams: { group_id: { required: true } }\nsteps:\n  - { id: switch, action: evs.switchover, with: { group: \"{{ params.group_id }}\" } }\n  - id: verify\n    action: evs.wait_group\n    with: { group: \"{{ params.group_id }}\", until: { status: available }, interval: 10s }\n";
+    let runbook = runbook::parse(text, std::path::Path::new("quick.yaml")).unwrap();
+    let start = std::time::Instant::now();
+    let summary = h
+        .engine()
+        .run(
+            with_params(runbook, &[("group_id", "g1")]),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(summary.status, "succeeded", "{:?}", summary.error);
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "{took:?}: the wait slept a whole interval"
+    );
+    let polls = h
+        .store
+        .attempts(&summary.run_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.step_id == "verify" && a.kind == drover::store::AttemptKind::Poll)
+        .count();
+    assert!(
+        (1..=2).contains(&polls),
+        "pending right after the call, then seen ended: {polls}"
+    );
+}
