@@ -266,6 +266,9 @@ impl EvsGroup {
             "fault_level": self.fault_level.as_str(),
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            // Set only in `error`, with a code of the failure-detail table
+            // (37000212: internal error); null otherwise.
+            "failure_detail": if self.status == EvsStatus::Error { json!("37000212") } else { Value::Null },
         })
     }
 }
@@ -277,6 +280,14 @@ mod tests {
     use ReplicationStatus as R;
 
     const T: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn failure_detail_is_set_in_error_only() {
+        let ok = group(S::Available, R::Active, FaultLevel::None).to_json();
+        assert_eq!(ok["failure_detail"], Value::Null);
+        let failed = group(S::Error, R::Active, FaultLevel::None).to_json();
+        assert_eq!(failed["failure_detail"], "37000212");
+    }
 
     fn group(status: S, replication: R, fault: FaultLevel) -> EvsGroup {
         let mut g = EvsGroup::new("g", "az1", "az2", T);
@@ -485,6 +496,7 @@ mod tests {
             ("fault_level", "string"),
             ("created_at", "string"),
             ("updated_at", "null"),
+            ("failure_detail", "null"),
         ] {
             let got = match &v[field] {
                 Value::String(_) => "string",
@@ -494,7 +506,7 @@ mod tests {
             };
             assert_eq!(got, kind, "{field}");
         }
-        assert_eq!(v.as_object().unwrap().len(), 11);
+        assert_eq!(v.as_object().unwrap().len(), 12);
         assert!(crate::cloud::resource::parse_time(v["created_at"].as_str().unwrap()).is_some());
         assert_eq!(
             EvsAction::from_key("os-reverse-replication-consistency-group"),

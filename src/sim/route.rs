@@ -227,6 +227,16 @@ pub(super) async fn process(
         }
     };
 
+    // The API gateway names the request in its error bodies as in the header.
+    let mut answer = answer;
+    let gateway = answer.body.get("error_msg").is_some();
+    if let Some(id) = answer.body.get_mut("request_id")
+        && gateway
+        && id.as_str() == Some("")
+    {
+        *id = Value::String(request_id.clone());
+    }
+
     let mut request_body = if body.is_empty() {
         Value::Null
     } else {

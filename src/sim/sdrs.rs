@@ -527,7 +527,7 @@ impl Sdrs {
         };
         let (error_code, fail_reason) = if j.failed == Some(true) {
             (
-                json!("SDRS.1029"),
+                json!(failure_code(j.job_type)),
                 json!(format!(
                     "{}-fail:simulated failure of {}",
                     j.job_type, j.server_group_id
@@ -536,16 +536,30 @@ impl Sdrs {
         } else {
             (Value::Null, Value::Null)
         };
-        json!({
+        let begin = self.stamp(j.begin, true);
+        let end = j.end.map_or_else(String::new, |e| self.stamp(e, true));
+        // `code` and `message` describe a request error; a job that ran has none.
+        let mut job = json!({
             "job_id": j.id,
             "job_type": j.job_type,
-            "begin_time": self.stamp(j.begin, true),
-            "end_time": j.end.map_or_else(String::new, |e| self.stamp(e, true)),
+            "begin_time": begin,
+            "end_time": end,
             "status": status,
             "error_code": error_code,
             "fail_reason": fail_reason,
+            "code": null,
+            "message": null,
             "entities": { "server_group_id": j.server_group_id },
-        })
+        });
+        // Disabling protection runs as a sub-job per replication, and the
+        // parent lists them instead of naming the group.
+        if j.job_type == "stopProtectionGroupNoCG" {
+            let mut sub = job.clone();
+            sub["job_id"] = json!(format!("{}-1", j.id));
+            sub["job_type"] = json!("stopProtectionGroupRepNoCG");
+            job["entities"] = json!({ "sub_jobs": [sub] });
+        }
+        job
     }
 
     /// A drill as `GET /v1/{project}/disaster-recovery-drills/{id}` shows it.
@@ -577,6 +591,20 @@ fn uuid_like(hex32: String) -> String {
         &h[16..20],
         &h[20..32]
     )
+}
+
+/// The error code a failed job of `job_type` carries (the SDRS error code
+/// table: enable, disable, planned failover, failover, re-enable; drills and
+/// anything else fail in the job engine).
+fn failure_code(job_type: &str) -> &'static str {
+    match job_type {
+        "startProtectionGroupNoCG" => "SDRS.1027",
+        "stopProtectionGroupNoCG" => "SDRS.1028",
+        "reverseProtectionGroupNoCG" => "SDRS.1029",
+        "failoverProtectionGroupNoCG" => "SDRS.1030",
+        "reprotectProtectionGroupNoCG" => "SDRS.1032",
+        _ => "SDRS.0401",
+    }
 }
 
 #[cfg(test)]
@@ -763,6 +791,55 @@ mod tests {
             (s.groups["pg"].status, s.groups["pg"].priority_station),
             (S::ErrorReversing, P::Source)
         );
+    }
+
+    #[test]
+    fn each_operation_fails_with_its_own_code_and_jobs_have_the_documented_fields() {
+        let cases = [
+            (S::Available, P::Source, SdrsAction::Start, "SDRS.1027"),
+            (S::Protected, P::Source, SdrsAction::Stop, "SDRS.1028"),
+            (
+                S::Protected,
+                P::Source,
+                SdrsAction::Reverse(P::Target),
+                "SDRS.1029",
+            ),
+            (S::Protected, P::Source, SdrsAction::Failover, "SDRS.1030"),
+            (S::FailedOver, P::Target, SdrsAction::Start, "SDRS.1032"),
+        ];
+        for (from, station, action, code) in cases {
+            let mut s = sdrs(from, station);
+            s.groups.get_mut("pg").unwrap().fail_next = true;
+            let job = s.act("pg", action, Duration::ZERO).unwrap();
+            let running = s.job_json(&s.jobs[&job]);
+            assert_eq!(running["status"], "RUNNING", "{action:?}");
+            assert!(running["error_code"].is_null() && running["fail_reason"].is_null());
+            s.advance(T);
+            let j = s.job_json(&s.jobs[&job]);
+            assert_eq!(
+                (j["status"].as_str(), j["error_code"].as_str()),
+                (Some("FAIL"), Some(code)),
+                "{action:?}"
+            );
+            for field in [
+                "job_id",
+                "job_type",
+                "begin_time",
+                "end_time",
+                "code",
+                "message",
+                "entities",
+            ] {
+                assert!(j.get(field).is_some(), "{action:?}: {field}");
+            }
+            if matches!(action, SdrsAction::Stop) {
+                let sub = &j["entities"]["sub_jobs"][0];
+                assert_eq!(sub["job_type"], "stopProtectionGroupRepNoCG");
+                assert_eq!(sub["entities"]["server_group_id"], "pg");
+            } else {
+                assert_eq!(j["entities"]["server_group_id"], "pg", "{action:?}");
+            }
+        }
     }
 
     #[test]

@@ -266,6 +266,33 @@ async fn refusals_and_bad_requests_use_the_documented_error_shapes() {
             .all(|e| !e.changed || e.endpoint == "iam.token"),
         "no refusal changed state"
     );
+    // The API gateway's errors name the request in the body as in the header.
+    for (path, token) in [
+        ("/v9/x/nothing", Some(api.token.as_str())),
+        ("/v2/{p}/os-vendor-replication-consistency-groups/g1", None),
+    ] {
+        let path = path.replace("{p}", &api.project);
+        let mut req = reqwest::Client::new().get(format!("{}{path}", sim.url));
+        if let Some(t) = token {
+            req = req.header("x-auth-token", t);
+        }
+        let answer = req.send().await.unwrap();
+        let header = answer.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let body: Value = answer.json().await.unwrap();
+        assert!(
+            body["error_code"].as_str().unwrap().starts_with("APIG."),
+            "{body}"
+        );
+        assert_eq!(
+            body["request_id"].as_str(),
+            Some(header.as_str()),
+            "{path}: {body}"
+        );
+        assert!(!header.is_empty());
+    }
 }
 
 #[tokio::test]
