@@ -468,7 +468,7 @@ async fn sdrs_actions_run_as_jobs() {
     );
     assert_eq!(c.sdrs_get_group("pg1").await.unwrap().status, "available");
 
-    // A failed job carries its code and reason.
+    // A failed job carries its operation's code (enable: SDRS.1027) and reason.
     sim.sim
         .with_sdrs(|s| s.groups.get_mut("pg1").unwrap().fail_next = true);
     let job = c.sdrs_action("pg1", SdrsAction::Enable).await.unwrap();
@@ -476,7 +476,7 @@ async fn sdrs_actions_run_as_jobs() {
     let failed = c.sdrs_get_job(&job).await.unwrap();
     assert_eq!(
         (failed.status, failed.error_code.as_deref()),
-        (JobStatus::Fail, Some("SDRS.1029"))
+        (JobStatus::Fail, Some("SDRS.1027"))
     );
     assert!(failed.fail_reason.is_some());
 }
