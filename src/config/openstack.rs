@@ -87,28 +87,49 @@ fn from_os_variables(env: &BTreeMap<String, String>) -> Settings {
         &["cloud", "project_name"],
         var(&["OS_PROJECT_NAME", "OS_TENANT_NAME"]),
     );
-    let keys = (
+    out.extend(auth_settings(
         var(&["OS_ACCESS_KEY", "OS_AK"]),
         var(&["OS_SECRET_KEY", "OS_SK"]),
-    );
-    if let (Some(ak), Some(sk)) = keys {
-        put(&["cloud", "auth", "method"], Some("aksk".into()));
-        put(&["cloud", "auth", "access_key"], Some(ak));
-        put(&["cloud", "auth", "secret_key"], Some(sk));
-    } else if let Some(user) = var(&["OS_USERNAME"]) {
-        put(&["cloud", "auth", "method"], Some("password".into()));
-        put(&["cloud", "auth", "user"], Some(user));
-        put(
-            &["cloud", "auth", "domain"],
-            var(&[
-                "OS_USER_DOMAIN_NAME",
-                "OS_DOMAIN_NAME",
-                "OS_PROJECT_DOMAIN_NAME",
-            ]),
-        );
-        put(&["cloud", "auth", "password"], var(&["OS_PASSWORD"]));
-    }
+        var(&["OS_USERNAME"]),
+        var(&[
+            "OS_USER_DOMAIN_NAME",
+            "OS_DOMAIN_NAME",
+            "OS_PROJECT_DOMAIN_NAME",
+        ]),
+        var(&["OS_PASSWORD"]),
+    ));
     out
+}
+
+/// `cloud.auth`: AK/SK when both keys are there, else a password login
+/// when a user is; empty values count as missing.
+fn auth_settings(
+    ak: Option<String>,
+    sk: Option<String>,
+    user: Option<String>,
+    domain: Option<String>,
+    password: Option<String>,
+) -> Settings {
+    let some = |v: Option<String>| v.filter(|v| !v.is_empty());
+    let fields: Vec<(&'static [&'static str], Option<String>)> =
+        match (some(ak), some(sk), some(user)) {
+            (Some(ak), Some(sk), _) => vec![
+                (&["cloud", "auth", "method"], Some("aksk".into())),
+                (&["cloud", "auth", "access_key"], Some(ak)),
+                (&["cloud", "auth", "secret_key"], Some(sk)),
+            ],
+            (_, _, Some(user)) => vec![
+                (&["cloud", "auth", "method"], Some("password".into())),
+                (&["cloud", "auth", "user"], Some(user)),
+                (&["cloud", "auth", "domain"], some(domain)),
+                (&["cloud", "auth", "password"], some(password)),
+            ],
+            _ => Vec::new(),
+        };
+    fields
+        .into_iter()
+        .filter_map(|(p, v)| Some((p, v?)))
+        .collect()
 }
 
 /// The settings of cloud `name` in the first `clouds.yaml` found, and that file.
@@ -179,23 +200,15 @@ fn from_clouds_yaml(
         &["cloud", "sdrs_endpoint"],
         text(Some(cloud), "sdrs_endpoint_override"),
     );
-    let ak = text(auth, "ak").or(text(auth, "access_key"));
-    let sk = text(auth, "sk").or(text(auth, "secret_key"));
-    if let (Some(ak), Some(sk)) = (ak, sk) {
-        put(&["cloud", "auth", "method"], Some("aksk".into()));
-        put(&["cloud", "auth", "access_key"], Some(ak));
-        put(&["cloud", "auth", "secret_key"], Some(sk));
-    } else if let Some(user) = text(auth, "username") {
-        put(&["cloud", "auth", "method"], Some("password".into()));
-        put(&["cloud", "auth", "user"], Some(user));
-        put(
-            &["cloud", "auth", "domain"],
-            text(auth, "user_domain_name")
-                .or(text(auth, "domain_name"))
-                .or(text(auth, "project_domain_name")),
-        );
-        put(&["cloud", "auth", "password"], text(auth, "password"));
-    }
+    out.extend(auth_settings(
+        text(auth, "ak").or(text(auth, "access_key")),
+        text(auth, "sk").or(text(auth, "secret_key")),
+        text(auth, "username"),
+        text(auth, "user_domain_name")
+            .or(text(auth, "domain_name"))
+            .or(text(auth, "project_domain_name")),
+        text(auth, "password"),
+    ));
     Ok((path, out))
 }
 
