@@ -13,8 +13,10 @@ mod control;
 pub mod evs;
 pub mod faults;
 pub mod iam;
+mod listing;
 mod route;
 pub mod sdrs;
+mod versions;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -364,6 +366,15 @@ mod tests {
                 format!("/v1/{p}/disaster-recovery-drills/d"),
                 "sdrs.drill.delete",
             ),
+            ("PUT", format!("/v1/{p}/server-groups/pg"), "sdrs.rename"),
+            (
+                "PUT",
+                format!("/v1/{p}/disaster-recovery-drills/d"),
+                "sdrs.drill.rename",
+            ),
+            ("GET", "/".to_string(), "versions"),
+            ("GET", "/v2/".to_string(), "versions"),
+            ("GET", "/v4".to_string(), "unknown"),
             (
                 "DELETE",
                 format!("/v2/{p}/os-vendor-replication-consistency-groups/g1/action"),

@@ -121,15 +121,20 @@ pub struct Answer {
 impl Answer {
     /// The body as JSON of type `T`, or a fatal error naming the request.
     pub fn json<T: serde::de::DeserializeOwned>(&self, request: &str) -> Result<T, CloudError> {
-        serde_json::from_slice(&self.body).map_err(|e| CloudError {
+        serde_json::from_slice(&self.body).map_err(|e| self.unexpected(request, &e.to_string()))
+    }
+
+    /// A fatal error naming the request: the answer is not what it should be.
+    pub fn unexpected(&self, request: &str, why: &str) -> CloudError {
+        CloudError {
             request: request.to_string(),
             status: Some(self.status),
             code: None,
-            message: format!("unexpected answer: {e}"),
+            message: format!("unexpected answer: {why}"),
             request_id: self.request_id.clone(),
             reach: Reach::Answered,
             retry_after: None,
-        })
+        }
     }
 }
 

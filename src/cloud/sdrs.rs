@@ -3,6 +3,7 @@
 //! job is followed with [`CloudClient::sdrs_get_job`].
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::error::CloudError;
@@ -160,43 +161,55 @@ struct JobId {
 }
 
 impl CloudClient {
-    /// Lists the protection groups that match `filter`, every page of them
-    /// (pages of [`LIST_PAGE`] by offset, until `count` are read).
+    /// Lists the protection groups that match `filter`, every page of them.
     pub async fn sdrs_list_groups(
         &self,
         filter: &GroupFilter,
     ) -> Result<Vec<ProtectionGroup>, CloudError> {
-        #[derive(Deserialize)]
-        struct List {
-            count: Option<usize>,
-            server_groups: Vec<ProtectionGroup>,
-        }
-        let mut groups = Vec::new();
+        let query: Vec<(&str, &str)> = [
+            ("status", &filter.status),
+            ("availability_zone", &filter.production_az),
+            ("name", &filter.name),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| value.as_deref().map(|v| (key, v)))
+        .collect();
+        self.sdrs_list("/server-groups", "server_groups", &query)
+            .await
+    }
+
+    /// Reads every page of an SDRS list: pages of [`LIST_PAGE`] by offset,
+    /// until `count` items are read or a page comes back short or empty
+    /// (SDRS lists have no `links`; `count` counts every match).
+    async fn sdrs_list<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        key: &str,
+        query: &[(&str, &str)],
+    ) -> Result<Vec<T>, CloudError> {
+        let what = format!("GET {}", path.trim_start_matches('/'));
+        let mut items: Vec<T> = Vec::new();
         loop {
-            let mut request = Request::get(Service::Sdrs, "/server-groups")
+            let mut request = Request::get(Service::Sdrs, path)
                 .query("limit", &LIST_PAGE.to_string())
-                .query("offset", &groups.len().to_string());
-            for (key, value) in [
-                ("status", &filter.status),
-                ("availability_zone", &filter.production_az),
-                ("name", &filter.name),
-            ] {
-                if let Some(value) = value {
-                    request = request.query(key, value);
-                }
+                .query("offset", &items.len().to_string());
+            for (name, value) in query {
+                request = request.query(name, value);
             }
-            let page = self
-                .send(&request)
-                .await?
-                .json::<List>("GET server-groups")?;
-            let read = page.server_groups.len();
-            groups.extend(page.server_groups);
-            let done = match page.count {
-                Some(count) => groups.len() >= count,
-                None => read < LIST_PAGE,
+            let answer = self.send(&request).await?;
+            let mut page = answer.json::<serde_json::Map<String, Value>>(&what)?;
+            let count = page.get("count").and_then(Value::as_u64);
+            let list = page.remove(key).unwrap_or(Value::Array(Vec::new()));
+            let read: Vec<T> = serde_json::from_value(list)
+                .map_err(|e| answer.unexpected(&what, &format!("{key}: {e}")))?;
+            let got = read.len();
+            items.extend(read);
+            let done = match count {
+                Some(count) => items.len() as u64 >= count,
+                None => got < LIST_PAGE,
             };
-            if read == 0 || done {
-                return Ok(groups);
+            if got == 0 || done {
+                return Ok(items);
             }
         }
     }
@@ -251,30 +264,29 @@ impl CloudClient {
             .job_id)
     }
 
-    /// Lists drills, optionally of one group and by name (SDRS matches names fuzzily).
+    /// Lists drills, optionally of one group and by name (SDRS matches names
+    /// fuzzily), every page of them.
     pub async fn sdrs_list_drills(
         &self,
         group: Option<&str>,
         name: Option<&str>,
     ) -> Result<Vec<Drill>, CloudError> {
-        #[derive(Deserialize)]
-        struct List {
-            disaster_recovery_drills: Vec<Drill>,
-        }
-        let mut request = Request::get(Service::Sdrs, "/disaster-recovery-drills");
+        let mut query = Vec::new();
         if let Some(g) = group {
-            request = request.query("server_group_id", g);
+            query.push(("server_group_id", g));
         }
         if let Some(n) = name {
-            request = request.query("name", n);
+            query.push(("name", n));
         }
-        let list = self
-            .send(&request)
-            .await?
-            .json::<List>("GET disaster-recovery-drills")?;
+        let drills: Vec<Drill> = self
+            .sdrs_list(
+                "/disaster-recovery-drills",
+                "disaster_recovery_drills",
+                &query,
+            )
+            .await?;
         // The name filter is fuzzy: keep exact matches only.
-        Ok(list
-            .disaster_recovery_drills
+        Ok(drills
             .into_iter()
             .filter(|d| name.is_none_or(|n| d.name.as_deref() == Some(n)))
             .collect())

@@ -24,6 +24,9 @@ pub const ENDPOINTS: &[&str] = &[
     "sdrs.drill.list",
     "sdrs.drill.get",
     "sdrs.drill.delete",
+    "sdrs.rename",
+    "sdrs.drill.rename",
+    "versions",
 ];
 
 /// One injected fault.

@@ -13,11 +13,12 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde_json::{Value, json};
 
-use super::evs::{EvsAction, EvsGroup, Refusal};
+use super::evs::{EvsAction, Refusal};
 use super::faults::Fault;
 use super::iam::{self};
+use super::listing;
 use super::sdrs::SdrsAction;
-use super::{Answer, JournalEntry, SimState, Simulator, Token};
+use super::{Answer, JournalEntry, SimState, Simulator, Token, versions};
 use crate::cloud::vocabulary::PriorityStation;
 
 /// Which API a request is for, from method and path.
@@ -35,6 +36,10 @@ pub(super) enum Route {
     DrillList(String),
     DrillGet(String, String),
     DrillDelete(String, String),
+    SdrsRename(String, String),
+    DrillRename(String, String),
+    /// A version document: the root (`None`) or one API version's.
+    Versions(Option<&'static str>),
     Unknown,
 }
 
@@ -71,6 +76,18 @@ impl Route {
             ("DELETE", ["v1", p, "disaster-recovery-drills", id]) => {
                 Route::DrillDelete(p.to_string(), id.to_string())
             }
+            ("PUT", ["v1", p, "server-groups", id]) => {
+                Route::SdrsRename(p.to_string(), id.to_string())
+            }
+            ("PUT", ["v1", p, "disaster-recovery-drills", id]) => {
+                Route::DrillRename(p.to_string(), id.to_string())
+            }
+            ("GET", [""]) => Route::Versions(None),
+            ("GET", [version @ ("v1" | "v2" | "v3")]) => Route::Versions(Some(match *version {
+                "v1" => "v1",
+                "v2" => "v2",
+                _ => "v3",
+            })),
             _ => Route::Unknown,
         }
     }
@@ -89,13 +106,16 @@ impl Route {
             Route::DrillList(_) => "sdrs.drill.list",
             Route::DrillGet(..) => "sdrs.drill.get",
             Route::DrillDelete(..) => "sdrs.drill.delete",
+            Route::SdrsRename(..) => "sdrs.rename",
+            Route::DrillRename(..) => "sdrs.drill.rename",
+            Route::Versions(_) => "versions",
             Route::Unknown => "unknown",
         }
     }
 
     fn project(&self) -> Option<&str> {
         match self {
-            Route::Token | Route::Unknown => None,
+            Route::Token | Route::Versions(_) | Route::Unknown => None,
             Route::EvsList(p)
             | Route::SdrsList(p)
             | Route::DrillCreate(p)
@@ -106,7 +126,9 @@ impl Route {
             | Route::SdrsAction(p, _)
             | Route::Job(p, _)
             | Route::DrillGet(p, _)
-            | Route::DrillDelete(p, _) => Some(p),
+            | Route::DrillDelete(p, _)
+            | Route::SdrsRename(p, _)
+            | Route::DrillRename(p, _) => Some(p),
         }
     }
 }
@@ -203,6 +225,11 @@ pub(super) async fn process(
                         Route::Token => {
                             let host = headers.get("host").and_then(|h| h.to_str().ok());
                             issue_token(&mut s, &body, host.unwrap_or("127.0.0.1"), &uri)
+                        }
+                        Route::Versions(version) => {
+                            let host = headers.get("host").and_then(|h| h.to_str().ok());
+                            let base = format!("http://{}", host.unwrap_or("127.0.0.1"));
+                            Answer::json(200, versions::document(&base, version))
                         }
                         _ => handle(&mut s, &route, &uri, &body),
                     }
@@ -375,31 +402,6 @@ pub(super) fn authenticate(
     Ok(kind)
 }
 
-/// `limit` (at least `min`, at most and by default `max`) and `offset` of a
-/// list request; `None` when either is out of range.
-fn page(uri: &Uri, min: usize, max: usize) -> Option<(usize, usize)> {
-    let limit = match query_param(uri, "limit") {
-        Some(l) => l.parse().ok().filter(|l| (min..=max).contains(l))?,
-        None => max,
-    };
-    let offset = match query_param(uri, "offset") {
-        Some(o) => o.parse().ok()?,
-        None => 0,
-    };
-    Some((limit, offset))
-}
-
-pub(super) fn query_param(uri: &Uri, name: &str) -> Option<String> {
-    uri.query()?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        (k == name).then(|| {
-            percent_encoding::percent_decode_str(&v.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-    })
-}
-
 pub(super) fn bad_body(message: &str, sdrs: bool) -> Answer {
     if sdrs {
         Answer::json(
@@ -429,33 +431,7 @@ pub(super) fn handle(s: &mut SimState, route: &Route, uri: &Uri, body: &[u8]) ->
     let now = s.now();
     match route {
         Route::Token => issue_token(s, body, "127.0.0.1", uri),
-        Route::EvsList(_) => {
-            // Filters and pages as the reference lists them: `limit` 1 to
-            // 1000 (default 1000), `offset`, and `marker` (the last id of the
-            // previous page; groups come in id order here).
-            let Some((limit, offset)) = page(uri, 1, 1000) else {
-                return Answer::json(
-                    400,
-                    json!({ "badRequest": { "message": "Invalid input received: limit must be 1 to 1000 and offset not negative", "code": 400 } }),
-                );
-            };
-            let param = |name| query_param(uri, name);
-            let (status, station, name) =
-                (param("status"), param("priority_station"), param("name"));
-            let marker = param("marker");
-            let groups: Vec<Value> = s
-                .evs
-                .values()
-                .filter(|g| marker.as_deref().is_none_or(|m| g.id.as_str() > m))
-                .filter(|g| status.as_deref().is_none_or(|st| g.status.as_str() == st))
-                .filter(|g| station.as_deref().is_none_or(|st| g.priority_station == st))
-                .filter(|g| name.as_deref().is_none_or(|n| g.name == n))
-                .skip(offset)
-                .take(limit)
-                .map(EvsGroup::to_json)
-                .collect();
-            Answer::json(200, json!({ "replication_consistency_groups": groups }))
-        }
+        Route::EvsList(_) => listing::evs_groups(s.evs.values(), uri),
         Route::EvsGet(_, id) => match s.evs.get(id) {
             Some(g) => Answer::json(200, json!({ "replication_consistency_group": g.to_json() })),
             None => Answer::refusal(Refusal::not_found(id)),
@@ -479,31 +455,7 @@ pub(super) fn handle(s: &mut SimState, route: &Route, uri: &Uri, body: &[u8]) ->
                 Err(r) => Answer::refusal(r),
             }
         }
-        Route::SdrsList(_) => {
-            // `limit` 0 to 1000 (default 1000), `offset`, `status`, `name`
-            // (contained), `availability_zone` (the current production AZ);
-            // `count` is every match, not the page.
-            let Some((limit, offset)) = page(uri, 0, 1000) else {
-                return Answer::json(
-                    400,
-                    json!({ "error": { "message": "limit must be 0 to 1000 and offset not negative", "code": "SDRS.0221" } }),
-                );
-            };
-            let param = |name| query_param(uri, name);
-            let (status, name, zone) = (param("status"), param("name"), param("availability_zone"));
-            let matching: Vec<Value> = s
-                .sdrs
-                .groups
-                .values()
-                .filter(|g| status.as_deref().is_none_or(|st| g.status.as_str() == st))
-                .filter(|g| name.as_deref().is_none_or(|n| g.name.contains(n)))
-                .filter(|g| zone.as_deref().is_none_or(|z| g.production_az() == z))
-                .map(|g| s.sdrs.group_json(g))
-                .collect();
-            let count = matching.len();
-            let groups: Vec<Value> = matching.into_iter().skip(offset).take(limit).collect();
-            Answer::json(200, json!({ "count": count, "server_groups": groups }))
-        }
+        Route::SdrsList(_) => listing::sdrs_groups(&s.sdrs, uri, now),
         Route::SdrsGet(_, id) => match s.sdrs.groups.get(id) {
             Some(g) => Answer::json(200, json!({ "server_group": s.sdrs.group_json(g) })),
             None => Answer::json(
@@ -567,22 +519,7 @@ pub(super) fn handle(s: &mut SimState, route: &Route, uri: &Uri, body: &[u8]) ->
                 Err(r) => Answer::refusal(r),
             }
         }
-        Route::DrillList(_) => {
-            let group = query_param(uri, "server_group_id");
-            let name = query_param(uri, "name");
-            let drills: Vec<Value> = s
-                .sdrs
-                .drills
-                .values()
-                .filter(|d| group.as_deref().is_none_or(|g| d.server_group_id == g))
-                .filter(|d| name.as_deref().is_none_or(|n| d.name.contains(n)))
-                .map(|d| s.sdrs.drill_json(d))
-                .collect();
-            Answer::json(
-                200,
-                json!({ "count": drills.len(), "disaster_recovery_drills": drills }),
-            )
-        }
+        Route::DrillList(_) => listing::drills(&s.sdrs, uri),
         Route::DrillGet(_, id) => match s.sdrs.drills.get(id) {
             Some(d) => Answer::json(
                 200,
@@ -597,6 +534,37 @@ pub(super) fn handle(s: &mut SimState, route: &Route, uri: &Uri, body: &[u8]) ->
             Ok(job) => Answer::json(200, json!({ "job_id": job })).changed(),
             Err(r) => Answer::refusal(r),
         },
+        // Renames are synchronous: 200 with the object as it is now.
+        Route::SdrsRename(_, id) | Route::DrillRename(_, id) => {
+            let group = matches!(route, Route::SdrsRename(..));
+            let key = if group {
+                "server_group"
+            } else {
+                "disaster_recovery_drill"
+            };
+            let name = match single_key(body) {
+                Some((k, Value::Object(o))) if k == key => o.get("name").cloned(),
+                _ => None,
+            };
+            let Some(Value::String(name)) = name else {
+                return bad_body(
+                    &format!("the body must be {{\"{key}\": {{\"name\": ...}}}}"),
+                    true,
+                );
+            };
+            let renamed = if group {
+                s.sdrs.rename_group(id, &name, now)
+            } else {
+                s.sdrs.rename_drill(id, &name, now)
+            };
+            match renamed {
+                Ok(object) => Answer::json(200, json!({ key: object })).changed(),
+                Err(r) => Answer::refusal(r),
+            }
+        }
+        Route::Versions(version) => {
+            Answer::json(200, versions::document("http://127.0.0.1", *version))
+        }
         Route::Unknown => Answer::json(
             404,
             gateway_error(

@@ -86,6 +86,8 @@ pub struct Group {
     pub created: Duration,
     /// Last change (simulator time).
     pub updated: Duration,
+    /// When the last DR drill of this group was started, if ever.
+    pub last_drill: Option<Duration>,
 }
 
 impl Group {
@@ -170,6 +172,7 @@ impl Sdrs {
             null_status_fields: false,
             created: now,
             updated: now,
+            last_drill: None,
         };
         self.groups.insert(id.to_string(), group);
         self.groups.get_mut(id).expect("just inserted")
@@ -385,15 +388,11 @@ impl Sdrs {
                 ),
             ));
         }
-        let fail = std::mem::take(&mut g.fail_next);
-        let name_ok = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-        if !name_ok {
+        if !valid_name(name) {
             return Err(refuse("SDRS.0005", format!("invalid drill name {name:?}")));
         }
+        let fail = std::mem::take(&mut g.fail_next);
+        g.last_drill = Some(now);
         let drill_id = uuid_like(self.id(""));
         let vpc = match vpc.filter(|v| !v.is_empty()) {
             Some(v) => v.to_string(),
@@ -418,6 +417,38 @@ impl Sdrs {
             Effect::DrillCreated { drill: drill_id },
             now,
         ))
+    }
+
+    /// Renames a protection group (synchronous); returns it as it is now.
+    pub fn rename_group(&mut self, id: &str, name: &str, now: Duration) -> Result<Value, Refusal> {
+        self.advance(now);
+        if !valid_name(name) {
+            return Err(refuse(
+                "SDRS.0005",
+                format!("invalid protection group name {name:?}"),
+            ));
+        }
+        let g = self.group_mut(id)?;
+        g.name = name.to_string();
+        g.updated = now;
+        let g = &self.groups[id];
+        Ok(self.group_json(g))
+    }
+
+    /// Renames a DR drill (synchronous); returns it as it is now.
+    pub fn rename_drill(&mut self, id: &str, name: &str, now: Duration) -> Result<Value, Refusal> {
+        self.advance(now);
+        if !valid_name(name) {
+            return Err(refuse("SDRS.0005", format!("invalid drill name {name:?}")));
+        }
+        let drill = self
+            .drills
+            .get_mut(id)
+            .ok_or_else(|| refuse("SDRS.1902", format!("DR drill {id} not found")))?;
+        drill.name = name.to_string();
+        drill.updated = now;
+        let drill = &self.drills[id];
+        Ok(self.drill_json(drill))
     }
 
     /// Deletes a drill; returns the job id.
@@ -578,6 +609,16 @@ impl Sdrs {
             }],
         })
     }
+}
+
+/// Names of groups and drills: 1 to 64 characters of letters, digits, `.`,
+/// `_` and `-`.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
 }
 
 /// Formats a 32-hex-digit id as a UUID.
@@ -869,6 +910,34 @@ mod tests {
             .create_drill("pg", "no spaces allowed", None, T * 2)
             .unwrap_err();
         assert_eq!(bad.status, 400);
+    }
+
+    #[test]
+    fn renames_answer_the_object_at_once_and_a_drill_marks_its_group_drilled() {
+        let mut s = sdrs(S::Protected, P::Source);
+        let pg = s.rename_group("pg", "renamed", T).unwrap();
+        assert_eq!(pg["name"], "renamed");
+        assert_eq!(s.groups["pg"].updated, T);
+        assert_eq!(
+            s.rename_group("nope", "x", T).unwrap_err().body["badrequest"]["code"],
+            "SDRS.1013"
+        );
+        assert_eq!(s.rename_group("pg", "", T).unwrap_err().status, 400);
+        assert_eq!(s.groups["pg"].last_drill, None);
+        s.create_drill("pg", "d", None, T).unwrap();
+        assert_eq!(s.groups["pg"].last_drill, Some(T));
+        let id = s.drills.keys().next().unwrap().clone();
+        let drill = s.rename_drill(&id, "drill-renamed", T * 2).unwrap();
+        assert_eq!(drill["name"], "drill-renamed");
+        assert_eq!(
+            drill["status"], "available",
+            "the create job ended meanwhile"
+        );
+        assert_eq!(
+            s.rename_drill("nope", "x", T).unwrap_err().body["badrequest"]["code"],
+            "SDRS.1902"
+        );
+        assert_eq!(s.rename_drill(&id, "no spaces", T).unwrap_err().status, 400);
     }
 
     #[test]

@@ -729,6 +729,50 @@ async fn group_lists_follow_every_page_and_filter() {
     );
 }
 
+/// The drill list follows every page too (by offset until `count` are
+/// read), with the group filter on each page.
+#[tokio::test]
+async fn drill_lists_follow_every_page() {
+    let sim = start_sim(config()).await;
+    sim.sim.with_sdrs(|s| {
+        for i in 0..1_100 {
+            let id = format!("d{i:05}");
+            s.drills.insert(
+                id.clone(),
+                drover::sim::sdrs::Drill {
+                    id,
+                    name: format!("drill-{i}"),
+                    status: "available",
+                    server_group_id: if i % 20 == 0 { "pg2" } else { "pg1" }.into(),
+                    drill_vpc_id: "vpc".into(),
+                    created: Duration::ZERO,
+                    updated: Duration::ZERO,
+                },
+            );
+        }
+    });
+    let c = client(&sim);
+    let drills = c.sdrs_list_drills(Some("pg1"), None).await.unwrap();
+    assert_eq!(drills.len(), 1_045, "1,100 drills less every twentieth");
+    let all = c.sdrs_list_drills(None, None).await.unwrap();
+    assert_eq!(all.len(), 1_100);
+    let one = c.sdrs_list_drills(None, Some("drill-1")).await.unwrap();
+    assert_eq!(one.len(), 1, "fuzzy matches are dropped");
+    let offsets: Vec<String> = sim
+        .sim
+        .journal()
+        .into_iter()
+        .filter(|e| e.endpoint == "sdrs.drill.list")
+        .filter_map(|e| e.query)
+        .collect();
+    assert!(
+        offsets
+            .iter()
+            .any(|q| q.contains("offset=1000") && q.contains("server_group_id=pg1")),
+        "{offsets:?}"
+    );
+}
+
 /// Only IAM configured, in the form copied from `clouds.yaml` (`.../v3`):
 /// the EVS and SDRS endpoints come from the token's catalog for the region;
 /// with every endpoint configured the token is asked for without a catalog.

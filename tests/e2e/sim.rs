@@ -153,6 +153,82 @@ async fn simulator_json_has_the_reference_field_names_and_types() {
     assert_eq!(shape(&drill), shape(&reference("drill.json")), "drill");
     assert!(job["job_id"].is_string());
 
+    // Renames are synchronous and answer the object.
+    let (status, renamed) = api
+        .call(
+            Method::PUT,
+            &format!("/v1/{{p}}/disaster-recovery-drills/{id}"),
+            Some(json!({"disaster_recovery_drill": {"name": "d1-renamed"}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        shape(&renamed),
+        shape(&reference("drill.json")),
+        "renamed drill"
+    );
+    assert_eq!(renamed["disaster_recovery_drill"]["name"], "d1-renamed");
+    let (status, renamed) = api
+        .call(
+            Method::PUT,
+            "/v1/{p}/server-groups/pg1",
+            Some(json!({"server_group": {"name": "pg1-renamed"}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        shape(&renamed),
+        shape(&reference("protection-group.json")),
+        "renamed group"
+    );
+    assert_eq!(renamed["server_group"]["name"], "pg1-renamed");
+    let (status, refused) = api
+        .call(
+            Method::PUT,
+            "/v1/{p}/server-groups/pg1",
+            Some(json!({"server_group": {"description": "no name"}})),
+        )
+        .await;
+    assert_eq!(
+        (status, &refused["badrequest"]["code"]),
+        (400, &json!("SDRS.0005"))
+    );
+
+    // Version documents, without a token, at the root and each version.
+    let http = reqwest::Client::new();
+    let root: Value = http
+        .get(&sim.url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let hrefs: Vec<&str> = root["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["links"][0]["href"].as_str().unwrap())
+        .collect();
+    let base = sim.url.trim_end_matches('/');
+    assert_eq!(
+        hrefs,
+        [
+            format!("{base}/v1/"),
+            format!("{base}/v2/"),
+            format!("{base}/v3/")
+        ]
+    );
+    let v2: Value = http
+        .get(format!("{base}/v2"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v2["version"]["id"], "v2.0");
+
     // EVS actions answer 200 with no body.
     let (status, body) = api
         .call(
