@@ -915,6 +915,13 @@ async fn runbooks_run_with_openstack_credentials_alone() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(text.contains("production is now in eu-de-02"), "{text}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        for secret in [&creds.password, &creds.secret_key] {
+            assert!(
+                !text.contains(secret.as_str()) && !stderr.contains(secret.as_str()),
+                "a secret in the output"
+            );
+        }
     };
     let file = clouds.display().to_string();
     let journal = |from: usize| sim.sim.journal()[from..].to_vec();
@@ -971,5 +978,19 @@ async fn runbooks_run_with_openstack_credentials_alone() {
     );
     for e in sim.sim.journal() {
         assert!(!e.body.to_string().contains(&creds.secret_key));
+    }
+    // Nor in the audit database (its files, write-ahead log included).
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap().to_string_lossy().starts_with("audit.db") {
+            let bytes = std::fs::read(&path).unwrap();
+            for secret in [&creds.password, &creds.secret_key] {
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "{} holds a secret",
+                    path.display()
+                );
+            }
+        }
     }
 }
