@@ -30,7 +30,7 @@ use crate::engine::{Approvals, Engine, RunEvent, RunRequest};
 use crate::metrics::Metrics;
 use crate::runbook::{self, Kind, Runbook};
 use crate::scheduler::{self, Job, Launched, Launcher, TokioClock};
-use crate::store::{Decision, RunStatus, StepStatus, Store, StoreError, Trigger};
+use crate::store::{Admission, Decision, RunStatus, StepStatus, Store, StoreError, Trigger};
 use crate::yaml::Diagnostic;
 
 /// How long SIGTERM waits for runs to reach a step boundary.
@@ -130,6 +130,13 @@ pub enum DecideError {
     /// The run is not waiting in an approval step.
     #[error("{0}")]
     NoApprovalPending(String),
+    /// The step has all the approvals it needs (or a rejection) already;
+    /// the run goes on without this one.
+    #[error("step `{step}` has the approvals it needs already; the run is going on")]
+    Settled {
+        /// The approval step.
+        step: String,
+    },
     /// This person decided on this step already.
     #[error("{approver} already decided on step `{step}`")]
     AlreadyDecided {
@@ -431,21 +438,33 @@ impl Daemon {
                     run.status
                 ))
             })?;
-        let already = self
+        let admitted = self
             .store
-            .approvals(run_id)
-            .await?
-            .into_iter()
-            .any(|a| a.step_id == waiting.step_id && a.approver == approver);
-        if already {
-            return Err(DecideError::AlreadyDecided {
-                approver: approver.to_string(),
-                step: waiting.step_id.clone(),
-            });
-        }
-        self.store
-            .record_approval(run_id, &waiting.step_id, approver, decision, comment)
+            .admit_approval(
+                run_id,
+                &waiting.step_id,
+                approver,
+                &run.requested_by,
+                decision,
+                comment,
+            )
             .await?;
+        let step = waiting.step_id.clone();
+        match admitted {
+            Admission::Recorded => {}
+            Admission::AlreadyDecided => {
+                return Err(DecideError::AlreadyDecided {
+                    approver: approver.to_string(),
+                    step,
+                });
+            }
+            Admission::Settled => return Err(DecideError::Settled { step }),
+            Admission::NotWaiting => {
+                return Err(DecideError::NoApprovalPending(format!(
+                    "run {run_id} is no longer waiting for an approval"
+                )));
+            }
+        }
         Ok(Decided {
             step_id: waiting.step_id.clone(),
             decision,

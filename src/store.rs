@@ -52,7 +52,7 @@ use sqlx::any::{Any, AnyConnectOptions, AnyRow};
 use sqlx::{Connection, Row, Transaction};
 use std::sync::Arc;
 
-pub use approval::{ApprovalRecord, Decision};
+pub use approval::{Admission, ApprovalRecord, Decision};
 pub use attempt::{AttemptKind, AttemptRecord, IntentOutcome, NewAttempt, Outcome};
 pub use audit::{BrokenLink, Event};
 pub use claim::{DEFAULT_CLAIM_TTL, Node};
@@ -928,6 +928,75 @@ mod tests {
             assert!(
                 err.contains("unknown approval decision `maybe` in run r1"),
                 "{err}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn approvals_are_admitted_only_while_the_step_waits_for_them() {
+        use approval::Admission as A;
+        let (stores, _dir) = stores().await;
+        for store in stores {
+            store.create_run(&new_run("r1", &[])).await.unwrap();
+            let admit = |who: &'static str, decision| {
+                let store = store.clone();
+                async move {
+                    store
+                        .admit_approval("r1", "precheck", who, "alice", decision, None)
+                        .await
+                        .unwrap()
+                }
+            };
+            assert_eq!(
+                admit("bob", Decision::Approved).await,
+                A::NotWaiting,
+                "pending"
+            );
+            store
+                .execute_unchecked("UPDATE steps SET status = 'running', output = '{\"awaiting_approvals\": 2}' WHERE step_id = 'precheck'")
+                .await
+                .unwrap();
+            assert_eq!(admit("alice", Decision::Approved).await, A::Recorded);
+            assert_eq!(admit("bob", Decision::Approved).await, A::Recorded);
+            assert_eq!(admit("bob", Decision::Approved).await, A::AlreadyDecided);
+            assert_eq!(
+                admit("carol", Decision::Approved).await,
+                A::Recorded,
+                "the requester's approval does not count"
+            );
+            assert_eq!(admit("dave", Decision::Approved).await, A::Settled);
+            assert_eq!(admit("erin", Decision::Rejected).await, A::Settled);
+            let approvers: Vec<String> = store
+                .approvals("r1")
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|a| a.approver)
+                .collect();
+            assert_eq!(approvers, ["alice", "bob", "carol"]);
+
+            // One approver by default; a rejection settles the step too.
+            store.create_run(&new_run("r2", &[])).await.unwrap();
+            store
+                .execute_unchecked("UPDATE steps SET status = 'running' WHERE run_id = 'r2' AND step_id = 'precheck'")
+                .await
+                .unwrap();
+            let admit2 = |who: &'static str, decision| {
+                let store = store.clone();
+                async move {
+                    store
+                        .admit_approval("r2", "precheck", who, "alice", decision, None)
+                        .await
+                        .unwrap()
+                }
+            };
+            assert_eq!(admit2("bob", Decision::Rejected).await, A::Recorded);
+            assert_eq!(admit2("carol", Decision::Approved).await, A::Settled);
+            let events = store.events(None).await.unwrap();
+            let approvals = events.iter().filter(|e| e.kind == "approval").count();
+            assert_eq!(
+                approvals, 4,
+                "an audit event for each admitted decision only"
             );
         }
     }

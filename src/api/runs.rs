@@ -513,6 +513,9 @@ pub(super) async fn approve_run(
             DecideError::AlreadyDecided { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "already_decided", e.to_string())
             }
+            DecideError::Settled { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "approval_settled", e.to_string())
+            }
             DecideError::Store(e) => ApiError::from(e),
         })?;
     let view = ApprovalRecord {

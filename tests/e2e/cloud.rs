@@ -982,7 +982,12 @@ async fn runbooks_run_with_openstack_credentials_alone() {
     // Nor in the audit database (its files, write-ahead log included).
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         let path = entry.unwrap().path();
-        if path.file_name().unwrap().to_string_lossy().starts_with("audit.db") {
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("audit.db")
+        {
             let bytes = std::fs::read(&path).unwrap();
             for secret in [&creds.password, &creds.secret_key] {
                 assert!(

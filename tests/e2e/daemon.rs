@@ -385,10 +385,20 @@ async fn approvals_need_someone_other_than_the_requester_and_survive_in_the_stor
         .wait_for(&run, |d| d["run"]["status"] != "running")
         .await;
     assert_eq!(done["run"]["status"], "succeeded");
+    // One approver was needed and had approved: the late one is refused
+    // (while the step still runs, or after it) and not recorded.
+    assert_eq!(status, 409, "{body}");
     assert!(
-        status == 201 || body["code"] == "no_approval_pending",
+        body["code"] == "approval_settled" || body["code"] == "no_approval_pending",
         "{body}"
     );
+    let approvers: Vec<Value> = done["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["approver"].clone())
+        .collect();
+    assert_eq!(approvers, [json!("operator2")]);
     assert_eq!(
         api.sim
             .sim

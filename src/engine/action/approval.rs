@@ -100,6 +100,9 @@ async fn approval_from_api<C: Cloud>(
 ) -> Result<Value, StepError> {
     let store = &s.engine.store;
     let (run_id, step_id) = (&s.ctx.run.id, &s.step.id);
+    store
+        .await_approvals(run_id, step_id, needed as u32, prompt)
+        .await?;
     s.emit(RunEvent::AwaitingApproval {
         step_id: step_id.clone(),
         prompt: prompt.to_string(),
