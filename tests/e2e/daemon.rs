@@ -180,7 +180,7 @@ impl Api {
 fn waiting_for_approval(d: &Value) -> bool {
     d["steps"].as_array().is_some_and(|s| {
         s.iter()
-            .any(|s| s["step_id"] == "approve" && s["status"] == "running")
+            .any(|s| s["step_id"] == "approve" && s["output"]["awaiting_approvals"].is_number())
     })
 }
 
