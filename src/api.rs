@@ -61,7 +61,7 @@ pub fn router(daemon: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(ui::router())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::map_response(error::body_too_large))
+        .layer(axum::middleware::map_response(error::json_errors))
         .with_state(daemon)
 }
 

@@ -9,7 +9,7 @@ macro_rules! string_enum {
         $(#[$meta])*
         #[derive(
             Debug, Clone, Copy, PartialEq, Eq, Hash,
-            serde::Deserialize, serde::Serialize, schemars::JsonSchema, utoipa::ToSchema,
+            serde::Deserialize, serde::Serialize, schemars::JsonSchema,
         )]
         pub enum $name {
             $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
@@ -27,6 +27,17 @@ macro_rules! string_enum {
                 match text { $($text => Some($name::$variant),)+ _ => None }
             }
         }
+        // Written out, not derived: the derive names the variants as Rust
+        // spells them, not as they are serialised.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($text),+]))
+                    .into()
+            }
+        }
+        impl utoipa::ToSchema for $name {}
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())

@@ -13,7 +13,9 @@ use crate::store::Event;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub(super) struct EventsQuery {
-    /// Only events at or after this time (RFC 3339).
+    /// Only events at or after this time (RFC 3339, e.g.
+    /// `2026-12-01T00:00:00Z`).
+    #[param(format = DateTime)]
     since: Option<String>,
 }
 

@@ -129,26 +129,38 @@ fn block_summaries(steps: &[StepRecord]) -> Vec<BlockSummary> {
     out
 }
 
+/// The most runs one list answers.
+pub const MAX_LIST: u32 = 1000;
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub(super) struct ListQuery {
-    /// Newest first; at most this many (default 50).
+    /// Newest first; at most this many (1 to 1000, default 50).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     /// Only runs with this status.
-    status: Option<String>,
+    status: Option<RunStatus>,
 }
 
 #[utoipa::path(get, path = "/runs", tag = "runs", params(ListQuery), security(("bearer" = [])),
-    responses((status = 200, body = Vec<RunRecord>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = Vec<RunRecord>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(super) async fn list_runs(
     State(d): State<AppState>,
     caller: Caller,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<RunRecord>>, ApiError> {
     caller.require(Permission::Read)?;
-    let runs = d.store().runs(q.limit.unwrap_or(50).min(1000)).await?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=MAX_LIST).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_limit",
+            format!("limit must be 1 to {MAX_LIST}, not {limit}"),
+        ));
+    }
+    let runs = d.store().runs(limit).await?;
     Ok(Json(
         runs.into_iter()
-            .filter(|r| q.status.as_deref().is_none_or(|s| r.status == s))
+            .filter(|r| q.status.is_none_or(|s| r.status == s))
             .collect(),
     ))
 }
@@ -179,8 +191,12 @@ pub struct RunCreated {
 #[utoipa::path(post, path = "/runs", tag = "runs", request_body = TriggerBody, security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header, description = "Repeat a request safely: the same key (and body) returns the same run")),
     responses((status = 201, body = RunCreated), (status = 200, description = "The run of an earlier request with this Idempotency-Key", body = RunCreated),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        (status = 400, description = "Not a run request, or a parameter that is not a string, number or boolean (`malformed_json`, `bad_param_type`, `bad_idempotency_key`)", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "No such runbook (`unknown_runbook`)", body = ErrorBody),
+        (status = 409, description = "A target of the run is in use by another run (`target_in_use`)", body = ErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB (`body_too_large`)", body = ErrorBody),
+        (status = 415, description = "The body is not declared as JSON (`unsupported_media_type`)", body = ErrorBody),
+        (status = 422, description = "Parameters the runbook does not accept, or a missing required one (`invalid_params`); an Idempotency-Key reused with another body (`idempotency_key_reused`)", body = ErrorBody)))]
 pub(super) async fn create_run(
     State(d): State<AppState>,
     caller: Caller,
@@ -191,6 +207,7 @@ pub(super) async fn create_run(
     if !allows(caller.role, Permission::TriggerDrill) {
         caller.require(Permission::TriggerAny)?;
     }
+    super::error::require_json(&headers)?;
     let request: TriggerBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -450,6 +467,7 @@ pub struct ApprovalBody {
 /// An approval decision.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = ApprovalDecision)]
 pub enum Decision {
     /// Let the run go on.
     Approve,
@@ -458,16 +476,22 @@ pub enum Decision {
 }
 
 #[utoipa::path(post, path = "/runs/{id}/approvals", tag = "runs", request_body = ApprovalBody, params(("id" = String, Path, description = "Run id")), security(("bearer" = [])),
-    responses((status = 201, body = ApprovalRecord), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = ApprovalRecord), (status = 400, description = "Not a decision (`malformed_json`, `comment_too_long`)", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, description = "Not allowed, or the run's requester (`requester_cannot_approve`)", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The run is not waiting for an approval (`no_approval_pending`), the step has its approvals already (`approval_settled`), or this approver decided already (`already_decided`)", body = ErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB (`body_too_large`)", body = ErrorBody),
+        (status = 415, description = "The body is not declared as JSON (`unsupported_media_type`)", body = ErrorBody)))]
 pub(super) async fn approve_run(
     State(d): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<ApprovalRecord>), ApiError> {
     caller.require(Permission::Operate)?;
     checked_run_id(&id)?;
+    super::error::require_json(&headers)?;
     let request: ApprovalBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

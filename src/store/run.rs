@@ -135,12 +135,21 @@ pub struct StepRecord {
     /// Main or finally.
     pub phase: Phase,
     pub status: StepStatus,
-    /// Output (JSON).
+    /// Output (JSON): `{}` until the step has one.
     #[schema(value_type = Object)]
+    #[serde(serialize_with = "object_or_empty")]
     pub output: Option<Value>,
     pub error: Option<String>,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+}
+
+/// A step's output as the API shows it: an object, `{}` when there is none.
+fn object_or_empty<S: serde::Serializer>(output: &Option<Value>, s: S) -> Result<S::Ok, S::Error> {
+    match output {
+        Some(v) => v.serialize(s),
+        None => serde_json::Map::new().serialize(s),
+    }
 }
 
 impl Store {
