@@ -165,4 +165,34 @@ mod tests {
             "bearer"
         );
     }
+
+    #[test]
+    fn the_schemas_say_what_goes_over_the_wire() {
+        let doc = openapi_document();
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(
+            schemas["RunStatus"]["enum"],
+            serde_json::json!(["running", "succeeded", "failed", "cancelled"])
+        );
+        assert_eq!(
+            schemas["Trigger"]["enum"],
+            serde_json::json!(["cli", "api", "schedule"])
+        );
+        // The API's approve/reject and the store's approved/rejected are two
+        // schemas, not one name that hides the other.
+        assert_eq!(
+            schemas["ApprovalDecision"]["enum"],
+            serde_json::json!(["approve", "reject"])
+        );
+        let limit = doc["paths"]["/v1/runs"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "limit")
+            .unwrap();
+        assert_eq!(
+            (&limit["schema"]["minimum"], &limit["schema"]["maximum"]),
+            (&serde_json::json!(1), &serde_json::json!(1000))
+        );
+    }
 }

@@ -656,3 +656,31 @@ fn run_record(r: &AnyRow) -> Result<RunRecord, StoreError> {
         owner: r.get(16),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_without_output_shows_an_empty_object() {
+        let mut step = StepRecord {
+            step_id: "check".into(),
+            phase: Phase::Main,
+            position: 0,
+            status: StepStatus::Pending,
+            output: None,
+            error: None,
+            started_at: None,
+            finished_at: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&step).unwrap()["output"],
+            serde_json::json!({})
+        );
+        step.output = Some(serde_json::json!({"status": "available"}));
+        assert_eq!(
+            serde_json::to_value(&step).unwrap()["output"]["status"],
+            "available"
+        );
+    }
+}

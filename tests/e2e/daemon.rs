@@ -588,6 +588,77 @@ async fn untrusted_input_gets_bounded_answers_that_name_the_problem() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_the_router_makes_is_json_with_a_code() {
+    let api = start().await;
+    let send = |method: Method, path: &str| {
+        api.http
+            .request(method, format!("{}{path}", api.url))
+            .bearer_auth(token("admin"))
+    };
+    let read = |answer: reqwest::Response| async move {
+        let status = answer.status().as_u16();
+        let kind = answer.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let allow = answer
+            .headers()
+            .get("allow")
+            .map(|v| v.to_str().unwrap().to_string());
+        let body: Value = answer.json().await.unwrap();
+        assert!(kind.starts_with("application/json"), "{kind}: {body}");
+        assert!(!body["message"].as_str().unwrap().is_empty(), "{body}");
+        (status, body["code"].as_str().unwrap().to_string(), allow)
+    };
+    let (status, code, _) = read(send(Method::GET, "/v1/nothing-here").send().await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (404, "not_found"));
+    let (status, code, allow) = read(send(Method::DELETE, "/v1/runs").send().await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (405, "method_not_allowed"));
+    assert!(allow.unwrap().contains("POST"), "the Allow header stays");
+    let plain = send(Method::POST, "/v1/runs")
+        .header("content-type", "text/plain")
+        .body(r#"{"runbook": "evs-switchover", "params": {"group_id": "g1"}}"#)
+        .send()
+        .await
+        .unwrap();
+    let (status, code, _) = read(plain).await;
+    assert_eq!((status, code.as_str()), (415, "unsupported_media_type"));
+    let broken = send(Method::POST, "/v1/runs")
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    let (status, code, _) = read(broken).await;
+    assert_eq!((status, code.as_str()), (400, "malformed_json"));
+    for query in ["limit=abc", "status=sleeping"] {
+        let answer = send(Method::GET, &format!("/v1/runs?{query}"))
+            .send()
+            .await
+            .unwrap();
+        let (status, code, _) = read(answer).await;
+        assert_eq!((status, code.as_str()), (400, "bad_request"), "{query}");
+    }
+    for query in ["limit=0", "limit=1001"] {
+        let answer = send(Method::GET, &format!("/v1/runs?{query}"))
+            .send()
+            .await
+            .unwrap();
+        let (status, code, _) = read(answer).await;
+        assert_eq!((status, code.as_str()), (400, "bad_limit"), "{query}");
+    }
+    let answer = send(Method::GET, "/v1/runs?limit=1000&status=running")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert!(
+        api.daemon.store().runs(10).await.unwrap().is_empty(),
+        "no run started"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_key_returns_the_same_run() {
     let api = start().await;
     let send = |body: Value| {
