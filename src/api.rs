@@ -17,6 +17,9 @@ pub mod ui;
 
 use std::sync::Arc;
 
+use std::collections::BTreeMap;
+
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::Value;
@@ -25,6 +28,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::daemon::Daemon;
+use crate::runbook::{Runbook, params};
 pub use audit::VerifyView;
 use auth::BearerAuth;
 pub use auth::{Caller, Permission, allows};
@@ -51,9 +55,9 @@ pub fn router(daemon: AppState) -> Router {
         .nest("/v1", v1)
         .route(
             "/v1/openapi.json",
-            get(move || {
+            get(move |State(d): State<AppState>| {
                 let document = document.clone();
-                async move { Json((*document).clone()) }
+                async move { Json(with_runbooks(&document, &d.registry().runbooks)) }
             }),
         )
         .route("/healthz", get(|| async { "ok" }))
@@ -91,6 +95,24 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
 /// The OpenAPI document (as served at `/v1/openapi.json`).
 pub fn openapi_document() -> Value {
     prefixed(openapi_router().split_for_parts().1)
+}
+
+/// The document with the run request of each loaded runbook: `TriggerBody`
+/// becomes one of them, each with the parameters it takes.
+pub fn with_runbooks(document: &Value, runbooks: &BTreeMap<String, Runbook>) -> Value {
+    let mut doc = document.clone();
+    if runbooks.is_empty() {
+        return doc;
+    }
+    let one_of: Vec<Value> = runbooks.values().map(params::request_schema).collect();
+    if let Some(body) = doc.pointer_mut("/components/schemas/TriggerBody") {
+        let description = body.get("description").cloned();
+        *body = serde_json::json!({ "oneOf": one_of });
+        if let Some(text) = description {
+            body["description"] = text;
+        }
+    }
+    doc
 }
 
 /// The routes are served under `/v1`: the document says so in its paths.

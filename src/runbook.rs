@@ -7,6 +7,7 @@
 //! Nothing here talks to the cloud or the database.
 
 pub mod model;
+pub mod params;
 pub mod schema;
 pub mod template;
 mod validate;
@@ -192,8 +193,9 @@ impl Runbook {
     }
 }
 
-/// The longest parameter value accepted, in bytes.
-pub const MAX_PARAM_BYTES: usize = 4096;
+/// The longest parameter value accepted, in characters (a `list` is bounded
+/// by where it comes from: the API's body limit, the file, the command line).
+pub const MAX_PARAM_CHARS: usize = 4096;
 
 pub(crate) fn resolve_params(
     declared: &[Param],
@@ -211,11 +213,15 @@ pub(crate) fn resolve_params(
     }
     for param in declared {
         match given.get(&param.name).or(param.default.as_ref()) {
-            Some(value) if value.len() > MAX_PARAM_BYTES => problems.push(format!(
-                "parameter `{}` is {} bytes long; a value may have at most {MAX_PARAM_BYTES}",
-                param.name,
-                value.len()
-            )),
+            Some(value)
+                if param.kind != ParamType::List && value.chars().count() > MAX_PARAM_CHARS =>
+            {
+                problems.push(format!(
+                    "parameter `{}` has {} characters; a value may have at most {MAX_PARAM_CHARS}",
+                    param.name,
+                    value.chars().count()
+                ))
+            }
             Some(value) => match param.kind.check(value) {
                 Ok(()) => {
                     out.insert(param.name.clone(), value.clone());

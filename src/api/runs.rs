@@ -20,7 +20,8 @@ use super::{MAX_COMMENT_CHARS, MAX_IDEMPOTENCY_KEY};
 use crate::daemon::{Daemon, DecideError, TriggerError};
 use crate::engine::RunEvent;
 use crate::engine::run::EngineError;
-use crate::runbook::Kind;
+use crate::runbook::params::ValueError;
+use crate::runbook::{self, Kind};
 use crate::store::{self, ApprovalRecord, RunRecord, RunStatus, StepRecord, StoreError, Trigger};
 
 /// A run id from a path, checked before it is looked up or echoed.
@@ -189,7 +190,8 @@ pub struct RunCreated {
 }
 
 #[utoipa::path(post, path = "/runs", tag = "runs", request_body = TriggerBody, security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Repeat a request safely: the same key (and body) returns the same run")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]{1,255}$",
+        description = "Repeat a request safely: the same key (and body) returns the same run; 1 to 255 visible ASCII characters, no spaces")),
     responses((status = 201, body = RunCreated), (status = 200, description = "The run of an earlier request with this Idempotency-Key", body = RunCreated),
         (status = 400, description = "Not a run request, or a parameter that is not a string, number or boolean (`malformed_json`, `bad_param_type`, `bad_idempotency_key`)", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "No such runbook (`unknown_runbook`)", body = ErrorBody),
@@ -240,20 +242,24 @@ pub(super) async fn create_run(
         })?;
     }
     let mut params = BTreeMap::new();
-    for (k, v) in &request.params {
-        let text = match v {
-            Value::String(s) => s.clone(),
-            Value::Number(n) => n.to_string(),
-            Value::Bool(b) => b.to_string(),
-            other => {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "bad_param_type",
-                    format!("parameter `{k}` must be a string, number or boolean, found {other}"),
-                ));
+    for (name, value) in &request.params {
+        let text = match runbook.params.iter().find(|p| &p.name == name) {
+            Some(param) => {
+                runbook::params::from_json(runbook, param, value).map_err(|e| match e {
+                    ValueError::Type(m) => {
+                        ApiError::new(StatusCode::BAD_REQUEST, "bad_param_type", m)
+                    }
+                    ValueError::Value(m) => {
+                        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_params", m)
+                    }
+                })?
             }
+            // Not declared: the run's check names it (with a suggestion).
+            None => value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_string),
         };
-        params.insert(k.clone(), text);
+        params.insert(name.clone(), text);
     }
     let key = match headers.get("idempotency-key") {
         None => None,
@@ -261,13 +267,16 @@ pub(super) async fn create_run(
             let text = v
                 .to_str()
                 .ok()
-                .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY)
+                .filter(|k| {
+                    (1..=MAX_IDEMPOTENCY_KEY).contains(&k.len())
+                        && k.bytes().all(|b| b.is_ascii_graphic())
+                })
                 .ok_or_else(|| {
                     ApiError::new(
                         StatusCode::BAD_REQUEST,
                         "bad_idempotency_key",
                         format!(
-                            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+                            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters without spaces"
                         ),
                     )
                 })?;

@@ -134,11 +134,15 @@ pub fn parse_list(value: &str) -> Result<Vec<String>, String> {
         return serde_json::from_str::<Vec<String>>(text)
             .map_err(|e| format!("expected a JSON array of strings, found `{text}`: {e}"));
     }
-    Ok(text
-        .split(|c: char| c == ',' || c.is_whitespace())
+    Ok(words(text))
+}
+
+/// The words of a text separated by commas or white space.
+pub fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| c == ',' || c.is_whitespace())
         .filter(|w| !w.is_empty())
         .map(str::to_string)
-        .collect())
+        .collect()
 }
 
 /// A retry policy as written; every field is optional and falls back to the

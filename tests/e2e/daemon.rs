@@ -466,13 +466,43 @@ async fn bad_requests_name_the_problem() {
             "{\"runbook\": \"evs-switchover\", \"params\": {\"group_id\": {\"a\": 1}}}",
             400,
             "bad_param_type",
-            "parameter `group_id` must be a string",
+            "parameter `group_id` is of type string: expected a JSON string, found an object",
+        ),
+        (
+            "{\"runbook\": \"evs-switchover\", \"params\": {\"group_id\": 17}}",
+            400,
+            "bad_param_type",
+            "expected a JSON string, found a number",
+        ),
+        (
+            "{\"runbook\": \"evs-switchover\", \"params\": {\"group_id\": \" g1\"}}",
+            422,
+            "invalid_params",
+            "`group_id`: ` g1` is not an id",
+        ),
+        (
+            "{\"runbook\": \"evs-az-switchover\", \"params\": {\"from_az\": \"eu-de-01\", \"max_parallel\": \"2 \"}}",
+            422,
+            "invalid_params",
+            "expected an integer of at most 18 digits",
+        ),
+        (
+            "{\"runbook\": \"evs-az-switchover\", \"params\": {\"from_az\": \"eu-de-01\", \"max_parallel\": 2.5}}",
+            422,
+            "invalid_params",
+            "expected an integer of at most 18 digits, found 2.5",
+        ),
+        (
+            "{\"runbook\": \"evs-az-switchover\", \"params\": {\"from_az\": \"eu-de-01\", \"group_ids\": [1, 2]}}",
+            400,
+            "bad_param_type",
+            "a list holds strings only",
         ),
         (
             "{\"runbook\": \"evs-switchover\", \"params\": {\"group_id\": \"g1\", \"verify_timeout\": \"soon\"}}",
             422,
             "invalid_params",
-            "invalid duration `soon`",
+            "expected one number and unit of at most a week",
         ),
         (
             "{\"runbook\": \"evs-switchover\", \"parms\": {}}",
@@ -509,6 +539,69 @@ async fn bad_requests_name_the_problem() {
         .call(Some("admin"), Method::GET, "/v1/runs/nope", None)
         .await;
     assert_eq!(status, 404);
+
+    // JSON integers and arrays are taken for integer and list parameters,
+    // and recorded as the text a run keeps.
+    let (status, body) = api
+        .call(
+            Some("admin"),
+            Method::POST,
+            "/v1/runs",
+            Some(
+                json!({"runbook": "evs-az-switchover", "dry_run": true, "params": {
+                "from_az": "eu-de-01", "max_parallel": 2, "group_ids": ["g2"]}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let run = api
+        .daemon
+        .store()
+        .run(body["id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.params["max_parallel"], "2");
+    assert_eq!(run.params["group_ids"], r#"["g2"]"#);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_states_each_runbooks_parameters() {
+    let api = start().await;
+    let (status, doc) = api
+        .call(Some("viewer"), Method::GET, "/v1/openapi.json", None)
+        .await;
+    assert_eq!(status, 200);
+    let requests = doc["components"]["schemas"]["TriggerBody"]["oneOf"]
+        .as_array()
+        .unwrap();
+    let names: Vec<&str> = requests
+        .iter()
+        .map(|r| r["properties"]["runbook"]["enum"][0].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"evs-switchover") && names.contains(&"sdrs-drill"),
+        "{names:?}"
+    );
+    let switchover = requests
+        .iter()
+        .find(|r| r["title"] == "evs-switchover")
+        .unwrap();
+    let params = &switchover["properties"]["params"];
+    assert_eq!(params["required"], json!(["group_id"]));
+    assert_eq!(params["additionalProperties"], false);
+    assert_eq!(
+        params["properties"]["group_id"]["pattern"],
+        "^[A-Za-z0-9-]{1,64}$"
+    );
+    assert_eq!(switchover["required"], json!(["runbook", "params"]));
+    let plan = requests
+        .iter()
+        .find(|r| r["title"] == "evs-az-switchover")
+        .unwrap();
+    let max_parallel = &plan["properties"]["params"]["properties"]["max_parallel"];
+    assert_eq!(max_parallel["type"], json!(["integer", "string"]));
+    assert_eq!(max_parallel["default"], "10");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -40,7 +40,7 @@ async fn ids_from_parameters_are_checked_before_the_run_starts() {
         ("g1?x=1", "parameter `group_id`"),
         ("g1/", "parameter `group_id`"),
         ("", "parameter `group_id`"),
-        (&huge, "parameter `group_id` is 1900000 bytes long"),
+        (&huge, "parameter `group_id` has 1900000 characters"),
     ];
     for (value, expected) in cases {
         let err = engine
