@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod auth;
+mod body;
 pub mod error;
 pub mod evidence;
 pub mod health;
@@ -51,6 +52,8 @@ struct ApiDoc;
 pub fn router(daemon: AppState) -> Router {
     let (v1, openapi) = openapi_router().split_for_parts();
     let document = Arc::new(prefixed(openapi));
+    // Server settings take effect at start, not on reload.
+    let body_timeout = daemon.config().api_limits.body_timeout;
     Router::new()
         .nest("/v1", v1)
         .route(
@@ -65,6 +68,9 @@ pub fn router(daemon: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(ui::router())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            body::read_in_time(body_timeout, request, next)
+        }))
         .layer(axum::middleware::map_response(error::json_errors))
         .with_state(daemon)
 }

@@ -7,6 +7,7 @@
 //! Errors carry the same quality as runbook errors: file, line, column (or the
 //! environment variable), what was found and what was expected.
 
+mod api;
 mod audit;
 mod cloud;
 pub mod endpoint;
@@ -16,10 +17,11 @@ mod rate;
 
 pub use rate::{DEFAULT_THROTTLE_RETRIES, RateConfig};
 
+pub use api::ServerLimits;
 pub use audit::AuditConfig;
 pub use node::NodeConfig;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -50,6 +52,8 @@ pub struct Config {
     pub api_server: String,
     /// Bearer tokens accepted by the API.
     pub api_tokens: Vec<ApiToken>,
+    /// Timeouts and the connection limit of the API server.
+    pub api_limits: ServerLimits,
     /// Log output.
     pub log_format: LogFormat,
     /// Cloud access.
@@ -217,7 +221,7 @@ struct RawConfig {
     #[serde(default)]
     runbooks: Checked<RawRunbooks>,
     #[serde(default)]
-    api: Checked<RawApi>,
+    api: Checked<api::RawApi>,
     #[serde(default)]
     log: Checked<RawLog>,
     #[serde(default)]
@@ -244,25 +248,6 @@ struct RawDatabase {
 struct RawRunbooks {
     #[serde(default)]
     dir: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct RawApi {
-    #[serde(default)]
-    listen: Option<Located<String>>,
-    #[serde(default)]
-    server: Option<Located<String>>,
-    #[serde(default)]
-    tokens: Vec<Checked<RawToken>>,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct RawToken {
-    name: Located<String>,
-    role: Role,
-    sha256: Located<String>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -447,54 +432,7 @@ fn build(raw: RawConfig, sink: &Sink) -> Config {
         None => "sqlite://data/drover.db".to_string(),
     };
 
-    let api = raw.api.0.unwrap_or_default();
-    let api_listen = match api.listen {
-        Some(l) => l.value.parse().unwrap_or_else(|_| {
-            sink.error(
-                &l.loc,
-                format!(
-                    "api.listen: expected an address such as `127.0.0.1:8080`, found `{}`",
-                    l.value
-                ),
-            );
-            default_listen()
-        }),
-        None => default_listen(),
-    };
-    let api_server = match api.server {
-        Some(s) => {
-            check_url(&s, "api.server", sink);
-            s.value.trim_end_matches('/').to_string()
-        }
-        None => format!("http://{api_listen}"),
-    };
-    let mut names = HashSet::new();
-    let mut api_tokens = Vec::new();
-    for token in api.tokens.into_iter().filter_map(|t| t.0) {
-        if !names.insert(token.name.value.clone()) {
-            sink.error(
-                &token.name.loc,
-                format!("duplicate token name `{}`", token.name.value),
-            );
-        }
-        let digest = token.sha256.value.to_ascii_lowercase();
-        if digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()) {
-            // The value may be a token pasted by mistake: never echo it.
-            sink.error(
-                &token.sha256.loc,
-                format!(
-                    "api.tokens `{}`: sha256 must be 64 hex characters (the digest of the token, e.g. from `printf %s \"$TOKEN\" | sha256sum`), found {} characters",
-                    token.name.value,
-                    digest.len()
-                ),
-            );
-        }
-        api_tokens.push(ApiToken {
-            name: token.name.value,
-            role: token.role,
-            sha256: digest,
-        });
-    }
+    let api = api::build(raw.api.0.unwrap_or_default(), sink);
 
     let log_format = raw.log.0.and_then(|l| l.format.0).unwrap_or_default();
     let cloud = cloud::build(raw.cloud.0.unwrap_or_default(), sink);
@@ -529,9 +467,10 @@ fn build(raw: RawConfig, sink: &Sink) -> Config {
                 .and_then(|r| r.dir)
                 .unwrap_or_else(|| "runbooks".into()),
         ),
-        api_listen,
-        api_server,
-        api_tokens,
+        api_listen: api.listen,
+        api_server: api.server,
+        api_tokens: api.tokens,
+        api_limits: api.limits,
         log_format,
         cloud,
         scheduler,
@@ -539,10 +478,6 @@ fn build(raw: RawConfig, sink: &Sink) -> Config {
         node,
         audit,
     }
-}
-
-fn default_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 8080))
 }
 
 fn check_url(url: &Located<String>, what: &str, sink: &Sink) {

@@ -8,6 +8,7 @@
 
 pub mod checkpoint;
 pub mod follow;
+pub mod http;
 mod service;
 
 pub use service::{DaemonLauncher, handle_signals, serve};

@@ -108,9 +108,7 @@ pub async fn serve(
         database = %crate::redact::url(&config.database_url),
         "drover daemon serving http://{addr}/v1"
     );
-    let server =
-        axum::serve(listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    server.await?;
+    super::http::serve_http(listener, router, config.api_limits, shutdown.clone()).await;
     takeover.abort();
     scheduler_stop.cancel();
     let _ = scheduler.await;
