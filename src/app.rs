@@ -2,23 +2,25 @@
 //! engine; runbook lookup by name or path; live progress output; the demo.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use secrecy::SecretString;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+mod progress;
+
+pub use progress::{PLAN_VIEW_ITEMS, PlanView, progress_printer};
 
 use crate::cloud::CloudClient;
 use crate::config::{CloudAuth, CloudConfig, Config};
-use crate::engine::{Approvals, Engine, EventSink, Prompted, RunEvent, RunRequest, RunSummary};
+use crate::engine::{Approvals, Engine, Prompted, RunRequest, RunSummary};
 use crate::runbook::{self, Runbook};
 use crate::sim::faults::{FaultRule, Faults};
 use crate::sim::{SimConfig, Simulator};
-use crate::store::{IntentOutcome, RunStatus, StepStatus, Store, Trigger};
+use crate::store::{RunStatus, StepStatus, Store, Trigger};
 
 /// What a command wants the process to exit with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,222 +97,6 @@ pub fn parse_params(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>
                 .ok_or_else(|| anyhow!("-p {p}: expected KEY=VALUE"))
         })
         .collect()
-}
-
-/// Prints run events as they happen: one line each, with the time since start.
-pub fn progress_printer(json: bool) -> EventSink {
-    let start = Instant::now();
-    let out = Arc::new(Mutex::new((std::io::stdout(), PlanView::default())));
-    Arc::new(move |event: &RunEvent| {
-        let mut guard = out.lock().unwrap_or_else(|p| p.into_inner());
-        let (out, plan) = &mut *guard;
-        if json {
-            let _ = writeln!(out, "{}", serde_json::to_string(event).unwrap_or_default());
-            return;
-        }
-        let t = start.elapsed().as_secs_f64();
-        let Some(line) = plan.line(event) else {
-            return;
-        };
-        let _ = writeln!(out, "[{t:7.1}s] {line}");
-    })
-}
-
-/// Blocks with more items than this are shown as a plan view (counts)
-/// instead of a line per item and step.
-pub const PLAN_VIEW_ITEMS: usize = 10;
-
-/// What the progress printer knows of the blocks it has seen.
-#[derive(Debug, Default)]
-pub struct PlanView {
-    blocks: BTreeMap<String, BlockProgress>,
-}
-
-#[derive(Debug, Default)]
-struct BlockProgress {
-    items: usize,
-    in_flight: usize,
-    done: usize,
-    failed: usize,
-    skipped: usize,
-}
-
-impl BlockProgress {
-    fn counts(&self) -> String {
-        format!(
-            "{} of {} done, {} failed, {} skipped, {} in flight",
-            self.done, self.items, self.failed, self.skipped, self.in_flight
-        )
-    }
-}
-
-impl PlanView {
-    fn is_plan(&self, block: &str) -> bool {
-        self.blocks
-            .get(block)
-            .is_some_and(|b| b.items > PLAN_VIEW_ITEMS)
-    }
-
-    /// The line to print for `event`, or `None` when the plan view hides it.
-    pub fn line(&mut self, event: &RunEvent) -> Option<String> {
-        let step_of = |e: &RunEvent| -> Option<String> {
-            let value = serde_json::to_value(e).ok()?;
-            value.get("step_id")?.as_str().map(str::to_string)
-        };
-        if let Some(id) = step_of(event)
-            && let Some((block, _, Some(_))) = crate::engine::plan::split_item_id(&id)
-            && self.is_plan(block)
-        {
-            return None;
-        }
-        Some(match event {
-            RunEvent::BlockStarted {
-                step_id,
-                items,
-                max_parallel,
-            } => {
-                self.blocks.insert(
-                    step_id.clone(),
-                    BlockProgress {
-                        items: *items,
-                        ..BlockProgress::default()
-                    },
-                );
-                format!("{step_id:<18} for each of {items} items, {max_parallel} at a time")
-            }
-            RunEvent::ItemStarted {
-                step_id,
-                index,
-                item,
-            } => {
-                let b = self.blocks.entry(step_id.clone()).or_default();
-                b.in_flight += 1;
-                if self.is_plan(step_id) {
-                    return None;
-                }
-                format!("{:<18} {item} ...", format!("{step_id}[{index}]"))
-            }
-            RunEvent::ItemFinished {
-                step_id,
-                index,
-                item,
-                status,
-                error,
-            } => {
-                let plan = self.is_plan(step_id);
-                let b = self.blocks.entry(step_id.clone()).or_default();
-                match status {
-                    StepStatus::Succeeded => b.done += 1,
-                    StepStatus::Failed => b.failed += 1,
-                    _ => b.skipped += 1,
-                }
-                if *status != StepStatus::Skipped {
-                    b.in_flight = b.in_flight.saturating_sub(1);
-                }
-                let what = match error {
-                    Some(e) => format!("{status}: {e}"),
-                    None => status.to_string(),
-                };
-                if plan {
-                    // Failures are always named; successes only counted.
-                    match status {
-                        StepStatus::Failed => {
-                            format!("{step_id:<18} {item} {what}; {}", b.counts())
-                        }
-                        _ => format!("{step_id:<18} {}", b.counts()),
-                    }
-                } else {
-                    format!("{:<18} {item} {what}", format!("{step_id}[{index}]"))
-                }
-            }
-            other => step_line(other)?,
-        })
-    }
-}
-
-/// The line of an event outside the plan view.
-fn step_line(event: &RunEvent) -> Option<String> {
-    let line = match event {
-        RunEvent::RunStarted {
-            run_id,
-            runbook,
-            resumed,
-            dry_run,
-        } => format!(
-            "{} run {run_id} ({runbook}){}",
-            if *resumed { "resuming" } else { "starting" },
-            if *dry_run {
-                ", DRY RUN: no change is sent"
-            } else {
-                ""
-            }
-        ),
-        RunEvent::StepStarted { step_id, action } => format!("{step_id:<18} {action} ..."),
-        RunEvent::StepSkipped { step_id, reason } => format!("{step_id:<18} skipped: {reason}"),
-        RunEvent::StepAlreadyDone { step_id, status } => {
-            format!("{step_id:<18} already {status} (not run again)")
-        }
-        RunEvent::Retrying {
-            step_id,
-            attempt,
-            max_attempts,
-            delay_ms,
-            reason,
-            ..
-        } => {
-            format!(
-                "{step_id:<18} attempt {attempt}/{max_attempts} failed, retrying in {:.1}s: {reason}",
-                *delay_ms as f64 / 1e3
-            )
-        }
-        RunEvent::Waiting { step_id, observed } => format!("{step_id:<18} waiting: {observed}"),
-        RunEvent::Ambiguous { step_id, reason } => {
-            format!("{step_id:<18} no clear answer ({reason}); re-reading before any re-send")
-        }
-        RunEvent::Reconciled {
-            step_id,
-            outcome,
-            evidence,
-        } => format!(
-            "{step_id:<18} re-read: {} ({evidence})",
-            if *outcome == IntentOutcome::Applied {
-                "the action took effect, not sending again"
-            } else {
-                "the action did not take effect"
-            }
-        ),
-        RunEvent::WouldSend { step_id, request } => {
-            format!("{step_id:<18} dry run, would send: {request}")
-        }
-        RunEvent::AwaitingApproval {
-            step_id,
-            prompt,
-            needed,
-        } => {
-            format!("{step_id:<18} waiting for {needed} approval(s): {prompt}")
-        }
-        RunEvent::Approved { step_id, approver } => {
-            format!("{step_id:<18} approved by {approver}")
-        }
-        RunEvent::Note { step_id, message } => format!("{step_id:<18} {message}"),
-        RunEvent::StepFinished {
-            step_id,
-            status,
-            duration_ms,
-            error,
-        } => match error {
-            None => format!("{step_id:<18} {status} ({:.1}s)", *duration_ms as f64 / 1e3),
-            Some(e) => format!(
-                "{step_id:<18} {status} ({:.1}s): {e}",
-                *duration_ms as f64 / 1e3
-            ),
-        },
-        RunEvent::RunFinished { .. }
-        | RunEvent::BlockStarted { .. }
-        | RunEvent::ItemStarted { .. }
-        | RunEvent::ItemFinished { .. } => return None,
-    };
-    Some(line)
 }
 
 /// One readable paragraph about how a run ended.

@@ -22,6 +22,11 @@ pub struct Cli {
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
+    /// More log lines on stderr: `-v` info, `-vv` debug (`RUST_LOG` wins).
+    /// Without it, commands log warnings and errors only; the daemon and
+    /// the simulator, which are services, log at info.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 /// drover's commands.
@@ -309,6 +314,18 @@ impl Cli {
                 .map(|c| c.log_format)
                 .unwrap_or_default(),
             _ => crate::config::LogFormat::Text,
+        }
+    }
+
+    /// The log level when `RUST_LOG` does not set one. A command's progress
+    /// goes to stdout; its log lines would only repeat it.
+    pub fn log_level(&self) -> &'static str {
+        let service = matches!(self.command, Command::Daemon { .. } | Command::Sim(_));
+        match (self.verbose, service) {
+            (0, false) => "warn",
+            (0, true) | (1, _) => "info",
+            (2, _) => "debug",
+            _ => "trace",
         }
     }
 }

@@ -91,6 +91,10 @@ pub enum RunEvent {
     /// A failed attempt will be tried again.
     Retrying {
         step_id: String,
+        /// The request retried, e.g. `GET consistency group g1`: each request
+        /// of a step counts its own attempts.
+        #[serde(default)]
+        request: String,
         /// The attempt that failed (1-based).
         attempt: u32,
         /// Attempts allowed.

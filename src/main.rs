@@ -9,8 +9,10 @@ use drover::cli::{self, Cli, Outcome};
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let _crash_points = drover::engine::crash::arm();
-    drover::telemetry::init(cli.log_format());
-    let mut stdout = std::io::stdout().lock();
+    drover::telemetry::init(cli.log_format(), cli.log_level());
+    // Not locked for the whole command: the live progress view draws from
+    // its own thread.
+    let mut stdout = std::io::stdout();
     match cli::run(cli, &mut stdout).await {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Failure) => ExitCode::from(1),

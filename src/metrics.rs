@@ -253,6 +253,7 @@ mod tests {
             Kind::Drill,
             &RunEvent::Retrying {
                 step_id: "a".into(),
+                request: "GET consistency group g1".into(),
                 attempt: 1,
                 max_attempts: 3,
                 delay_ms: 5,

@@ -307,6 +307,7 @@ impl<C: Cloud> StepRun<'_, C> {
         let result = retry::run(policy, self.deadline, op, |attempt, delay, error| {
             self.emit(RunEvent::Retrying {
                 step_id: self.step.id.clone(),
+                request: request.to_string(),
                 attempt,
                 max_attempts: policy.max_attempts,
                 delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),

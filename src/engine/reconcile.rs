@@ -454,6 +454,7 @@ pub(crate) async fn mutate<C: Cloud>(s: &StepRun<'_, C>, m: &Mutation) -> Result
         if policy.allows_another(attempt) {
             s.emit(RunEvent::Retrying {
                 step_id: step_id.clone(),
+                request: request.clone(),
                 attempt,
                 max_attempts: policy.max_attempts,
                 delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),

@@ -417,6 +417,28 @@ fn demo_runs_the_switchover_against_the_simulator() {
         "{text}"
     );
     assert!(db.exists());
+    // Piped, the progress is plain lines: no colours, no spinners, no
+    // redrawn lines; and the log does not repeat it on stderr.
+    assert!(!text.contains('\x1b') && !text.contains('\r'), "{text:?}");
+    let progress: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with('['))
+        .collect();
+    assert!(
+        progress
+            .iter()
+            .any(|l| l.ends_with("] switchover         evs.switchover ...")),
+        "{text}"
+    );
+    assert!(
+        progress
+            .iter()
+            .any(|l| l.contains("] verify             succeeded (")),
+        "{text}"
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!log.contains("INFO"), "info logs only with -v: {log}");
 }
 
 fn config_uses(config: &std::path::Path, url: &str) -> bool {

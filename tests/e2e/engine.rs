@@ -302,6 +302,28 @@ async fn a_lost_answer_that_did_not_act_is_sent_again_once() {
             .iter()
             .any(|e| matches!(e, RunEvent::Reconciled { outcome, .. } if *outcome == drover::store::IntentOutcome::NotApplied))
     );
+    // The retry names the request it counts: the POST, not the re-read.
+    let retries: Vec<(String, String, u32)> = h
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            RunEvent::Retrying {
+                step_id,
+                request,
+                attempt,
+                ..
+            } => Some((step_id, request, attempt)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        retries,
+        [(
+            "switchover".to_string(),
+            "POST os-vendor-replication-consistency-groups/g1/action".to_string(),
+            1
+        )]
+    );
 }
 
 #[tokio::test(start_paused = true)]
