@@ -9,6 +9,7 @@ use anyhow::Context;
 use super::AuditCommand;
 use crate::app::{self, Outcome};
 use crate::store::checkpoint::{Checkpoint, Mismatch};
+use crate::store::{AttemptKind, AttemptRecord};
 
 pub(super) async fn audit(
     config: Option<PathBuf>,
@@ -67,6 +68,10 @@ pub(super) async fn audit(
             )?;
             writeln!(
                 out,
+                "  (each request is shown at the time it was sent, with the cloud's answer)"
+            )?;
+            writeln!(
+                out,
                 "  runbook version {} from {}",
                 record.runbook_digest, record.runbook_path
             )?;
@@ -118,21 +123,20 @@ pub(super) async fn audit(
                         "    "
                     }
                 };
-                for a in attempts.iter().filter(|a| a.step_id == step.step_id) {
-                    writeln!(
-                        out,
-                        "{indent}{} #{} {:<10} {} -> {}{}{}",
-                        a.started_at,
-                        a.attempt,
-                        a.kind,
-                        a.request,
-                        a.outcome.as_deref().unwrap_or("NO OUTCOME (intent)"),
-                        a.http_status.map(|s| format!(" [{s}]")).unwrap_or_default(),
-                        a.error_code
-                            .as_deref()
-                            .map(|c| format!(" {c}"))
-                            .unwrap_or_default()
-                    )?;
+                let of_step: Vec<&AttemptRecord> = attempts
+                    .iter()
+                    .filter(|a| a.step_id == step.step_id)
+                    .collect();
+                for a in &of_step {
+                    // A re-read is shown with the intent it settled.
+                    if a.kind == AttemptKind::Reconcile
+                        && of_step
+                            .iter()
+                            .any(|i| i.kind == AttemptKind::Intent && i.attempt == a.attempt)
+                    {
+                        continue;
+                    }
+                    writeln!(out, "{indent}{}", attempt_line(a, &of_step))?;
                 }
                 for ap in approvals.iter().filter(|a| a.step_id == step.step_id) {
                     writeln!(out, "{indent}{} {} by {}", ap.at, ap.decision, ap.approver)?;
@@ -298,6 +302,56 @@ pub(super) async fn audit(
             Ok(Outcome::Success)
         }
     }
+}
+
+/// One request of a step: when it was sent, what it was, what the cloud
+/// answered and, for an intent, what settled it.
+fn attempt_line(a: &AttemptRecord, of_step: &[&AttemptRecord]) -> String {
+    let answer = match (a.http_status, a.error_code.as_deref()) {
+        (Some(status), Some(code)) => format!("answered {status} {code}"),
+        (Some(status), None) => format!("answered {status}"),
+        (None, _) if a.kind == AttemptKind::Intent && a.outcome.is_none() => {
+            "answer never recorded".to_string()
+        }
+        (None, _) => match (&a.error_message, a.kind) {
+            (Some(why), AttemptKind::Read | AttemptKind::Intent) => format!("no answer ({why})"),
+            _ => String::new(),
+        },
+    };
+    let outcome = a
+        .outcome
+        .as_deref()
+        .unwrap_or("NOT SETTLED: reconciled at resume");
+    let mut line = format!(
+        "{} #{} {:<10} {} -> {}",
+        a.started_at,
+        a.attempt,
+        a.kind,
+        a.request,
+        if answer.is_empty() {
+            outcome.to_string()
+        } else {
+            format!("{answer}; {outcome}")
+        }
+    );
+    if a.kind == AttemptKind::Intent
+        && let Some(re) = of_step
+            .iter()
+            .find(|r| r.kind == AttemptKind::Reconcile && r.attempt == a.attempt)
+    {
+        line.push_str(&format!(
+            " (settled by the re-read at {}: {})",
+            re.started_at,
+            re.error_message
+                .as_deref()
+                .unwrap_or("no evidence recorded")
+        ));
+    } else if a.kind == AttemptKind::Reconcile
+        && let Some(evidence) = &a.error_message
+    {
+        line.push_str(&format!(" ({evidence})"));
+    }
+    line
 }
 
 pub(super) fn parse_since(text: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {

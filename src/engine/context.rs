@@ -303,8 +303,8 @@ impl<C: Cloud> StepRun<'_, C> {
         Fut: std::future::Future<Output = Result<T, CloudError>>,
     {
         let policy = &self.step.retry;
-        let mut failures: Vec<(u32, Duration, CloudError)> = Vec::new();
-        let result = retry::run(policy, self.deadline, op, |attempt, delay, error| {
+        let mut failures: Vec<(u32, String, CloudError)> = Vec::new();
+        let result = retry::run(policy, self.deadline, op, |attempt, sent, delay, error| {
             self.emit(RunEvent::Retrying {
                 step_id: self.step.id.clone(),
                 request: request.to_string(),
@@ -314,17 +314,20 @@ impl<C: Cloud> StepRun<'_, C> {
                 status: error.status,
                 reason: error.to_string(),
             });
-            failures.push((attempt, delay, error.clone()));
+            failures.push((attempt, sent.to_string(), error.clone()));
         })
         .await;
-        for (attempt, _, e) in &failures {
+        for (attempt, sent, e) in failures {
             self.record(
-                *attempt,
+                attempt,
                 AttemptKind::Read,
                 request,
                 None,
                 None,
-                Some(failed_outcome("retried", e)),
+                Some(Outcome {
+                    sent_at: Some(sent),
+                    ..failed_outcome("retried", &e)
+                }),
             )
             .await?;
         }
@@ -478,6 +481,7 @@ pub(crate) fn failed_outcome(word: &str, e: &CloudError) -> Outcome {
         duration: Duration::ZERO,
         job_id: None,
         request_id: e.request_id.clone(),
+        sent_at: None,
     }
 }
 

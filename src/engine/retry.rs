@@ -45,12 +45,13 @@ fn unit_random() -> f64 {
 
 /// Runs `op` until it succeeds, fails with a non-retryable error, runs out of
 /// attempts, or the next wait would pass `deadline`. `on_retry` hears of each
-/// retry (attempt that failed, delay, error) before the wait.
+/// retry (attempt that failed, when it was sent, delay, error) before the
+/// wait.
 pub async fn run<T, F, Fut>(
     policy: &RetryPolicy,
     deadline: Option<Instant>,
     mut op: F,
-    mut on_retry: impl FnMut(u32, Duration, &CloudError),
+    mut on_retry: impl FnMut(u32, &str, Duration, &CloudError),
 ) -> Result<T, CloudError>
 where
     F: FnMut() -> Fut,
@@ -58,6 +59,7 @@ where
 {
     let mut attempt = 1;
     loop {
+        let sent = crate::store::now();
         let error = match op().await {
             Ok(value) => return Ok(value),
             Err(e) => e,
@@ -71,7 +73,7 @@ where
         }
         let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         tracing::info!(attempt, delay_ms, error = %error, "Retrying.");
-        on_retry(attempt, delay, &error);
+        on_retry(attempt, &sent, delay, &error);
         tokio::time::sleep(delay).await;
         attempt += 1;
     }
@@ -166,7 +168,7 @@ mod tests {
                     ))
                 }
             },
-            |_, _, _| panic!("no retry"),
+            |_, _, _, _| panic!("no retry"),
         )
         .await;
         assert_eq!(result.unwrap_err().reach, Reach::NotSent);
@@ -224,7 +226,7 @@ mod tests {
                     }
                 }
             },
-            |attempt, delay, _| seen.push((attempt, delay.as_secs())),
+            |attempt, _, delay, _| seen.push((attempt, delay.as_secs())),
         )
         .await;
         assert_eq!(result.unwrap(), 4);
@@ -250,7 +252,7 @@ mod tests {
                 calls += 1;
                 async { Err(failure(Some(502), None)) }
             },
-            |_, _, _| {},
+            |_, _, _, _| {},
         )
         .await;
         assert_eq!((r.unwrap_err().status, calls), (Some(502), 3));
@@ -263,7 +265,7 @@ mod tests {
                     calls += 1;
                     async move { Err(failure(Some(status), None)) }
                 },
-                |_, _, _| {},
+                |_, _, _, _| {},
             )
             .await;
             assert_eq!(
@@ -280,7 +282,7 @@ mod tests {
                 calls += 1;
                 async { Err(failure(None, None)) }
             },
-            |_, _, _| {},
+            |_, _, _, _| {},
         )
         .await;
         assert_eq!(
@@ -309,7 +311,7 @@ mod tests {
                     }
                 }
             },
-            |_, _, _| {},
+            |_, _, _, _| {},
         )
         .await;
         assert!(r.is_ok());
@@ -328,7 +330,7 @@ mod tests {
                 calls += 1;
                 async { Err(failure(Some(503), None)) }
             },
-            |_, _, _| {},
+            |_, _, _, _| {},
         )
         .await;
         assert!(r.is_err());

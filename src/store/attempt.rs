@@ -79,6 +79,9 @@ pub struct Outcome {
     pub job_id: Option<String>,
     /// The cloud's request id of the answer (`X-Request-Id` or the error body).
     pub request_id: Option<String>,
+    /// When the request was sent, if not `duration` before it is recorded
+    /// (a retried read is recorded after its retries).
+    pub sent_at: Option<String>,
 }
 
 impl AttemptRecord {
@@ -137,7 +140,16 @@ impl Store {
     ) -> Result<i64, StoreError> {
         self.write_unguarded(async |tx| {
             self.fence(tx, &a.run_id).await?;
-            let at = now();
+            // `started_at` is when the request was sent: an intent is
+            // written just before; an answer `duration` after.
+            let at = match outcome {
+                None => now(),
+                Some(o) => o.sent_at.clone().unwrap_or_else(|| {
+                    let sent = chrono::Utc::now()
+                        - chrono::Duration::from_std(o.duration).unwrap_or_default();
+                    sent.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                }),
+            };
             let kind = if outcome.is_none() {
                 "step.intent"
             } else {

@@ -113,7 +113,7 @@ async fn audit_cycle(database: Option<String>) {
     assert!(
         show.contains("step switchover")
             && show.contains("intent")
-            && show.contains("-> accepted [200]"),
+            && show.contains("-> answered 200; accepted"),
         "{show}"
     );
     assert!(show.contains("approved by alice"), "{show}");
@@ -487,4 +487,71 @@ async fn audit_show_groups_a_plans_attempts_under_each_item() {
             "{show}"
         );
     }
+}
+
+/// `audit show` puts each request at the time it was sent (a retried read is
+/// recorded only after its retries) and shows an intent with the cloud's
+/// answer and the re-read that settled it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_show_gives_send_times_answers_and_the_settling_re_read() {
+    use drover::sim::faults::{Fault, Forced};
+    let w = CliWorld::new(None).await;
+    // A fixed 300 ms backoff, so the retried reads are that far apart.
+    let text = std::fs::read_to_string(repo("runbooks/evs-switchover.yaml"))
+        .unwrap()
+        .replace(
+            "backoff: { initial: 1s, max: 30s, multiplier: 2, jitter: full }",
+            "backoff: { initial: 300ms, max: 300ms, jitter: none }",
+        );
+    assert!(text.contains("initial: 300ms"));
+    let runbook = w.dir.path().join("evs-switchover.yaml");
+    std::fs::write(&runbook, text).unwrap();
+    for (endpoint, fault, count) in [
+        ("evs.get", Fault::Status503, 2),
+        ("evs.action", Fault::Status504, 1),
+    ] {
+        w.h.sim.sim.force(Forced {
+            endpoint: endpoint.into(),
+            fault,
+            count,
+        });
+    }
+    let out = w.run(&[
+        "run",
+        runbook.to_str().unwrap(),
+        "-p",
+        "group_id=g1",
+        "--approve",
+        "alice",
+    ]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    let show = stdout(&w.run(&["audit", "show", &printed_run_id(&text)]));
+    let at = |line: &str| {
+        chrono::DateTime::parse_from_rfc3339(line.split_whitespace().next().unwrap()).unwrap()
+    };
+    let reads: Vec<&str> = show
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.contains(" read GET consistency group g1 -> answered 503"))
+        .collect();
+    assert_eq!(reads.len(), 2, "{show}");
+    let apart = at(reads[1]) - at(reads[0]);
+    assert!(
+        apart >= chrono::Duration::milliseconds(290),
+        "sent 300 ms apart, shown {apart} apart:\n{show}"
+    );
+    let intent = show
+        .lines()
+        .find(|l| l.contains("#1 intent POST"))
+        .unwrap_or_else(|| panic!("{show}"));
+    assert!(
+        intent.contains("-> answered 504")
+            && intent.contains("; not_applied (settled by the re-read at 20"),
+        "{show}"
+    );
+    assert!(
+        !show.contains(" reconcile "),
+        "the re-read is shown with its intent:\n{show}"
+    );
 }
