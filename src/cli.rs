@@ -15,9 +15,17 @@ mod report;
 use crate::runbook::{self, Runbook};
 use crate::yaml::Diagnostic;
 
+/// `drover --version`: the crate version and the commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("DROVER_COMMIT"),
+    ")"
+);
+
 /// drover: disaster-recovery runbooks for Open Telekom Cloud storage replication.
 #[derive(Debug, Parser)]
-#[command(name = "drover", version, about, propagate_version = true)]
+#[command(name = "drover", version = VERSION, about, propagate_version = true)]
 pub struct Cli {
     /// The command to run.
     #[command(subcommand)]
@@ -77,6 +85,15 @@ pub enum Command {
     /// Evidence: one run as a self-contained HTML report, or the compliance
     /// summary of a period (`--since 90d`).
     Report(ReportArgs),
+    /// Print a shell completion script: `drover completions bash >
+    /// /etc/bash_completion.d/drover`, or for zsh or fish.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), made from these commands:
+    /// `drover man > /usr/local/share/man/man1/drover.1`.
+    Man,
     /// Read and verify the audit trail.
     Audit {
         /// Config file (default: config/drover.yaml if present).
@@ -258,6 +275,16 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             command,
         } => crate::client::runs(server, config, command, out).await,
         Command::Validate { paths, json } => validate(&paths, json, out),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "drover", out);
+            Ok(Outcome::Success)
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(command).render(out)?;
+            Ok(Outcome::Success)
+        }
         Command::Schema => {
             let schema = runbook::schema::runbook_schema();
             writeln!(out, "{}", serde_json::to_string_pretty(&schema)?)?;

@@ -555,3 +555,60 @@ async fn audit_show_gives_send_times_answers_and_the_settling_re_read() {
         "the re-read is shown with its intent:\n{show}"
     );
 }
+
+/// Completions and the man page come from the command definitions, so every
+/// command is in them; `--version` names the commit.
+#[test]
+fn completions_man_page_and_version_come_from_the_commands() {
+    let drover = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_drover"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout(&out)
+    };
+    let commands = [
+        "run",
+        "demo",
+        "daemon",
+        "runs",
+        "audit",
+        "report",
+        "validate",
+        "completions",
+    ];
+    for (shell, marker) in [
+        ("bash", "_drover()"),
+        ("zsh", "#compdef drover"),
+        ("fish", "complete -c drover"),
+    ] {
+        let script = drover(&["completions", shell]);
+        assert!(script.contains(marker), "{shell}: {script}");
+        for command in commands {
+            assert!(script.contains(command), "{shell} lacks {command}");
+        }
+    }
+    // Subcommands' options too: `drover run --dry-run`.
+    assert!(drover(&["completions", "bash"]).contains("--dry-run"));
+    let man = drover(&["man"]);
+    assert!(man.contains(".TH drover 1"), "{man}");
+    for command in commands {
+        assert!(man.contains(command), "the man page lacks {command}");
+    }
+    let version = drover(&["--version"]);
+    let commit = version
+        .trim()
+        .strip_prefix(&format!("drover {} (commit ", env!("CARGO_PKG_VERSION")))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{version}"));
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "{version}"
+    );
+}
