@@ -300,6 +300,22 @@ impl PlanView {
     }
 }
 
+/// What the cloud answered, without the request (when it is the one named,
+/// by its `method`, or any with `None`; a token request a read needed stays
+/// named) or the cloud's request id (both are in the audit trail).
+fn short_answer(reason: &str, method: Option<&str>) -> String {
+    let answer = match reason.split_once(" answered ") {
+        Some((asked, answer)) if method.is_none_or(|m| asked.split(' ').next() == Some(m)) => {
+            answer.to_string()
+        }
+        _ => reason.to_string(),
+    };
+    match answer.rfind(" (request id ") {
+        Some(at) if answer.ends_with(')') => answer[..at].to_string(),
+        _ => answer,
+    }
+}
+
 /// The line of an event outside the plan view.
 fn step_line(event: &RunEvent) -> Option<String> {
     let line = match event {
@@ -331,13 +347,8 @@ fn step_line(event: &RunEvent) -> Option<String> {
             reason,
             ..
         } => {
-            // The answer alone when it is to the request named (the token
-            // request a read needed is named in full).
             let method = request.split(' ').next().unwrap_or_default();
-            let answer = match reason.split_once(" answered ") {
-                Some((asked, answer)) if asked.split(' ').next() == Some(method) => answer,
-                _ => reason.as_str(),
-            };
+            let answer = short_answer(reason, Some(method));
             format!(
                 "{step_id:<18} {request}: attempt {attempt}/{max_attempts} failed, again in {:.1}s: {answer}",
                 *delay_ms as f64 / 1e3
@@ -345,7 +356,8 @@ fn step_line(event: &RunEvent) -> Option<String> {
         }
         RunEvent::Waiting { step_id, observed } => format!("{step_id:<18} waiting: {observed}"),
         RunEvent::Ambiguous { step_id, reason } => {
-            format!("{step_id:<18} no clear answer ({reason}); re-reading before any re-send")
+            let answer = short_answer(reason, None);
+            format!("{step_id:<18} no clear answer ({answer}); re-reading before any re-send")
         }
         RunEvent::Reconciled {
             step_id,
@@ -477,14 +489,16 @@ mod tests {
             max_attempts: 6,
             delay_ms: 600,
             status: Some(503),
-            reason: "GET ... answered 503".into(),
+            reason: "GET /v2/p/groups/g1 answered 503 (request id 42)".into(),
         });
         view.show(&finished("quick", StepStatus::Succeeded, 700));
         let screen = term.contents();
         let rows: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
         assert_eq!(rows.len(), 3, "{screen}");
         assert!(
-            rows[0].contains("quick              GET consistency group g1: attempt 1/6 failed"),
+            rows[0].contains(
+                "quick              GET consistency group g1: attempt 1/6 failed, again in 0.6s: 503"
+            ),
             "{screen}"
         );
         assert!(
@@ -504,6 +518,46 @@ mod tests {
         assert!(
             lines_with(&term.contents(), "slow").is_empty(),
             "the live line is cleared"
+        );
+    }
+
+    #[test]
+    fn a_line_gives_the_cloud_s_answer_once_without_its_request_id() {
+        let retry = |request: &str, reason: &str| {
+            step_line(&RunEvent::Retrying {
+                step_id: "s".into(),
+                request: request.into(),
+                attempt: 2,
+                max_attempts: 6,
+                delay_ms: 1500,
+                status: Some(503),
+                reason: reason.into(),
+            })
+            .unwrap()
+        };
+        assert_eq!(
+            retry(
+                "POST os-vendor-replication-consistency-groups/g1/action",
+                "POST /v2/p/os-vendor-replication-consistency-groups/g1/action answered 503 SIM.503: busy (request id 7)"
+            ),
+            "s                  POST os-vendor-replication-consistency-groups/g1/action: attempt 2/6 failed, again in 1.5s: 503 SIM.503: busy"
+        );
+        // The token request a read needed is another request: named.
+        assert!(
+            retry(
+                "GET consistency group g1",
+                "POST /v3/auth/tokens answered 503 X: y"
+            )
+            .ends_with("again in 1.5s: POST /v3/auth/tokens answered 503 X: y")
+        );
+        let ambiguous = step_line(&RunEvent::Ambiguous {
+            step_id: "s".into(),
+            reason: "POST /v2/p/x/action answered 504 (request id 9)".into(),
+        })
+        .unwrap();
+        assert_eq!(
+            ambiguous,
+            "s                  no clear answer (504); re-reading before any re-send"
         );
     }
 }
