@@ -193,7 +193,8 @@ pub struct RunCreated {
     params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]{1,255}$",
         description = "Repeat a request safely: the same key (and body) returns the same run; 1 to 255 visible ASCII characters, no spaces")),
     responses((status = 201, body = RunCreated), (status = 200, description = "The run of an earlier request with this Idempotency-Key", body = RunCreated),
-        (status = 400, description = "Not a run request, or a parameter that is not a string, number or boolean (`malformed_json`, `bad_param_type`, `bad_idempotency_key`)", body = ErrorBody),
+        (status = 400, description = "Not a run request, a parameter of the wrong JSON type for its declared type (`malformed_json`, `bad_param_type`), or a bad Idempotency-Key (`bad_idempotency_key`)", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within `api.body_timeout` (`request_timeout`)", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "No such runbook (`unknown_runbook`)", body = ErrorBody),
         (status = 409, description = "A target of the run is in use by another run (`target_in_use`)", body = ErrorBody),
         (status = 413, description = "The body is larger than 64 KiB (`body_too_large`)", body = ErrorBody),
@@ -439,7 +440,9 @@ pub struct CancelAccepted {
 }
 
 #[utoipa::path(post, path = "/runs/{id}/cancel", tag = "runs", params(("id" = String, Path, description = "Run id")), security(("bearer" = [])),
-    responses((status = 202, body = CancelAccepted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 202, body = CancelAccepted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 408, description = "A body was sent and did not arrive within `api.body_timeout` (`request_timeout`)", body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
 pub(super) async fn cancel_run(
     State(d): State<AppState>,
     caller: Caller,
@@ -488,6 +491,7 @@ pub enum Decision {
     responses((status = 201, body = ApprovalRecord), (status = 400, description = "Not a decision (`malformed_json`, `comment_too_long`)", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, description = "Not allowed, or the run's requester (`requester_cannot_approve`)", body = ErrorBody),
         (status = 404, body = ErrorBody),
+        (status = 408, description = "The body did not arrive within `api.body_timeout` (`request_timeout`)", body = ErrorBody),
         (status = 409, description = "The run is not waiting for an approval (`no_approval_pending`), the step has its approvals already (`approval_settled`), or this approver decided already (`already_decided`)", body = ErrorBody),
         (status = 413, description = "The body is larger than 64 KiB (`body_too_large`)", body = ErrorBody),
         (status = 415, description = "The body is not declared as JSON (`unsupported_media_type`)", body = ErrorBody)))]
