@@ -612,3 +612,66 @@ fn completions_man_page_and_version_come_from_the_commands() {
         "{version}"
     );
 }
+
+/// On a terminal (a pseudo-terminal from util-linux `script`) the demo
+/// shows the live view: spinners, coloured lines; with `NO_COLOR` the same
+/// view without colours.
+#[test]
+fn on_a_terminal_the_demo_is_live_and_no_color_takes_the_colours_away() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping: no `script` (util-linux) to make a terminal");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let on_terminal = |no_color: bool| {
+        let db = dir.path().join(format!("demo-{no_color}.db"));
+        let mut command = std::process::Command::new("script");
+        command
+            .args([
+                "-qec",
+                &format!("'{}' demo", env!("CARGO_BIN_EXE_drover")),
+                "/dev/null",
+            ])
+            .current_dir(repo(""))
+            .env("DROVER_DATABASE__URL", format!("sqlite://{}", db.display()))
+            .env("TERM", "xterm-256color")
+            .env_remove("NO_COLOR")
+            .env_remove("CLICOLOR_FORCE");
+        if no_color {
+            command.env("NO_COLOR", "1");
+        }
+        let out = command.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("(evs-switchover) succeeded"), "{text}");
+        text
+    };
+    // A colour is `ESC [ 3x m` (or with attributes before it).
+    let colours = |text: &str| {
+        text.match_indices("\x1b[")
+            .filter(|(at, _)| {
+                let rest = &text[at + 2..];
+                let end = rest.find('m').unwrap_or(0);
+                end > 0
+                    && rest[..end].chars().all(|c| c.is_ascii_digit() || c == ';')
+                    && rest[..end]
+                        .split(';')
+                        .any(|p| p.len() == 2 && p.starts_with('3'))
+            })
+            .count()
+    };
+    let spinner = |text: &str| "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏".chars().any(|c| text.contains(c));
+    // Both at once: each demo takes some seconds.
+    let (coloured, plain) = std::thread::scope(|s| {
+        let coloured = s.spawn(|| on_terminal(false));
+        let plain = on_terminal(true);
+        (coloured.join().unwrap(), plain)
+    });
+    assert!(spinner(&coloured) && colours(&coloured) > 0, "{coloured:?}");
+    assert!(spinner(&plain), "{plain:?}");
+    assert_eq!(colours(&plain), 0, "{plain:?}");
+}
