@@ -16,9 +16,8 @@ pub mod runbooks;
 pub mod runs;
 pub mod ui;
 
-use std::sync::Arc;
-
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::routing::get;
