@@ -343,7 +343,12 @@ impl Backend {
 
 /// Current time as stored.
 pub fn now() -> String {
-    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    timestamp(Utc::now())
+}
+
+/// A time as stored: RFC 3339, UTC, milliseconds.
+pub fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// The store. Clones share its connections.
@@ -465,9 +470,7 @@ impl Store {
 
     /// Audit events in chain order, optionally only those at or after `since`.
     pub async fn events(&self, since: Option<DateTime<Utc>>) -> Result<Vec<Event>, StoreError> {
-        let since = since
-            .map(|s| s.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-            .unwrap_or_default();
+        let since = since.map(timestamp).unwrap_or_default();
         let rows = sqlx::query("SELECT seq, at, actor, kind, run_id, step_id, data, prev_hash, hash FROM audit_events WHERE at >= $1 ORDER BY seq")
             .bind(since)
             .fetch_all(&mut *self.db.read().await)

@@ -1,6 +1,6 @@
 //! Tracing setup: text or JSON lines on stderr, filtered by `RUST_LOG`
-//! (default: the level the command asks for). Secrets never reach here: they are `SecretString`s and
-//! are not formatted.
+//! (default: the level the command asks for). Secrets never reach here: they
+//! are `SecretString`s and are not formatted.
 
 use tracing_subscriber::EnvFilter;
 

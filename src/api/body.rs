@@ -3,9 +3,9 @@
 //! `request_timeout`) and [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES) (else
 //! 413 `body_too_large`). A client trickling a body cannot hold a handler.
 
-use axum::body::{Body, HttpBody};
 use std::time::Duration;
 
+use axum::body::{Body, HttpBody};
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::middleware::Next;
@@ -24,12 +24,7 @@ pub(super) async fn read_in_time(timeout: Duration, request: Request, next: Next
     let bytes = match tokio::time::timeout(timeout, read).await {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(e)) if e.is::<LengthLimitError>() => {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
-            )
-            .into_response();
+            return ApiError::body_too_large().into_response();
         }
         Ok(Err(_)) => {
             return ApiError::new(

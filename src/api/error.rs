@@ -37,6 +37,17 @@ impl ApiError {
     pub(super) fn not_found(what: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", what)
     }
+    /// A body over [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES).
+    pub(super) fn body_too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!(
+                "the request body is larger than {} bytes",
+                super::MAX_BODY_BYTES
+            ),
+        )
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -82,19 +93,15 @@ pub(super) async fn json_errors(response: Response) -> Response {
     if content_type.starts_with("application/json") || content_type.starts_with("text/html") {
         return response;
     }
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::body_too_large().into_response();
+    }
     let (parts, body) = response.into_parts();
     let text = axum::body::to_bytes(body, 4096)
         .await
         .map(|b| String::from_utf8_lossy(&b).trim().to_string())
         .unwrap_or_default();
     let (code, message) = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => (
-            "body_too_large",
-            format!(
-                "the request body is larger than {} bytes",
-                super::MAX_BODY_BYTES
-            ),
-        ),
         StatusCode::NOT_FOUND => ("not_found", "no such route".to_string()),
         StatusCode::METHOD_NOT_ALLOWED => (
             "method_not_allowed",

@@ -14,6 +14,11 @@ pub const MAX_LEN: usize = 64;
 /// The longest DR drill name accepted (the drill API's limit).
 pub const MAX_NAME_LEN: usize = 64;
 
+/// [`check`] as a JSON Schema pattern, for the API's documents.
+pub const PATTERN: &str = "^[A-Za-z0-9-]{1,64}$";
+/// [`check_name`] as a JSON Schema pattern.
+pub const NAME_PATTERN: &str = "^[A-Za-z0-9._-]{1,64}$";
+
 /// Checks `value` as a cloud id; the reason if it is not one.
 pub fn check(value: &str) -> Result<(), String> {
     if value.is_empty() {
@@ -104,6 +109,37 @@ fn shown(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_patterns_say_what_the_checks_do() {
+        let matches = |pattern: &str, value: &str| {
+            jsonschema::is_valid(
+                &serde_json::json!({ "type": "string", "pattern": pattern }),
+                &serde_json::json!(value),
+            )
+        };
+        let long = "a".repeat(MAX_LEN + 1);
+        for value in [
+            "g1",
+            "",
+            "a-b",
+            "a.b",
+            "a_b",
+            "a b",
+            "g1/..",
+            "ü",
+            "x\n",
+            &long,
+            &long[1..],
+        ] {
+            assert_eq!(matches(PATTERN, value), check(value).is_ok(), "{value:?}");
+            assert_eq!(
+                matches(NAME_PATTERN, value),
+                check_name(value).is_ok(),
+                "{value:?}"
+            );
+        }
+    }
 
     #[test]
     fn ids_are_checked() {

@@ -136,7 +136,7 @@ impl Summary {
         max_drill_age: Duration,
         now: DateTime<Utc>,
     ) -> Result<Summary, ReportError> {
-        let since_text = since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let since_text = crate::store::timestamp(since);
         let runs = store.runs_since(&since_text, runbook).await?;
         let mut groups: Vec<Group> = Vec::new();
         for run in &runs {

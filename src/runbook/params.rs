@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::model::{IdField, parse_duration, words};
 use super::{MAX_PARAM_CHARS, Param, ParamType, Runbook};
+use crate::cloud::id;
 
 /// The largest magnitude of an `integer` parameter (18 digits).
 pub const MAX_INTEGER: i64 = 999_999_999_999_999_999;
@@ -145,11 +146,10 @@ pub fn request_schema(runbook: &Runbook) -> Value {
 fn value_schema(runbook: &Runbook, param: &Param) -> Value {
     let mut schema = match param.kind {
         ParamType::String => match id_field(runbook, &param.name) {
+            // An id, or empty: the drill then makes its own VPC.
             Some(IdField::Vpc) => json!({ "type": "string", "pattern": "^[A-Za-z0-9-]{0,64}$" }),
-            Some(IdField::DrillName) => {
-                json!({ "type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$" })
-            }
-            Some(_) => json!({ "type": "string", "pattern": "^[A-Za-z0-9-]{1,64}$" }),
+            Some(IdField::DrillName) => json!({ "type": "string", "pattern": id::NAME_PATTERN }),
+            Some(_) => json!({ "type": "string", "pattern": id::PATTERN }),
             None => json!({ "type": "string", "maxLength": MAX_PARAM_CHARS }),
         },
         ParamType::Integer => json!({

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row;
 
-use super::{Store, StoreError, json_column, now};
+use super::{Store, StoreError, json_column, now, timestamp};
 use crate::spelling::string_enum;
 
 string_enum! {
@@ -145,9 +145,10 @@ impl Store {
             let at = match outcome {
                 None => now(),
                 Some(o) => o.sent_at.clone().unwrap_or_else(|| {
-                    let sent = chrono::Utc::now()
-                        - chrono::Duration::from_std(o.duration).unwrap_or_default();
-                    sent.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                    timestamp(
+                        chrono::Utc::now()
+                            - chrono::Duration::from_std(o.duration).unwrap_or_default(),
+                    )
                 }),
             };
             let kind = if outcome.is_none() {
